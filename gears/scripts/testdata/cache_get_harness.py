@@ -1,0 +1,441 @@
+"""Unit tests of cache_get.py's flow with RedisGears' runtime faked in-process.
+
+Run: python3 gears/scripts/testdata/cache_get_harness.py   (cacheget_test.go runs it too)
+
+The fakes model what matters to cache_get: execute() on a dict store, atomic() as one global lock,
+gearsFuture() resolved from any thread, flat_error(), log(), isAsyncAllow(). A trigger call runs the
+registration's two steps as RedisGears does: cache_get, then (on the value or the future's value)
+cache_get_store. The origin is a real HTTP server on 127.0.0.1. End-to-end behaviour on a
+RedisGears-compatible server is covered by cacheget_test.go.
+"""
+
+import ast
+import http.server
+import os
+import pickle
+import sys
+import threading
+import time
+import types
+import unittest
+
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'cache_get.py')
+
+
+def read_script():
+    with open(SCRIPT) as f:
+        return f.read()
+
+
+class FlatError(Exception):
+    pass
+
+
+class Future(object):
+    def __init__(self):
+        self.ev = threading.Event()
+        self.value = None
+
+    def continueRun(self, v):
+        if self.ev.is_set():
+            raise Exception('future already resolved')
+        self.value = v
+        self.ev.set()
+
+    def continueFailed(self, e):
+        raise AssertionError('cache_get must resolve with continueRun only, got continueFailed(%r)' % (e,))
+
+
+class Runtime(object):
+    """One fake RedisGears shard running one cache_get registration."""
+
+    def __init__(self, settings=None):
+        self.store = {}  # key -> (bytes, expires_at or None)
+        self.lock = threading.RLock()
+        self.local = threading.local()
+        self.logs = []
+        self.commands = []
+        self.thread_violations = []
+        self.async_allowed = True
+        src = read_script()
+        if settings:
+            start = src.index('# --- cache_get settings')
+            end = src.index('# --- end of cache_get settings ---')
+            lines = ['%s = %r' % (k, v) for k, v in sorted(settings.items())]
+            src = src[:start] + '# --- cache_get settings\n' + '\n'.join(lines) + '\n' + src[end:]
+        self.g = {
+            'execute': self.execute, 'atomic': self.atomic, 'log': self.log, 'gearsFuture': self.future,
+            'flat_error': self.flat_error, 'isAsyncAllow': lambda: self.async_allowed, '__name__': 'not_main',
+        }
+        exec(compile(src, 'cache_get.py', 'exec'), self.g)
+
+    # -- the runtime API -------------------------------------------------------------------------
+    def in_step(self):
+        return getattr(self.local, 'step', False)
+
+    def check_thread(self, what):
+        if not self.in_step():
+            # A real RedisGears 1.2 deadlocks when a thread the script started touches Redis.
+            self.thread_violations.append(what)
+
+    def execute(self, cmd, *args):
+        self.check_thread('execute')
+        with self.lock:
+            self.commands.append((cmd.upper(),) + args)
+            cmd = cmd.upper()
+            if cmd == 'GET':
+                v = self.store.get(args[0])
+                if v is None:
+                    return None
+                if v[1] is not None and time.time() >= v[1]:
+                    del self.store[args[0]]
+                    return None
+                try:
+                    return v[0].decode('utf-8')
+                except UnicodeDecodeError:
+                    return bytearray(v[0])
+            if cmd == 'SET':
+                val = args[1]
+                if isinstance(val, str):
+                    val = val.encode('utf-8')
+                exp = None
+                if len(args) >= 4 and args[2].upper() == 'PX':
+                    exp = time.time() + int(args[3]) / 1000.0
+                self.store[args[0]] = (bytes(val), exp)
+                return 'OK'
+            raise Exception('fake execute: unsupported %s' % cmd)
+
+    def atomic(self):
+        self.check_thread('atomic')
+        rt = self
+
+        class Ctx(object):
+            def __enter__(self):
+                rt.lock.acquire()
+
+            def __exit__(self, *a):
+                rt.lock.release()
+        return Ctx()
+
+    def log(self, msg, level='notice'):
+        self.check_thread('log')
+        self.logs.append((level, msg))
+
+    def future(self):
+        if not self.in_step():
+            raise Exception('Future object can only be created inside certain execution steps')
+        return Future()
+
+    def flat_error(self, msg):
+        raise FlatError(msg)
+
+    # -- a trigger -------------------------------------------------------------------------------
+    def trigger(self, *args):
+        """RG.TRIGGER cache_get *args: returns bytes or raises FlatError with the reply's error text."""
+        self.local.step = True
+        try:
+            v = self.g['cache_get'](*args)
+        finally:
+            self.local.step = False
+        if isinstance(v, Future):
+            if not v.ev.wait(30):
+                raise AssertionError('a waiter hung')
+            v = v.value
+        self.local.step = True
+        try:
+            return self.g['cache_get_store'](v)
+        finally:
+            self.local.step = False
+
+
+class Origin(object):
+    """A local HTTP origin with a counter, a concurrency gauge and per-path behaviour."""
+
+    def __init__(self):
+        self.count = 0
+        self.active = 0
+        self.max_active = 0
+        self.mu = threading.Lock()
+        self.latency = 0.05
+        self.status = 200
+        self.body = b'hello'
+        self.trickle = False
+        origin = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.1'
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                with origin.mu:
+                    origin.count += 1
+                    origin.active += 1
+                    origin.max_active = max(origin.max_active, origin.active)
+                try:
+                    time.sleep(origin.latency)
+                    if self.path.startswith('/redirect'):
+                        self.send_response(302)
+                        self.send_header('Location', self.path[len('/redirect'):])
+                        self.send_header('Content-Length', '0')
+                        self.end_headers()
+                        return
+                    body = origin.body if origin.status == 200 else b'nope'
+                    self.send_response(origin.status)
+                    self.send_header('Content-Length', str(len(body)))
+                    self.end_headers()
+                    if origin.trickle:
+                        for i in range(len(body)):
+                            self.wfile.write(body[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                    else:
+                        self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    with origin.mu:
+                        origin.active -= 1
+
+        self.srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)
+        self.srv.daemon_threads = True
+        self.base = 'http://127.0.0.1:%d' % self.srv.server_address[1]
+        self.thread = threading.Thread(target=self.srv.serve_forever)
+        self.thread.daemon = True
+        self.thread.start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def run_all(fn, n):
+    out = [None] * n
+    threads = []
+    for i in range(n):
+        def body(i=i):
+            try:
+                out[i] = ('ok', fn(i))
+            except FlatError as e:
+                out[i] = ('err', str(e))
+        t = threading.Thread(target=body)
+        threads.append(t)
+        t.start()
+    for t in threads:
+        t.join(30)
+    return out
+
+
+class CacheGetTest(unittest.TestCase):
+    def setUp(self):
+        self.origin = Origin()
+        self.rt = Runtime()
+
+    def tearDown(self):
+        self.origin.close()
+        self.assertEqual(self.rt.thread_violations, [], 'a thread the script started touched Redis')
+
+    def test_python37_syntax(self):
+        ast.parse(read_script(), feature_version=(3, 7))
+
+    def test_functions_pickle(self):
+        # register() pickles the callbacks by value with the globals they reference.
+        # The runtime's functions are C functions of the redisgears module on a real server, pickled by
+        # reference: an importable stand-in module plays that part here.
+        import cloudpickle
+        mod = types.ModuleType('cache_get_fake_redisgears')
+        exec('def execute(*a): pass\ndef atomic(): pass\ndef log(*a, **k): pass\n'
+             'def gearsFuture(): pass\ndef flat_error(m): pass\ndef isAsyncAllow(): return True\n', mod.__dict__)
+        sys.modules[mod.__name__] = mod
+        g = dict(mod.__dict__)
+        g['__name__'] = 'not_main'
+        del g['__builtins__']
+        exec(compile(read_script(), 'cache_get.py', 'exec'), g)
+        for name in ('cache_get', 'cache_get_store'):
+            data = cloudpickle.dumps(g[name])
+            self.assertTrue(callable(pickle.loads(data)))
+
+    def test_miss_then_hit(self):
+        url = self.origin.base + '/a.png'
+        self.assertEqual(self.rt.trigger(url), b'hello')
+        self.assertEqual(self.rt.trigger(url), b'hello')
+        self.assertEqual(self.origin.count, 1)
+        keys = list(self.rt.store)
+        self.assertEqual(len(keys), 1)
+        self.assertTrue(keys[0].startswith('cache_get:{') and keys[0].endswith('}'), keys[0])
+        self.assertEqual(self.rt.g['_CACHE_GET_STATE']['inflight'], {})
+        msgs = [m for _, m in self.rt.logs]
+        self.assertTrue(any('request #1' in m and 'miss, downloading' in m for m in msgs), msgs)
+        self.assertTrue(any('stored 5 bytes (status 200' in m for m in msgs), msgs)
+        self.assertTrue(any('request #2' in m and 'hit' in m for m in msgs), msgs)
+
+    def test_concurrent_one_download(self):
+        self.origin.latency = 0.3
+        url = self.origin.base + '/one.png'
+        out = run_all(lambda i: self.rt.trigger(url), 100)
+        self.assertEqual(out, [('ok', b'hello')] * 100)
+        self.assertEqual(self.origin.count, 1)
+        sets = [c for c in self.rt.commands if c[0] == 'SET']
+        self.assertEqual(len(sets), 1)
+
+    def test_many_urls_in_parallel(self):
+        self.origin.latency = 0.3
+        out = run_all(lambda i: self.rt.trigger('%s/img%d.png' % (self.origin.base, i)), 30)
+        self.assertEqual(out, [('ok', b'hello')] * 30)
+        self.assertEqual(self.origin.count, 30)
+        self.assertGreater(self.origin.max_active, 20)
+
+    def test_failure_status_every_waiter_same_error_then_retry(self):
+        self.origin.status = 404
+        self.origin.latency = 0.2
+        url = self.origin.base + '/missing.png'
+        out = run_all(lambda i: self.rt.trigger(url), 20)
+        want = ('err', 'cache_get: GET %s: status 404' % url)
+        self.assertEqual(out, [want] * 20)
+        self.assertEqual(self.origin.count, 1)
+        self.assertEqual(self.rt.store, {})
+        self.origin.status = 200
+        self.assertEqual(self.rt.trigger(url), b'hello')
+        self.assertEqual(self.origin.count, 2)
+
+    def test_connection_refused(self):
+        url = self.origin.base + '/x'
+        self.origin.close()
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger(url)
+        self.assertIn('cache_get: GET %s: connection failed: ' % url, str(cm.exception))
+        self.assertIn('Connection refused', str(cm.exception))
+        self.origin = Origin()  # for tearDown
+
+    def test_timeout(self):
+        self.origin.latency = 2
+        url = self.origin.base + '/slow'
+        t0 = time.time()
+        out = run_all(lambda i: self.rt.trigger(url, '', '300'), 5)
+        took = time.time() - t0
+        self.assertEqual(out, [('err', 'cache_get: GET %s: timed out after 0.3s' % url)] * 5)
+        self.assertLess(took, 1.5)
+        self.assertEqual(self.rt.store, {})
+
+    def test_waiter_with_shorter_timeout(self):
+        self.origin.latency = 1
+        url = self.origin.base + '/slowish'
+        res = {}
+
+        def leader():
+            res['leader'] = self.rt.trigger(url)
+        t = threading.Thread(target=leader)
+        t.start()
+        time.sleep(0.1)
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger(url, '', '200')
+        self.assertEqual(str(cm.exception), 'cache_get: GET %s: timed out after 0.2s' % url)
+        t.join(5)
+        self.assertEqual(res['leader'], b'hello')
+        self.assertEqual(self.origin.count, 1)
+
+    def test_trickle_past_deadline(self):
+        self.origin.latency = 0
+        self.origin.trickle = True
+        self.origin.body = b'x' * 100  # 5 s at 50 ms a byte
+        url = self.origin.base + '/trickle'
+        t0 = time.time()
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger(url, '', '400')
+        self.assertEqual(str(cm.exception), 'cache_get: GET %s: timed out after 0.4s' % url)
+        self.assertLess(time.time() - t0, 1.0)
+
+    def test_oversized(self):
+        self.rt = Runtime({'CACHE_GET_MAX_BYTES': 10, 'CACHE_GET_KEY_PREFIX': 'cg:',
+                           'CACHE_GET_EXPIRY_MS': 0, 'CACHE_GET_TIMEOUT_MS': 5000, 'CACHE_GET_ALLOW_HOSTS': []})
+        self.origin.body = b'y' * 11
+        url = self.origin.base + '/big'
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger(url)
+        self.assertEqual(str(cm.exception),
+                         'cache_get: GET %s: body of 11 bytes is larger than the limit of 10 bytes' % url)
+        self.origin.body = b'y' * 10
+        self.assertEqual(self.rt.trigger(url), b'y' * 10)
+        self.assertEqual(list(self.rt.store)[0][:4], 'cg:{')
+        self.assertIsNone(list(self.rt.store.values())[0][1], 'expiry 0 means no expiry')
+
+    def test_expiry(self):
+        url = self.origin.base + '/exp'
+        self.assertEqual(self.rt.trigger(url, '200'), b'hello')
+        self.assertEqual(self.rt.trigger(url), b'hello')
+        self.assertEqual(self.origin.count, 1)
+        time.sleep(0.3)
+        self.assertEqual(self.rt.trigger(url), b'hello')
+        self.assertEqual(self.origin.count, 2)
+
+    def test_binary_roundtrip(self):
+        self.origin.body = bytes(range(256)) * 4
+        url = self.origin.base + '/bin'
+        self.assertEqual(self.rt.trigger(url), bytes(range(256)) * 4)
+        self.assertEqual(self.rt.trigger(url), bytes(range(256)) * 4)
+        self.origin.body = 'h\u00e9llo'.encode('utf-8')  # valid UTF-8 comes back from GET as str
+        url2 = self.origin.base + '/utf8'
+        self.rt.trigger(url2)
+        self.assertEqual(self.rt.trigger(url2), 'h\u00e9llo'.encode('utf-8'))
+
+    def test_rejected_urls_touch_no_key(self):
+        self.rt = Runtime({'CACHE_GET_MAX_BYTES': 100, 'CACHE_GET_KEY_PREFIX': 'cache_get:',
+                           'CACHE_GET_EXPIRY_MS': 0, 'CACHE_GET_TIMEOUT_MS': 5000,
+                           'CACHE_GET_ALLOW_HOSTS': ['127.0.0.1', '*.example.com']})
+        cases = {
+            'file:///etc/passwd': 'scheme "file" is not allowed (only http and https)',
+            'ftp://127.0.0.1/x': 'scheme "ftp" is not allowed (only http and https)',
+            'http://evil.test/x': 'host "evil.test" is not in the allowlist',
+            'mykey': 'not a URL',
+            'http://127.0.0.1/a b': 'URL contains whitespace or control characters',
+            'http:///nohost': 'not a URL',
+        }
+        for url, why in cases.items():
+            with self.assertRaises(FlatError) as cm:
+                self.rt.trigger(url)
+            self.assertEqual(str(cm.exception), 'cache_get: refused "%s": %s' % (url, why))
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger()
+        self.assertEqual(str(cm.exception), 'cache_get: refused "": not a URL')
+        self.assertEqual(self.rt.commands, [])
+        self.assertEqual(self.origin.count, 0)
+        self.assertTrue(self.rt.g['_cache_get_host_allowed']('img.example.com'))
+        self.assertFalse(self.rt.g['_cache_get_host_allowed']('example.com.evil'))
+
+    def test_redirect_checked(self):
+        self.rt = Runtime({'CACHE_GET_MAX_BYTES': 100, 'CACHE_GET_KEY_PREFIX': 'cache_get:',
+                           'CACHE_GET_EXPIRY_MS': 0, 'CACHE_GET_TIMEOUT_MS': 5000,
+                           'CACHE_GET_ALLOW_HOSTS': ['127.0.0.1']})
+        self.origin.latency = 0
+        ok = self.origin.base + '/redirect/final'
+        self.assertEqual(self.rt.trigger(ok), b'hello')
+        bad = self.origin.base + '/redirecthttp://other.test/x'
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger(bad)
+        self.assertEqual(str(cm.exception), 'cache_get: GET %s: redirect to http://other.test/x refused: '
+                                            'host "other.test" is not in the allowlist' % bad)
+
+    def test_bad_arguments(self):
+        url = self.origin.base + '/a'
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger(url, 'soon')
+        self.assertEqual(str(cm.exception),
+                         'cache_get: expiry must be a whole number of milliseconds (0 = no expiry), got "soon"')
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger(url, '', '0')
+        self.assertEqual(str(cm.exception),
+                         'cache_get: timeout must be a whole number of milliseconds above 0, got "0"')
+        self.assertEqual(self.origin.count, 0)
+
+    def test_multi_exec_miss(self):
+        self.rt.async_allowed = False
+        url = self.origin.base + '/m'
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger(url)
+        self.assertIn('cannot be waited for inside MULTI/EXEC or Lua', str(cm.exception))
+        self.assertEqual(self.origin.count, 0)
+
+
+if __name__ == '__main__':
+    unittest.main()
