@@ -1,0 +1,793 @@
+"""The Python API that gear scripts see (gears-spec section 2): GearsBuilder, execute, atomic, ...
+
+Semantics follow RedisGears 1.2's plugins/python/GearsBuilder.py (the Python-side sugar such as
+aggregate, count, sort, avg) and plugins/python/redisgears_python.c (the C operations, their
+argument errors, execute(), atomic(), gearsFuture(), log()). Error texts are copied from there.
+"""
+import asyncio
+import builtins
+import copy
+import threading
+import types
+
+import engine
+import serialcheck
+from pyerrors import error, flat_error, traceback_lines
+from rt import CUR, state, tls
+
+# The readers of the real server; the ones gearstest lacks so far answer with the texts the real
+# C code uses for a reader that does not support run/register (redisgears_python.c run() and
+# registerCreateArgs()).
+_READERS = ('KeysReader', 'KeysOnlyReader', 'StreamReader', 'PythonReader', 'ShardsIDReader',
+            'CommandReader')
+_RUN_UNSUPPORTED = 'Given reader do not support run or not exists'
+_REGISTER_UNSUPPORTED = 'given reader does not exists or does not support register'
+# RedisGears_CreateCtx's error for an unknown reader (tests match 'reader does not exists').
+_UNKNOWN_READER = 'the given reader does not exists'
+
+
+class Session(object):
+    """One RG.PYEXECUTE: its private globals, shared by all functions the script defines."""
+
+    def __init__(self, sid, desc, reqs):
+        self.sid = sid
+        self.desc = desc
+        self.reqs = reqs
+        self.regs = []  # registration ids owned by this session
+        self.warned_thread = False
+        self.globals = None
+
+
+class ExecCtx(object):
+    """What the running code belongs to: a script run, a trigger execution or a run() execution."""
+
+    __slots__ = ('kind', 'session', 'token', 'multi', 'fut', 'rid', 'execid', 'errors',
+                 'created_exec', 'pending_regs', 'restore_ids', 'replaced', 'reg', 'aborted',
+                 'waiting', 'inline', 'steps', 'reader_fn', 'mode')
+
+    def __init__(self, kind, session, token='', multi=False):
+        self.kind = kind
+        self.session = session
+        self.token = token
+        self.multi = multi
+        self.fut = None
+        self.rid = None
+        self.execid = None
+        self.errors = []
+        self.created_exec = None
+        self.pending_regs = None
+        self.restore_ids = None
+        self.replaced = None
+        self.reg = None
+        self.aborted = False
+        self.waiting = None
+        self.inline = False
+        self.steps = None
+        self.reader_fn = None
+        self.mode = None
+
+
+class Registration(object):
+    """A CommandReader registration committed in the worker."""
+
+    __slots__ = ('regid', 'session', 'reader', 'desc', 'mode', 'trigger', 'inorder', 'steps',
+                 'on_registered')
+
+    def __init__(self, regid, session, reader, desc, mode, trigger, inorder, steps, on_registered):
+        self.regid = regid
+        self.session = session
+        self.reader = reader
+        self.desc = desc
+        self.mode = mode
+        self.trigger = trigger
+        self.inorder = inorder
+        self.steps = steps
+        self.on_registered = on_registered
+
+    def describe(self):
+        """Returns the reg value of the exec answer (PROTOCOL.md)."""
+        return [self.regid, self.reader, self.desc, self.mode, self.trigger,
+                1 if self.inorder else 0, engine.describe_steps(self.steps)]
+
+
+# ------------------------------------------------------------------------------------------
+# execute / atomic / log / config
+
+
+def _reply_to_py(v):
+    # Reply mapping of replyToPyList(): bulk/status -> str (bytearray if not UTF-8),
+    # integer -> int, array -> list, nil -> None.
+    if isinstance(v, bytes):
+        try:
+            return v.decode('utf-8')
+        except UnicodeDecodeError:
+            return bytearray(v)
+    if isinstance(v, list):
+        return [_reply_to_py(x) for x in v]
+    if isinstance(v, str):
+        return str(v)
+    return v
+
+
+def _arg_bytes(a):
+    if isinstance(a, (bytes, bytearray)):
+        return bytes(a)
+    if not isinstance(a, str):
+        a = str(a)
+    return a.encode('utf-8', 'surrogatepass')
+
+
+def _current_token(session):
+    tok = getattr(tls, 'atomic_token', None)
+    if tok:
+        return tok
+    ctx = CUR.get()
+    if ctx is not None:
+        return ctx.token
+    _warn_thread(session)
+    return ''
+
+
+def _warn_thread(session):
+    if session is not None and not session.warned_thread:
+        session.warned_thread = True
+        state.worker.warn(
+            "session %s: execute()/atomic() called from a thread the script started. This works in "
+            "gearstest but deadlocks a real RedisGears 1.2 under concurrent triggers "
+            "(gears-spec.md section 8): resolve a gearsFuture from the thread and do the Redis "
+            "work in the registration's next step instead." % session.sid)
+
+
+def make_execute(session):
+    def execute(*args):
+        if len(args) < 1:
+            return []
+        cmd = args[0]
+        if not isinstance(cmd, str):
+            raise error('the given command must be a string')
+        token = _current_token(session)
+        parts = [b'call', None, token, cmd]
+        parts.extend(_arg_bytes(a) for a in args[1:])
+        return _reply_to_py(state.worker.call(parts, 1))
+    return execute
+
+
+def make_atomic(session):
+    class atomic(object):
+        """Context manager that holds the global (Redis) lock (redisgears atomicCtx)."""
+
+        def __enter__(self):
+            if getattr(tls, 'atomic_token', None):
+                raise error('Already inside an atomic block')
+            ctx = CUR.get()
+            if ctx is not None and ctx.token:
+                tok = ctx.token
+            else:
+                if ctx is None:
+                    _warn_thread(session)
+                tok = state.worker.new_token()
+            state.worker.call([b'lock', None, tok], 1)
+            tls.atomic_token = tok
+            return self
+
+        def __exit__(self, *exc):
+            tok = getattr(tls, 'atomic_token', None)
+            if not tok:
+                raise error('Not inside an atomic block')
+            tls.atomic_token = None
+            state.worker.send([b'unlock', tok])
+            return False
+    return atomic
+
+
+def isInAtomicBlock():
+    return bool(getattr(tls, 'atomic_token', None))
+
+
+_LEVELS = ('debug', 'verbose', 'notice', 'warning')
+
+
+def log(*args, **kargs):
+    level = kargs.get('level')
+    if len(args) < 1 or len(args) > 2:
+        raise error('log function must get a log message as input')
+    if len(args) == 2:
+        state.worker.send([b'log', b'warning', 'Specify log level as the first argument to log '
+                           'function is depricated, use key argument \'level\' instead'])
+        level, msg = args
+    else:
+        msg = args[0]
+    if not isinstance(msg, str):
+        raise error('Log message must be a string')
+    lvl = 'notice'
+    if level is not None:
+        if not isinstance(level, str):
+            raise error('Log level must be a sting (debug/verbose/notice/warning)')
+        if level not in _LEVELS:
+            raise error('Log level should be one of the following : debug,verbose,notice,warning')
+        lvl = level
+    state.worker.send([b'log', lvl, msg])
+
+
+def configGet(*args):
+    if len(args) != 1:
+        raise error('get_config function must get a single key input')
+    key = args[0]
+    if not isinstance(key, str):
+        raise error('get_config key must be a string')
+    v = state.worker.call([b'configget', None, key], 1)
+    if v is None:
+        return None
+    v = _reply_to_py(v)
+    return v if isinstance(v, str) else str(v)
+
+
+def gearsConfigGet(key, default=None):
+    val = configGet(key)
+    return val if val is not None else default
+
+
+def hashtag():
+    # Stand-alone: the tag of slot 0 (src/cluster.c, src/slots_table.c).
+    return '06S'
+
+
+def isAsyncAllow():
+    ctx = CUR.get()
+    if ctx is None or ctx.kind == 'script':
+        return False
+    return not ctx.multi
+
+
+def registerTE(*args, **kargs):
+    raise error('registerTE is not supported by gearstest')
+
+
+def call_next(*args):
+    raise error('Can not get CommandHook ctx')
+
+
+def get_command(*args):
+    raise error('Can not get CommandHook ctx')
+
+
+def override_reply(*args):
+    raise error('Can not get command ctx')
+
+
+# ------------------------------------------------------------------------------------------
+# gearsFuture
+
+
+class GearsFuture(object):
+    """redisgears.Future: lets another thread continue the execution that returned it."""
+
+    __slots__ = ('_ev', '_used', '_returned', 'value', 'failed', 'ctype')
+
+    def __init__(self):
+        self._ev = threading.Event()
+        self._used = False
+        self._returned = False
+        self.value = None
+        self.failed = False
+
+    def continueRun(self, *args):
+        if len(args) != 1:
+            raise error('Continue function expect an object')
+        if self._used:
+            raise error('Can not continue with the same future twice')
+        if not self._returned:
+            raise error('Can not handle future untill it returned from the callback')
+        self._used = True
+        self.value = args[0]
+        self._ev.set()
+
+    def continueFailed(self, *args):
+        if len(args) != 1:
+            raise error('Continue function expect an object')
+        if self._used:
+            raise error('Can not continue with the same future twice')
+        self._used = True
+        self.value = str(args[0])
+        self.failed = True
+        self._ev.set()
+
+    def mark_returned(self):
+        self._returned = True
+
+    def wait(self, timeout):
+        return self._ev.wait(timeout)
+
+    def wake(self):
+        self._ev.set()
+
+
+GearsFuture.__name__ = 'Future'
+GearsFuture.__qualname__ = 'Future'
+GearsFuture.__module__ = 'redisgears'
+
+
+def gearsFuture(*args):
+    if args:
+        raise error('Future gets no arguments')
+    ctx = CUR.get()
+    if ctx is None or ctx.kind == 'script':
+        raise error('Future object can only be created inside certain execution steps')
+    if ctx.fut is not None:
+        raise error('Can not create async record twice on the same step')
+    if ctx.multi:
+        raise error('Creating async record is not allowed')
+    f = GearsFuture()
+    ctx.fut = f
+    return f
+
+
+# asyncio support (createFuture/setFutureResults/setFutureException/runCoroutine) on one loop
+# thread, as GearsBuilder.py does.
+_loop = None
+_loop_lock = threading.Lock()
+
+
+def get_loop():
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            t = threading.Thread(target=_loop.run_forever, name='gears-asyncio', daemon=True)
+            t.start()
+        return _loop
+
+
+def createFuture():
+    loop = get_loop()
+    return loop.create_future()
+
+
+def setFutureResults(f, res):
+    loop = get_loop()
+
+    def _set():
+        if not f.done():
+            f.set_result(res)
+    loop.call_soon_threadsafe(_set)
+
+
+def setFutureException(f, exception):
+    loop = get_loop()
+    if not isinstance(exception, Exception):
+        exception = Exception(str(exception))
+
+    def _set():
+        if not f.done():
+            f.set_exception(exception)
+    loop.call_soon_threadsafe(_set)
+
+
+def runCoroutine(cr, f=None, delay=0, s=None):
+    ctx = CUR.get()
+
+    async def run_internal():
+        if ctx is not None:
+            CUR.set(ctx)
+        try:
+            if delay:
+                await asyncio.sleep(delay)
+            res = await cr
+        except Exception as e:
+            try:
+                if f is not None:
+                    f.continueFailed(e)
+            except Exception as e1:
+                log(str(e1))
+            return
+        if f is not None:
+            f.continueRun(res)
+    asyncio.run_coroutine_threadsafe(run_internal(), get_loop())
+
+
+# ------------------------------------------------------------------------------------------
+# GearsBuilder
+
+
+def _is_function(f):
+    return isinstance(f, types.FunctionType)
+
+
+class GearsBuilder(object):
+    """GB(reader='KeysReader', defaultArg='*', desc=None): builds an execution plan."""
+
+    def __init__(self, reader='KeysReader', defaultArg='*', desc=None):
+        ctx = CUR.get()
+        if ctx is None:
+            raise error('Can not create a gearsCtx on a python created thread')
+        if not isinstance(reader, str):
+            raise error('reader argument must be a string')
+        if desc is not None and not isinstance(desc, str):
+            raise error('desc argument must be a string')
+        self.realReader = reader
+        if reader in ('ShardsIDReader', 'KeysOnlyReader'):
+            reader = 'PythonReader'
+        if reader not in _READERS:
+            raise error(_UNKNOWN_READER)
+        self.reader = reader
+        self.defaultArg = defaultArg
+        self.desc = desc
+        self._session = ctx.session
+        self._steps = [engine.Step('topy')]
+        if ctx.restore_ids is None:
+            # Every GB() is a flat execution plan and takes an id (gears-spec section 0).
+            state.worker.new_id()
+
+    # --- C operations (redisgears_python.c), with their argument errors -------------------
+
+    def _one_fn(self, op, args):
+        if len(args) != 1:
+            raise error('wrong number of args to %s function' % op)
+        if not _is_function(args[0]):
+            raise error('%s argument must be a function' % op)
+        return args[0]
+
+    def map(self, *args):
+        self._steps.append(engine.Step('map', self._one_fn('map', args)))
+        return self
+
+    def filter(self, *args):
+        self._steps.append(engine.Step('filter', self._one_fn('filter', args)))
+        return self
+
+    def flatmap(self, *args):
+        self._steps.append(engine.Step('flatmap', self._one_fn('flatmap', args)))
+        return self
+
+    def foreach(self, *args):
+        self._steps.append(engine.Step('foreach', self._one_fn('foreach', args)))
+        return self
+
+    def accumulate(self, *args):
+        self._steps.append(engine.Step('accumulate', self._one_fn('accumulate', args)))
+        return self
+
+    def repartition(self, *args):
+        self._steps.append(engine.Step('repartition', self._one_fn('repartition', args)))
+        return self
+
+    def _two_fns(self, errname, args):
+        if len(args) != 2:
+            raise error('wrong number of args to %s function' % errname)
+        if not _is_function(args[0]):
+            raise error('%s extractor argument must be a function' % errname)
+        if not _is_function(args[1]):
+            raise error('%s reducer argument must be a function' % errname)
+        return args
+
+    def localgroupby(self, *args):
+        ex, red = self._two_fns('groupby', args)
+        self._steps.append(engine.Step('localgroupby', ex, red))
+        return self
+
+    def groupby(self, *args):
+        ex, red = self._two_fns('groupby', args)
+        self._steps.append(engine.Step('groupby', ex, red))
+        return self
+
+    def batchgroupby(self, *args):
+        if len(args) != 2:
+            raise error('wrong number of args to batchgroupby function')
+        if not _is_function(args[0]):
+            raise error('batchgroupby extractor argument must be a function')
+        # The C code checks the extractor twice and never the reducer; a non-function reducer
+        # fails when called.
+        self._steps.append(engine.Step('batchgroupby', args[0], args[1]))
+        return self
+
+    def collect(self, *args):
+        if args:
+            raise error('wrong number of args to collect function')
+        self._steps.append(engine.Step('collect'))
+        return self
+
+    def limit(self, *args):
+        if len(args) < 1 or len(args) > 2:
+            raise error('wrong number of args to limit function')
+        if not isinstance(args[0], int):
+            raise error('limit argument must be a number')
+        offset = 0
+        if len(args) > 1:
+            if not isinstance(args[1], int):
+                raise error('limit argument must be a number')
+            offset = args[1]
+        self._steps.append(engine.Step('limit', args[0], offset))
+        return self
+
+    # --- Python sugar (GearsBuilder.py) ---------------------------------------------------
+
+    def aggregate(self, zero, seqOp, combOp):
+        self.accumulate(lambda a, r: seqOp(a if a else copy.deepcopy(zero), r))
+        self.collect()
+        self.accumulate(lambda a, r: combOp(a if a else copy.deepcopy(zero), r))
+        return self
+
+    def aggregateby(self, extractor, zero, seqOp, combOp):
+        self.localgroupby(lambda x: extractor(x),
+                          lambda k, a, r: seqOp(k, a if a else copy.deepcopy(zero), r))
+        self.groupby(lambda r: r['key'],
+                     lambda k, a, r: combOp(k, a if a else copy.deepcopy(zero), r['value']))
+        return self
+
+    def count(self):
+        self.accumulate(lambda a, r: 1 + (a if a else 0))
+        self.collect()
+        self.accumulate(lambda a, r: r + (a if a else 0))
+        return self
+
+    def countby(self, extractor=lambda x: x):
+        self.aggregateby(extractor, 0, lambda k, a, r: 1 + a, lambda k, a, r: r + a)
+        return self
+
+    def sort(self, reverse=True):
+        self.aggregate([], lambda a, r: a + [r], lambda a, r: a + r)
+        self.map(lambda r: sorted(r, reverse=reverse))
+        self.flatmap(lambda r: r)
+        return self
+
+    def distinct(self):
+        return self.aggregate(set(), lambda a, r: a | set([r]), lambda a, r: a | r).flatmap(
+            lambda x: list(x))
+
+    def avg(self, extractor=lambda x: float(x)):
+        return self.map(extractor).aggregate(
+            (0, 0), lambda a, r: (a[0] + r, a[1] + 1),
+            lambda a, r: (a[0] + r[0], a[1] + r[1])).map(lambda x: x[0] / x[1])
+
+    # --- actions ----------------------------------------------------------------------------
+
+    def run(self, arg=None, convertToStr=True, collect=True, **kargs):
+        if convertToStr:
+            self.map(lambda x: str(x))
+        if collect:
+            self.collect()
+        arg = arg if arg else self.defaultArg
+        if self.realReader == 'ShardsIDReader':
+            arg = _shard_reader
+        elif self.realReader == 'KeysOnlyReader':
+            arg = _keys_only_reader(arg, **kargs)
+        return self._c_run(arg, kargs)
+
+    def _c_run(self, arg, kargs):
+        ctx = CUR.get()
+        if ctx is not None and ctx.kind == 'script' and ctx.created_exec is not None:
+            raise error('Can not run more then 1 executions in a single script')
+        if self.reader == 'PythonReader':
+            if not _is_function(arg):
+                raise error('pyreader argument must be a function')
+            reader_fn = arg
+        else:
+            if not isinstance(arg, str):
+                raise error('regex argument must be a string')
+            # KeysReader/StreamReader come in a later issue; CommandReader cannot run.
+            raise error(_RUN_UNSUPPORTED)
+        steps = list(self._steps)
+        return state.worker.create_run(ctx, self._session, steps, reader_fn)
+
+    def register(self, prefix='*', convertToStr=True, collect=True, **kargs):
+        if convertToStr:
+            self.map(lambda x: str(x))
+        if collect:
+            self.collect()
+        kargs['prefix'] = prefix
+        if 'regex' in kargs:
+            log('Using regex argument with register is deprecated and missleading, use prefix instead.',
+                level='warning')
+            kargs['prefix'] = kargs['regex']
+        return self._c_register(kargs)
+
+    def _c_register(self, kargs):
+        ctx = CUR.get()
+        mode = 'async'
+        pymode = kargs.get('mode')
+        if pymode is not None:
+            if not isinstance(pymode, str):
+                raise error('execution mode must be a string')
+            if pymode not in ('async', 'sync', 'async_local'):
+                raise error('unknown execution mode')
+            mode = pymode
+        on_registered = kargs.get('onRegistered')
+        if on_registered is not None and not _is_function(on_registered):
+            raise error('OnRegistered argument must be a function')
+        if self.reader != 'CommandReader':
+            prefix = kargs.get('prefix')
+            if prefix is not None and not isinstance(prefix, str):
+                raise error('regex argument must be a string')
+            raise error(_REGISTER_UNSUPPORTED)
+        trigger, inorder = _command_args(kargs)
+        if ctx is None or ctx.kind != 'script':
+            raise error('register() outside RG.PYEXECUTE is not supported by gearstest')
+        # Verification (command_reader.c): the trigger must be unique among live registrations,
+        # except those of the session being replaced, and within this script.
+        for r in ctx.pending_regs:
+            if r.trigger == trigger:
+                raise error('trigger already registered in this session')
+        owner = state.worker.trigger_owner(trigger)
+        if owner is not None and owner.session.sid != ctx.replaced:
+            raise error('trigger already registered')
+        steps = list(self._steps)
+        fns = engine.callbacks(steps)
+        if on_registered is not None:
+            fns.append(on_registered)
+        for fn in fns:
+            try:
+                serialcheck.check(fn)
+            except serialcheck.SerializationError as se:
+                cause = se.args[0]
+                text = str(['Traceback (most recent call last):\n',
+                            '%s: %s\n' % (type(cause).__name__, serialcheck.message37(cause))])
+                raise error('Error occured when serialized a python callback, callback=%s error=%s'
+                            % (getattr(fn, '__name__', str(fn)), text))
+        if ctx.restore_ids is not None:
+            try:
+                regid = next(ctx.restore_ids)
+            except StopIteration:
+                raise error('Failed register execution')
+        else:
+            # register() deep-copies the plan (a new id) and the real server's apply step builds
+            # one more flat plan: three ids per script registration in all (gears-spec 8).
+            regid = state.worker.new_id()
+            state.worker.new_id()
+        reg = Registration(regid, self._session, 'CommandReader', self.desc, mode, trigger,
+                           inorder, steps, on_registered)
+        ctx.pending_regs.append(reg)
+        return regid
+
+
+def _command_args(kargs):
+    # registerCreateCommandArgs() of redisgears_python.c, same order of checks.
+    trigger = kargs.get('trigger')
+    if trigger is not None and not isinstance(trigger, str):
+        raise error('trigger argument is not string')
+    inorder = False
+    pyin = kargs.get('inorder')
+    if pyin is not None:
+        if not isinstance(pyin, bool):
+            raise error('inorder argument is be boolean')
+        inorder = pyin
+    keyprefix = kargs.get('keyprefix')
+    if keyprefix is not None and not isinstance(keyprefix, str):
+        raise error('keyprefix argument is not string')
+    hook = kargs.get('hook')
+    if hook is not None and not isinstance(hook, str):
+        raise error('hook argument is not string')
+    if trigger is not None:
+        if keyprefix is not None or hook is not None:
+            raise error('trigger argument can not be given with keyprefix or hook')
+        return trigger, inorder
+    if hook is None:
+        raise error('no trigger or hook argument was given')
+    raise error('CommandReader hooks (hook=) are not supported by gearstest')
+
+
+def _shard_reader():
+    # shardReaderCallback(): RG.INFOCLUSTER answers 'no cluster mode' stand-alone -> '1'.
+    yield '1'
+
+
+def _keys_only_reader(pattern='*', count=1000, noScan=False, patternGenerator=None, **ignored):
+    def keysOnlyReader():
+        nonlocal pattern, noScan
+        ex = CUR.get().session.globals['execute']
+        if patternGenerator is not None:
+            pattern, noScan = patternGenerator()
+        if noScan:
+            try:
+                if ex('exists', pattern) == 1:
+                    yield pattern
+            except Exception:
+                return
+        else:
+            cnt = str(count)
+            cursor, keys = ex('scan', '0', 'MATCH', str(pattern), 'COUNT', cnt)
+            while cursor != '0':
+                for k in keys:
+                    yield k
+                cursor, keys = ex('scan', cursor, 'MATCH', str(pattern), 'COUNT', cnt)
+            for k in keys:
+                yield k
+    return keysOnlyReader
+
+
+class RunFuture(object):
+    """What run() returns: awaitable in a coroutine, resolving to [results, errors]."""
+
+    def __init__(self):
+        self._f = None
+
+    def __await__(self):
+        raise error('await of run() is not supported by gearstest')
+
+
+# ------------------------------------------------------------------------------------------
+# session globals
+
+
+def _deprecated(old, new, target):
+    def method(*args, **kargs):
+        log('%s is deprecated, use %s instead' % (old, new), level='warning')
+        return target(*args, **kargs)
+    method.__name__ = old
+    return method
+
+
+_BASE = None
+
+
+def _base_globals():
+    global _BASE
+    if _BASE is None:
+        redisgears_mod = _redisgears_module()
+        g = {
+            '__name__': 'not_main',
+            '__builtins__': builtins,
+            '__doc__': None,
+            'GearsBuilder': GearsBuilder,
+            'GB': GearsBuilder,
+            'hashtag': hashtag,
+            'log': log,
+            'configGet': configGet,
+            'gearsConfigGet': gearsConfigGet,
+            'registerTE': registerTE,
+            'gearsFuture': gearsFuture,
+            'call_next': call_next,
+            'get_command': get_command,
+            'override_reply': override_reply,
+            'isAsyncAllow': isAsyncAllow,
+            'isInAtomicBlock': isInAtomicBlock,
+            'flat_error': flat_error,
+            'createFuture': createFuture,
+            'setFutureResults': setFutureResults,
+            'setFutureException': setFutureException,
+            'runCoroutine': runCoroutine,
+            'asyncio': asyncio,
+            'copy': copy,
+            'redisgears': redisgears_mod,
+            'rg': redisgears_mod,
+            'Log': _deprecated('Log', 'log', log),
+            'ConfigGet': _deprecated('ConfigGet', 'configGet', configGet),
+            'GearsConfigGet': _deprecated('GearsConfigGet', 'gearsConfigGet', gearsConfigGet),
+        }
+        _BASE = g
+    return _BASE
+
+
+def _redisgears_module():
+    # The C module's names that scripts reach as redisgears.X (or rg.X).
+    import sys
+    m = types.ModuleType('redisgears')
+    m.executeCommand = make_execute(None)
+    m.atomicCtx = make_atomic(None)
+    m.getMyHashTag = hashtag
+    m.log = log
+    m.config_get = configGet
+    m.gearsFutureCtx = gearsFuture
+    m.isInAtomicBlock = isInAtomicBlock
+    m.registerTimeEvent = registerTE
+    m.callNext = call_next
+    m.getCommand = get_command
+    m.overrideReply = override_reply
+    m.error = error
+    m.flat_error = flat_error
+    m.GearsBuilder = GearsBuilder
+    sys.modules.setdefault('redisgears', m)
+    return m
+
+
+def new_globals(session):
+    """Returns a fresh copy of the base globals for a session (PyDict_Copy(pyGlobals))."""
+    g = dict(_base_globals())
+    ex = make_execute(session)
+    g['execute'] = ex
+    g['atomic'] = make_atomic(session)
+    session.globals = g
+    return g
+
+
+__all__ = ['Session', 'ExecCtx', 'Registration', 'new_globals', 'GearsFuture', 'error',
+           'flat_error', 'traceback_lines']

@@ -1,0 +1,522 @@
+"""gearstest Python worker: runs RG.PYEXECUTE scripts and gear executions for the Go server.
+
+Started as `python3 -u worker.py` by gearstest; speaks the protocol of PROTOCOL.md on stdin/stdout.
+The main thread reads frames and dispatches them. sync triggers run right on the reading thread
+(Go serializes them); while such an execution waits for an RPC reply the reading thread keeps
+reading ("nested" reading) and dispatches everything else. async/async_local triggers, scripts and
+requirement installs run on a pool of reusable threads that grows without bound, so a function
+that blocks on I/O never stalls the others.
+"""
+import ast
+import asyncio
+import concurrent.futures
+import itertools
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import engine  # noqa: E402
+import pyerrors  # noqa: E402
+import resp  # noqa: E402
+import runtime  # noqa: E402
+from pyerrors import error, error_text, syntax_error_text  # noqa: E402
+from rt import CUR, state  # noqa: E402
+
+IDLE_TEXT = 'Execution max idle reached'
+
+
+class Pool(object):
+    """Reusable threads, unbounded: an idle thread takes the next task, else a new one starts."""
+
+    IDLE_EXIT = 60.0
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._idle = []
+
+    def submit(self, fn, *args):
+        with self._lock:
+            if self._idle:
+                slot = self._idle.pop()
+                slot[1] = (fn, args)
+                slot[0].release()
+                return
+        slot = [threading.Lock(), (fn, args)]
+        slot[0].acquire()
+        t = threading.Thread(target=self._run, args=(slot,), name='gears-exec', daemon=True)
+        t.start()
+
+    def _run(self, slot):
+        while True:
+            fn, args = slot[1]
+            slot[1] = None
+            try:
+                fn(*args)
+            except BaseException:  # never let a task kill a pool thread silently
+                sys.stderr.write('gearstest worker: task failed:\n' + traceback.format_exc())
+            with self._lock:
+                self._idle.append(slot)
+            if not slot[0].acquire(timeout=self.IDLE_EXIT):
+                with self._lock:
+                    if slot in self._idle:
+                        self._idle.remove(slot)
+                        return
+                slot[0].acquire()
+
+
+def _s(b):
+    if b is None:
+        return None
+    if isinstance(b, bytes):
+        return b.decode('utf-8', 'replace')
+    return str(b)
+
+
+def _arg(b):
+    try:
+        return b.decode('utf-8')
+    except UnicodeDecodeError:
+        return bytearray(b)
+
+
+class Worker(object):
+    """The worker process: protocol I/O, registrations, sessions and executions."""
+
+    def __init__(self, inp, out_fd):
+        self.inp = inp
+        self.out_fd = out_fd
+        self.wlock = threading.Lock()
+        self.waiters = {}
+        self.cids = itertools.count(1)
+        self.tokens = itertools.count(1)
+        self.reader_ident = None
+        self.busy = False  # the reading thread is running a sync execution
+        self.pool = Pool()
+        self.reg_lock = threading.RLock()
+        self.regs = {}
+        self.triggers = {}
+        self.sessions = {}
+        self.execs = {}
+        self.config = {}
+        self.check37 = True
+        self.reqdir = None
+        self.shard = '0' * 40
+        self.max_idle = 5.0
+
+    # ---------------------------------------------------------------- output / RPC
+
+    def send(self, parts):
+        self.write(resp.dumps(parts))
+
+    def write(self, data):
+        with self.wlock:
+            view = memoryview(data)
+            while view:
+                n = os.write(self.out_fd, view)
+                view = view[n:]
+
+    def call(self, parts, cid_index):
+        """Sends an RPC (parts[cid_index] gets a fresh cid) and returns the reply value."""
+        cid = b'%d' % next(self.cids)
+        parts[cid_index] = cid
+        if threading.get_ident() == self.reader_ident:
+            slot = [None, None, None]
+            self.waiters[cid] = slot
+            self.send(parts)
+            # Nested reading: this thread is the only reader, so it reads on until its answer.
+            while slot[1] is None:
+                self.read_one(True)
+        else:
+            lk = threading.Lock()
+            lk.acquire()
+            slot = [lk, None, None]
+            self.waiters[cid] = slot
+            self.send(parts)
+            lk.acquire()
+        if slot[1] == b'e':
+            raise error(_s(slot[2]) if not isinstance(slot[2], str) else str(slot[2]))
+        return slot[2]
+
+    def new_id(self):
+        return _s(self.call([b'newid', None], 1))
+
+    def new_token(self):
+        return 't%d-%d' % (os.getpid(), next(self.tokens))
+
+    def warn(self, text):
+        sys.stderr.write('gearstest WARNING: %s\n' % text)
+        sys.stderr.flush()
+
+    # ---------------------------------------------------------------- input
+
+    def serve(self):
+        self.reader_ident = threading.get_ident()
+        while True:
+            self.read_one(False)
+
+    def read_one(self, nested):
+        try:
+            msg = resp.read_value(self.inp)
+        except EOFError:
+            os._exit(0)
+        except (resp.ProtocolError, ValueError) as e:
+            self.warn('skipping a broken message: %s' % e)
+            return
+        try:
+            self.dispatch(msg, nested)
+        except Exception:
+            self.warn('failed handling a message: %s' % traceback.format_exc())
+
+    def dispatch(self, msg, nested):
+        if not isinstance(msg, list) or not msg or not isinstance(msg[0], bytes):
+            self.warn('skipping a message that is not an array: %r' % (msg,))
+            return
+        name = msg[0]
+        if name == b'reply':
+            slot = self.waiters.pop(msg[1], None)
+            if slot is None:
+                self.warn('reply to unknown call %r' % (msg[1],))
+                return
+            slot[2] = msg[3] if len(msg) > 3 else None
+            slot[1] = msg[2]
+            if slot[0] is not None:
+                slot[0].release()
+        elif name == b'trigger':
+            self.on_trigger(msg, nested)
+        elif name == b'exec':
+            self.pool.submit(self.on_exec, msg)
+        elif name == b'reqs':
+            self.pool.submit(self.on_reqs, msg)
+        elif name == b'unregister':
+            self.on_unregister(msg)
+        elif name == b'dropsession':
+            with self.reg_lock:
+                self.sessions.pop(_s(msg[2]), None)
+            self.send([b'done', msg[1], [b'ok']])
+        elif name == b'config':
+            self.set_config(_s(msg[1]), _s(msg[2]))
+        elif name == b'init':
+            self.on_init(msg[1])
+        elif name == b'abort':
+            ctx = self.execs.get(msg[1])
+            if ctx is not None:
+                ctx.aborted = True
+                if ctx.waiting is not None:
+                    ctx.waiting.wake()
+        else:
+            self.warn('skipping unknown message %r' % (name,))
+
+    # ---------------------------------------------------------------- config
+
+    def on_init(self, raw):
+        cfg = json.loads(raw.decode('utf-8'))
+        for k, v in (cfg.get('config') or {}).items():
+            self.set_config(k, v)
+        self.check37 = bool(cfg.get('check37', True))
+        self.reqdir = cfg.get('reqdir')
+        self.shard = cfg.get('shard') or self.shard
+
+    def set_config(self, name, value):
+        self.config[name] = value
+        state.config[name] = value
+        if name == 'ExecutionMaxIdleTime':
+            try:
+                self.max_idle = max(int(value), 1) / 1000.0
+            except (TypeError, ValueError):
+                pass
+        elif name == 'PythonAttemptTraceback':
+            try:
+                pyerrors.attempt_traceback[0] = int(value) != 0
+            except (TypeError, ValueError):
+                pass
+
+    # ---------------------------------------------------------------- registrations
+
+    def trigger_owner(self, trigger):
+        return self.triggers.get(trigger)
+
+    def on_unregister(self, msg):
+        with self.reg_lock:
+            for regid in msg[2:]:
+                reg = self.regs.pop(_s(regid), None)
+                if reg is None:
+                    continue
+                if self.triggers.get(reg.trigger) is reg:
+                    del self.triggers[reg.trigger]
+                try:
+                    reg.session.regs.remove(reg.regid)
+                except ValueError:
+                    pass
+        self.send([b'done', msg[1], [b'ok']])
+
+    # ---------------------------------------------------------------- scripts
+
+    def on_exec(self, msg):
+        rid = msg[1]
+        try:
+            answer, after = self.do_exec(msg)
+        except BaseException:
+            answer, after = [b'err', 'gearstest worker failed: ' + traceback.format_exc()], None
+        self.send([b'done', rid, answer])
+        if after is not None:
+            after()
+
+    def do_exec(self, msg):
+        sid = _s(msg[2])
+        desc = _s(msg[3])
+        src = _s(msg[4])
+        mode = _s(msg[5])
+        replaced = _s(msg[6])
+        specs = [_s(x) for x in (msg[7] or [])]
+        regids = [_s(x) for x in msg[8]] if len(msg) > 8 and msg[8] is not None else None
+        if self.check37:
+            try:
+                ast.parse(src, '<string>', 'exec', feature_version=(3, 7))
+            except SyntaxError as e:
+                if e.msg and 'invalid syntax' not in e.msg:
+                    self.warn('script is not valid Python 3.7 (line %s): %s' % (e.lineno, e.msg))
+                return [b'err', syntax_error_text(e)], None
+            except (ValueError, TypeError) as e:
+                return [b'err', 'Error type: %s, Value: %s' % (type(e), e)], None
+        try:
+            code = compile(src, '<string>', 'exec')
+        except SyntaxError as e:
+            return [b'err', syntax_error_text(e)], None
+        except (ValueError, TypeError) as e:
+            return [b'err', 'Error type: %s, Value: %s' % (type(e), e)], None
+        session = runtime.Session(sid, desc, specs)
+        g = runtime.new_globals(session)
+        ctx = runtime.ExecCtx('script', session)
+        ctx.pending_regs = []
+        if mode in ('upgrade', 'replace'):
+            ctx.replaced = replaced if replaced is not None else sid
+        if mode == 'restore':
+            ctx.restore_ids = iter(regids or [])
+        tok = CUR.set(ctx)
+        try:
+            exec(code, g)
+        except BaseException as e:  # SystemExit included: a script never kills the worker
+            text = error_text(e)
+            if ctx.created_exec is not None:
+                self.send([b'execdone', ctx.created_exec.execid, b'aborted', resp.records_raw([]), []])
+            return [b'err', text], None
+        finally:
+            CUR.reset(tok)
+        pending = ctx.pending_regs
+        with self.reg_lock:
+            for r in pending:
+                owner = self.triggers.get(r.trigger)
+                if owner is not None and owner.session.sid != ctx.replaced:
+                    return [b'err', str(['Traceback (most recent call last):\n',
+                                         'gears.error: trigger already registered\n'])], None
+            if ctx.replaced is not None:
+                old = self.sessions.pop(ctx.replaced, None)
+                if old is not None:
+                    for regid in list(old.regs):
+                        reg = self.regs.pop(regid, None)
+                        if reg is not None and self.triggers.get(reg.trigger) is reg:
+                            del self.triggers[reg.trigger]
+                    old.regs = []
+            for r in pending:
+                self.regs[r.regid] = r
+                self.triggers[r.trigger] = r
+                session.regs.append(r.regid)
+            if pending:
+                self.sessions[sid] = session
+        run = ctx.created_exec
+        answer = [b'ok', [r.describe() for r in pending], run.execid if run is not None else None]
+
+        def after():
+            for r in pending:
+                if r.on_registered is not None:
+                    self.call_on_registered(r)
+            if run is not None:
+                self.pool.submit(self.run_execution, run)
+        return answer, after
+
+    def call_on_registered(self, reg):
+        ctx = runtime.ExecCtx('onregistered', reg.session)
+        tok = CUR.set(ctx)
+        try:
+            reg.on_registered()
+        except BaseException as e:
+            self.warn("Error occured on RedisGearsPy_OnRegistered, error='%s'" % error_text(e))
+        finally:
+            CUR.reset(tok)
+
+    # ---------------------------------------------------------------- run()
+
+    def create_run(self, ctx, session, steps, reader_fn):
+        execid = _s(self.call([b'newexec', None, engine.describe_steps(steps)], 1))
+        rctx = runtime.ExecCtx('run', session, 'x' + execid)
+        rctx.execid = execid
+        rctx.steps = steps
+        rctx.reader_fn = reader_fn
+        if ctx is not None and ctx.kind == 'script':
+            ctx.created_exec = rctx
+        else:
+            self.pool.submit(self.run_execution, rctx)
+        return runtime.RunFuture()
+
+    def run_execution(self, rctx):
+        self.execs[rctx.execid] = rctx
+        tok = CUR.set(rctx)
+        try:
+            records = engine.read_python_reader(rctx, rctx.reader_fn)
+        finally:
+            CUR.reset(tok)
+        self.drive(rctx, engine.run_steps(rctx, rctx.steps, records), None, False)
+
+    # ---------------------------------------------------------------- triggers
+
+    def on_trigger(self, msg, nested):
+        reg = self.regs.get(_s(msg[2]))
+        if reg is None:
+            self.send([b'done', msg[1], [b'ok', resp.records_raw([]),
+                                         ['trigger registration %s does not exist' % _s(msg[2])]]])
+            return
+        if reg.mode == 'sync' and not nested and not self.busy:
+            self.busy = True
+            try:
+                self.run_trigger(reg, msg, True)
+            finally:
+                self.busy = False
+        else:
+            self.pool.submit(self.run_trigger, reg, msg, False)
+
+    def run_trigger(self, reg, msg, inline):
+        ctx = runtime.ExecCtx('trigger', reg.session, _s(msg[4]), b'm' in msg[5])
+        ctx.rid = msg[1]
+        ctx.execid = msg[3]
+        ctx.reg = reg
+        record = [_arg(a) for a in msg[6:]]
+        self.execs[ctx.execid] = ctx
+        self.drive(ctx, engine.run_steps(ctx, reg.steps, [record]), None, inline)
+
+    # ---------------------------------------------------------------- executions
+
+    def drive(self, ctx, gen, value, inline):
+        """Runs gen (engine.run_steps) to its end, waiting on what it yields."""
+        tok = CUR.set(ctx)
+        try:
+            try:
+                pending = gen.send(value)
+                while True:
+                    if inline:
+                        # Free the reading thread (and, in Go, the lock of this sync execution).
+                        if ctx.kind == 'trigger':
+                            self.send([b'yield', ctx.rid])
+                        self.pool.submit(self.resume, ctx, gen, pending)
+                        return
+                    res = self.wait_pending(ctx, pending)
+                    if res is None:
+                        gen.close()
+                        if ctx.aborted:
+                            self.finish(ctx, [], b'aborted')
+                        else:
+                            ctx.errors.append(IDLE_TEXT)
+                            self.finish(ctx, [], b'done')
+                        return
+                    pending = gen.send(res)
+            except StopIteration as si:
+                records = si.value or []
+            except BaseException as e:
+                records = []
+                ctx.errors.append(error_text(e))
+            self.finish(ctx, records, b'aborted' if ctx.aborted else b'done')
+        finally:
+            CUR.reset(tok)
+
+    def resume(self, ctx, gen, pending):
+        tok = CUR.set(ctx)
+        try:
+            res = self.wait_pending(ctx, pending)
+        finally:
+            CUR.reset(tok)
+        if res is None:
+            gen.close()
+            if ctx.aborted:
+                self.finish(ctx, [], b'aborted')
+            else:
+                ctx.errors.append(IDLE_TEXT)
+                self.finish(ctx, [], b'done')
+            return
+        self.drive(ctx, gen, res, False)
+
+    def wait_pending(self, ctx, pending):
+        """Waits for a future or coroutine; returns (OK, v), (ERR, text) or None (idle/abort)."""
+        if isinstance(pending, runtime.GearsFuture):
+            ctx.waiting = pending
+            ok = pending.wait(self.max_idle)
+            ctx.waiting = None
+            if not ok or ctx.aborted:
+                return None
+            if pending.failed:
+                return engine.ERR, pending.value
+            return engine.OK, pending.value
+        # a coroutine: run it on the asyncio loop thread, in this execution's context
+        async def wrap():
+            CUR.set(ctx)
+            return await pending
+        cf = asyncio.run_coroutine_threadsafe(wrap(), runtime.get_loop())
+        try:
+            return engine.OK, cf.result(self.max_idle)
+        except concurrent.futures.TimeoutError:
+            cf.cancel()
+            return None
+        except BaseException as e:
+            return engine.ERR, error_text(e)
+
+    def finish(self, ctx, records, status):
+        self.execs.pop(ctx.execid, None)
+        try:
+            raw = resp.records_raw(records)
+        except BaseException as e:
+            raw = resp.records_raw([])
+            ctx.errors.append(error_text(e))
+        if ctx.kind == 'trigger':
+            self.send([b'done', ctx.rid, [b'ok', raw, ctx.errors]])
+        else:
+            self.send([b'execdone', ctx.execid, status, raw, ctx.errors])
+
+    # ---------------------------------------------------------------- requirements
+
+    def on_reqs(self, msg):
+        import reqs
+        rid = msg[1]
+        try:
+            force = msg[2] == b'1'
+            specs = [_s(x) for x in msg[3:]]
+            answer = reqs.ensure(specs, force, self.reqdir, self.warn)
+        except BaseException:
+            answer = [b'err', 'Could not satisfy requirements (look at redis log file for more information)']
+            self.warn('requirements failed: %s' % traceback.format_exc())
+        self.send([b'done', rid, answer])
+
+
+def main():
+    # Keep the real stdin/stdout for the protocol only; user prints and child processes (pip)
+    # get stderr and /dev/null instead, so they can never corrupt a frame.
+    in_fd = os.dup(0)
+    out_fd = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    sys.setswitchinterval(0.0005)
+    inp = os.fdopen(in_fd, 'rb', buffering=1 << 16)
+    w = Worker(inp, out_fd)
+    state.worker = w
+    w.serve()
+
+
+if __name__ == '__main__':
+    main()
