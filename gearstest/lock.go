@@ -1,0 +1,98 @@
+package gearstest
+
+import "sync"
+
+// globalLock models Redis' main thread: every client command holds it while it runs, sync executions
+// hold it for their whole run, and atomic() blocks take it. An owner is a token (a non-empty string);
+// the same token may take it again (re-entrant), which is how execute() inside a sync execution or an
+// atomic() block avoids deadlocking against the command that started it.
+type globalLock struct {
+	sem chan struct{} // capacity 1: holding the slot is holding the lock
+
+	mu    sync.Mutex // guards owner and depth
+	owner string
+	depth int
+}
+
+func newGlobalLock() *globalLock {
+	return &globalLock{sem: make(chan struct{}, 1)}
+}
+
+// reenter takes the lock again when token already owns it.
+func (l *globalLock) reenter(token string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if token != "" && l.owner == token {
+		l.depth++
+		return true
+	}
+	return false
+}
+
+func (l *globalLock) setOwner(token string) {
+	l.mu.Lock()
+	l.owner = token
+	l.depth = 1
+	l.mu.Unlock()
+}
+
+// acquire blocks until token owns the lock.
+func (l *globalLock) acquire(token string) {
+	if l.reenter(token) {
+		return
+	}
+	l.sem <- struct{}{}
+	l.setOwner(token)
+}
+
+// tryAcquire takes the lock for token if that does not need to wait.
+func (l *globalLock) tryAcquire(token string) bool {
+	if l.reenter(token) {
+		return true
+	}
+	select {
+	case l.sem <- struct{}{}:
+		l.setOwner(token)
+		return true
+	default:
+		return false
+	}
+}
+
+// release gives up one level of token's ownership. Releasing a lock token does not own is ignored,
+// so that cleanup after a worker crash cannot unlock somebody else.
+func (l *globalLock) release(token string) {
+	l.mu.Lock()
+	if l.owner != token || l.depth == 0 {
+		l.mu.Unlock()
+		return
+	}
+	l.depth--
+	if l.depth > 0 {
+		l.mu.Unlock()
+		return
+	}
+	l.owner = ""
+	l.mu.Unlock()
+	<-l.sem
+}
+
+// releaseAll drops every level token holds (worker died while inside atomic()).
+func (l *globalLock) releaseAll(token string) {
+	l.mu.Lock()
+	if l.owner != token || l.depth == 0 {
+		l.mu.Unlock()
+		return
+	}
+	l.owner = ""
+	l.depth = 0
+	l.mu.Unlock()
+	<-l.sem
+}
+
+// holds reports whether token currently owns the lock.
+func (l *globalLock) holds(token string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return token != "" && l.owner == token && l.depth > 0
+}

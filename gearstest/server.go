@@ -1,0 +1,231 @@
+// Package gearstest runs a RedisGears 1.2 compatible server for tests and local runs: a RESP front end
+// written in Go, a data store (an in-process miniredis, or an external Redis), and a real CPython worker
+// process that runs the gear functions. It is to RedisGears what miniredis is to Redis.
+package gearstest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tidwall/redcon"
+)
+
+// Option configures a Server.
+type Option func(*options)
+
+type options struct {
+	addr     string
+	python   string
+	redisURL string
+	logw     io.Writer
+	logger   *log.Logger
+	check37  bool
+}
+
+// WithAddr sets the address to listen on (default "127.0.0.1:0", a free loopback port).
+func WithAddr(addr string) Option { return func(o *options) { o.addr = addr } }
+
+// WithPython sets the Python interpreter that runs the worker (default: $GEARS_PYTHON, else python3).
+func WithPython(path string) Option { return func(o *options) { o.python = path } }
+
+// WithRedis makes every data command, including execute() inside gear functions, go to an external
+// Redis at url ("redis://127.0.0.1:6379") instead of the in-process store.
+func WithRedis(url string) Option { return func(o *options) { o.redisURL = url } }
+
+// WithLogger sends the server log (worker stderr, log() output, errors) to l, which is a *log.Logger or
+// an io.Writer; nil discards it.
+func WithLogger(l any) Option {
+	return func(o *options) {
+		o.logw, o.logger = nil, nil
+		switch v := l.(type) {
+		case *log.Logger:
+			o.logger = v
+		case io.Writer:
+			o.logw = v
+		case nil:
+			o.logw = io.Discard
+		}
+	}
+}
+
+// WithoutPython37Check accepts scripts that are not valid Python 3.7 syntax (RedisGears 1.2 runs 3.7,
+// so by default gearstest rejects them as the real server would).
+func WithoutPython37Check() Option { return func(o *options) { o.check37 = false } }
+
+// Server is a running gearstest server.
+type Server struct {
+	opts   options
+	logMu  sync.Mutex
+	closed atomic.Bool
+
+	st   *store
+	lock *globalLock
+	ln   net.Listener
+	rc   *redcon.Server
+	tmp  string // worker files and the requirements directory
+
+	state *state
+
+	// worker management
+	wmu     sync.Mutex
+	wk      *workerProc   // current worker; nil while (re)starting
+	wkReady chan struct{} // closed when wk is usable again
+	rid     atomic.Int64  // request ids sent to the worker
+	nextCid atomic.Int64  // client connection ids
+
+	wg   sync.WaitGroup // every goroutine the server owns
+	stop chan struct{}  // closed by Close
+}
+
+// ErrNoPython is returned by Start when no Python interpreter can be found.
+var ErrNoPython = errors.New("gearstest: no python3 interpreter (set GEARS_PYTHON or use WithPython)")
+
+// Start starts a server. The caller must Close it.
+func Start(opts ...Option) (*Server, error) {
+	o := options{addr: "127.0.0.1:0", check37: true, logw: os.Stderr}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.python == "" {
+		o.python = os.Getenv("GEARS_PYTHON")
+	}
+	if o.python == "" {
+		o.python = "python3"
+	}
+	s := &Server{opts: o, lock: newGlobalLock(), stop: make(chan struct{})}
+	s.state = newState(s)
+	var err error
+	if s.tmp, err = os.MkdirTemp("", "gearstest-"); err != nil {
+		return nil, fmt.Errorf("gearstest: %w", err)
+	}
+	if s.st, err = newStore(o.redisURL); err != nil {
+		_ = os.RemoveAll(s.tmp)
+		return nil, err
+	}
+	if err = s.startWorker(); err != nil {
+		s.st.close()
+		_ = os.RemoveAll(s.tmp)
+		return nil, err
+	}
+	s.ln, err = net.Listen("tcp", o.addr)
+	if err != nil {
+		s.shutdownWorker()
+		s.st.close()
+		_ = os.RemoveAll(s.tmp)
+		return nil, fmt.Errorf("gearstest: listen %s: %w", o.addr, err)
+	}
+	s.rc = redcon.NewServer(o.addr, s.serveCommand, s.accept, s.closedConn)
+	guarded := &guardListener{Listener: s.ln}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = s.rc.Serve(guarded)
+	}()
+	s.logf('*', "gearstest ready to accept connections on %s (data store %s)", s.ln.Addr(), s.storeName())
+	return s, nil
+}
+
+func (s *Server) storeName() string {
+	if s.st.mini != nil {
+		return "in-process"
+	}
+	return s.st.addr
+}
+
+// Run starts a server for a test and stops it when the test ends.
+func Run(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	tl := &testLog{t: t}
+	opts = append([]Option{WithLogger(tl)}, opts...)
+	s, err := Start(opts...)
+	if err != nil {
+		t.Fatalf("gearstest: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = s.Close()
+		tl.mu.Lock()
+		tl.done = true
+		tl.mu.Unlock()
+	})
+	return s
+}
+
+// testLog writes the server log to t.Log until the test is over.
+type testLog struct {
+	t    testing.TB
+	mu   sync.Mutex
+	done bool
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.done {
+		l.t.Log(string(trimNL(p)))
+	}
+	return len(p), nil
+}
+
+func trimNL(p []byte) []byte {
+	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
+		p = p[:len(p)-1]
+	}
+	return p
+}
+
+// Addr returns the address clients connect to ("127.0.0.1:PORT").
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close stops the server: the listener, every client connection, the worker and the data store.
+func (s *Server) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(s.stop)
+	err := s.rc.Close()
+	s.shutdownWorker()
+	s.state.abortAll()
+	s.wg.Wait()
+	s.st.close()
+	_ = os.RemoveAll(s.tmp)
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// KillWorker kills the Python worker with SIGKILL, as a crash would; the server restarts it and
+// restores the registered sessions. It is meant for fault-injection tests.
+func (s *Server) KillWorker() error {
+	s.wmu.Lock()
+	wk := s.wk
+	s.wmu.Unlock()
+	if wk == nil {
+		return errors.New("gearstest: no worker running")
+	}
+	return wk.cmd.Process.Kill()
+}
+
+// logf writes one line in Redis' log style: "<pid>:M 28 Nov 2026 18:00:00.000 * <msg>".
+func (s *Server) logf(level byte, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if s.opts.logger != nil {
+		s.opts.logger.Print(msg)
+		return
+	}
+	if s.opts.logw == nil {
+		return
+	}
+	line := fmt.Sprintf("%d:M %s %c %s\n", os.Getpid(), time.Now().Format("02 Jan 2006 15:04:05.000"), level, msg)
+	s.logMu.Lock()
+	_, _ = io.WriteString(s.opts.logw, line)
+	s.logMu.Unlock()
+}

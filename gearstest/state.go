@@ -1,0 +1,429 @@
+package gearstest
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// zeroShard is the stand-alone shard id that prefixes registration and execution ids.
+const zeroShard = "0000000000000000000000000000000000000000"
+
+// state is the RedisGears bookkeeping that lives in Go: sessions, registrations, executions, id
+// counters, requirements and configuration. The worker only runs code.
+//
+// Id counters (src/execution_plan.c lastEPId/lastFEPId, gears-spec.md §0 and §8): every GB() and every
+// register() takes a registration ("flat execution plan") id, which the worker asks for with `newid`.
+// A PYEXECUTE whose script registered something takes one more, per PYEXECUTE and not per
+// registration: src/commands.c Command_Register builds one internal ShardIDReader plan
+// (RedisGears_CreateCtx) and runs it (RedisGears_Run), so it also consumes one execution id, and
+// drops that execution when it is done. RG.TRIGGER consumes an execution id for every call that
+// reaches RedisGears_Run (not when it is refused, e.g. a non-sync trigger inside MULTI), and
+// CommandReader_OnDone (src/readers/command_reader.c) calls RedisGears_DropExecution, so trigger
+// executions are listed by RG.DUMPEXECUTIONS only while they run.
+type state struct {
+	s   *Server
+	cfg *config
+
+	sessMu sync.Mutex // serializes RG.PYEXECUTE commits, RG.UNREGISTER and restores
+
+	mu        sync.Mutex // guards everything below
+	fepID     int64
+	epID      int64
+	sessSeq   int64
+	sessions  map[string]*session
+	regs      map[string]*registration
+	triggers  map[string]*registration
+	execs     map[string]*execution
+	execOrder []*execution // creation order, for the MaxExecutions cap
+	reqs      map[string]*requirement
+}
+
+type session struct {
+	id       string
+	desc     string
+	hasDesc  bool
+	reqs     []string
+	regIDs   []string
+	script   string
+	seq      int64
+	upgraded bool
+}
+
+type registration struct {
+	id      string
+	reader  string
+	desc    string
+	hasDesc bool
+	mode    string
+	trigger string
+	inorder bool
+	steps   Value
+	sess    *session
+
+	numTriggered, numSuccess, numFailures, numAborted int64
+	lastMS, totalMS                                   int64
+	lastError                                         string
+	hasLastError                                      bool
+}
+
+type execution struct {
+	id         string
+	num        int64
+	status     string
+	results    []Value
+	errors     []Value
+	steps      Value
+	registered bool
+	trigger    bool
+	start      time.Time
+	dur        time.Duration
+	done       chan struct{}
+	finished   bool
+}
+
+type requirement struct {
+	name       string
+	basePath   string
+	wheels     []string
+	downloaded bool
+	installed  bool
+}
+
+func newState(s *Server) *state {
+	return &state{
+		s: s, cfg: newConfig(),
+		sessions: map[string]*session{}, regs: map[string]*registration{}, triggers: map[string]*registration{},
+		execs: map[string]*execution{}, reqs: map[string]*requirement{},
+	}
+}
+
+func makeID(n int64) string { return zeroShard + "-" + strconv.FormatInt(n, 10) }
+
+// parseID accepts "<40 chars>-<number>" as RedisGears does; anything else is "not found".
+func parseID(id string) (int64, bool) {
+	if len(id) < 42 || id[40] != '-' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(id[41:], 10, 64)
+	return n, err == nil
+}
+
+// canonicalID normalizes an id the way RedisGears' lookup does (it re-prints the parsed number).
+func canonicalID(id string) (string, bool) {
+	n, ok := parseID(id)
+	if !ok {
+		return "", false
+	}
+	return id[:40] + "-" + strconv.FormatInt(n, 10), true
+}
+
+func (st *state) newFEPID() string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	id := makeID(st.fepID)
+	st.fepID++
+	return id
+}
+
+func (st *state) newEPID() int64 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	n := st.epID
+	st.epID++
+	return n
+}
+
+// addExecution records a new running execution and applies the MaxExecutions cap.
+func (st *state) addExecution(e *execution) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.execs[e.id] = e
+	st.execOrder = append(st.execOrder, e)
+	st.evictLocked()
+}
+
+func (st *state) evictLocked() {
+	max := int(st.cfg.intValue("MaxExecutions"))
+	if len(st.execs) <= max {
+		if len(st.execOrder) > 2*len(st.execs)+64 {
+			st.compactLocked()
+		}
+		return
+	}
+	for _, e := range st.execOrder {
+		if len(st.execs) <= max {
+			break
+		}
+		if e.finished && st.execs[e.id] == e {
+			delete(st.execs, e.id)
+		}
+	}
+	st.compactLocked()
+}
+
+func (st *state) compactLocked() {
+	kept := st.execOrder[:0]
+	for _, e := range st.execOrder {
+		if st.execs[e.id] == e {
+			kept = append(kept, e)
+		}
+	}
+	for i := len(kept); i < len(st.execOrder); i++ {
+		st.execOrder[i] = nil
+	}
+	st.execOrder = kept
+}
+
+// newRunExecution creates the execution of a run() inside a script (`newexec`).
+func (st *state) newRunExecution(steps Value) string {
+	e := &execution{num: st.newEPID(), status: "running", steps: steps, start: time.Now(), done: make(chan struct{})}
+	e.id = makeID(e.num)
+	st.addExecution(e)
+	return e.id
+}
+
+// runDone records the end of a run() execution (`execdone`).
+func (st *state) runDone(id, status string, records, errs Value) {
+	st.mu.Lock()
+	e := st.execs[id]
+	if e == nil || e.finished {
+		st.mu.Unlock()
+		return
+	}
+	e.status = status
+	e.results = records.Arr
+	e.errors = errs.Arr
+	e.dur = time.Since(e.start)
+	e.finished = true
+	st.mu.Unlock()
+	close(e.done)
+}
+
+func (st *state) getExecution(id string) *execution {
+	cid, ok := canonicalID(id)
+	if !ok {
+		return nil
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.execs[cid]
+}
+
+func (st *state) dropExecution(e *execution) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.execs[e.id] == e {
+		delete(st.execs, e.id)
+	}
+}
+
+// finishAborted ends a running execution with an error (worker death, server close).
+func (st *state) finishAborted(e *execution, msg string) {
+	st.mu.Lock()
+	if e.finished {
+		st.mu.Unlock()
+		return
+	}
+	e.status = "aborted"
+	e.errors = append(e.errors, bulk(msg))
+	e.dur = time.Since(e.start)
+	e.finished = true
+	st.mu.Unlock()
+	close(e.done)
+}
+
+// workerDied aborts the run() executions the dead worker was running.
+func (st *state) workerDied() {
+	st.mu.Lock()
+	var running []*execution
+	for _, e := range st.execs {
+		if !e.finished && !e.trigger {
+			running = append(running, e)
+		}
+	}
+	st.mu.Unlock()
+	for _, e := range running {
+		st.finishAborted(e, errWorkerDied.Error())
+	}
+}
+
+// abortAll ends every running execution (Close), so no handler waits forever.
+func (st *state) abortAll() {
+	st.mu.Lock()
+	var running []*execution
+	for _, e := range st.execs {
+		if !e.finished {
+			running = append(running, e)
+		}
+	}
+	st.mu.Unlock()
+	for _, e := range running {
+		st.finishAborted(e, "gearstest: server closed")
+	}
+}
+
+// restore re-runs every committed session in a fresh worker, reusing the registration ids, so that
+// registrations survive a worker crash.
+func (st *state) restore(wk *workerProc) error {
+	st.sessMu.Lock()
+	defer st.sessMu.Unlock()
+	st.mu.Lock()
+	sessions := make([]*session, 0, len(st.sessions))
+	for _, ss := range st.sessions {
+		sessions = append(sessions, ss)
+	}
+	st.mu.Unlock()
+	sort.Slice(sessions, func(i, j int) bool { return sessions[i].seq < sessions[j].seq })
+	for _, ss := range sessions {
+		if len(ss.reqs) > 0 {
+			res, err := wk.request("reqs", nil, append([]Value{bulk("0")}, bulks(ss.reqs)...)...)
+			if err != nil {
+				return err
+			}
+			if r := resultArr(res); len(r) > 0 && r[0].String() != "ok" {
+				st.s.logf('#', "gearstest: restoring session %s: requirements: %s", ss.id, resultText(res))
+			}
+		}
+		res, err := wk.request("exec", nil, bulk(ss.id), descValue(ss.desc, ss.hasDesc), bulk(ss.script),
+			bulk("restore"), nilValue(), array(bulks(ss.reqs)...), array(bulks(ss.regIDs)...))
+		if err != nil {
+			return err
+		}
+		if r := resultArr(res); len(r) == 0 || r[0].String() != "ok" {
+			st.s.logf('#', "gearstest: restoring session %s failed: %s", ss.id, resultText(res))
+		}
+	}
+	return nil
+}
+
+func bulks(ss []string) []Value {
+	vs := make([]Value, len(ss))
+	for i, s := range ss {
+		vs[i] = bulk(s)
+	}
+	return vs
+}
+
+func descValue(desc string, has bool) Value {
+	if !has {
+		return nilValue()
+	}
+	return bulk(desc)
+}
+
+func resultArr(v Value) []Value {
+	if v.Kind == kindArray {
+		return v.Arr
+	}
+	return nil
+}
+
+// resultText returns the error text of a `["err", text]` result.
+func resultText(v Value) string {
+	if r := resultArr(v); len(r) > 1 {
+		return r[1].String()
+	}
+	return "gearstest: malformed answer from the python worker"
+}
+
+// sortedRegs returns the registrations ordered by id number.
+func (st *state) sortedRegsLocked() []*registration {
+	out := make([]*registration, 0, len(st.regs))
+	for _, r := range st.regs {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, _ := parseID(out[i].id)
+		b, _ := parseID(out[j].id)
+		return a < b
+	})
+	return out
+}
+
+// regEntry renders one RG.DUMPREGISTRATIONS entry (12 elements, or 10 without PD for
+// RG.PYDUMPSESSIONS VERBOSE).
+func (st *state) regEntryLocked(r *registration, withPD bool) Value {
+	done := r.numSuccess + r.numFailures + r.numAborted
+	avg := 0.0
+	if done > 0 {
+		avg = float64(r.totalMS) / float64(done)
+	}
+	lastErr := nilValue()
+	if r.hasLastError {
+		lastErr = bulk(r.lastError)
+	}
+	inorder := int64(0)
+	if r.inorder {
+		inorder = 1
+	}
+	data := array(
+		bulk("mode"), bulk(r.mode),
+		bulk("numTriggered"), integer(r.numTriggered),
+		bulk("numSuccess"), integer(r.numSuccess),
+		bulk("numFailures"), integer(r.numFailures),
+		bulk("numAborted"), integer(r.numAborted),
+		bulk("lastRunDurationMS"), integer(r.lastMS),
+		bulk("totalRunDurationMS"), integer(r.totalMS),
+		bulk("avgRunDurationMS"), double(avg),
+		bulk("lastError"), lastErr,
+		bulk("args"), array(bulk("trigger"), bulk(r.trigger), bulk("inorder"), integer(inorder)),
+	)
+	out := []Value{bulk("id"), bulk(r.id), bulk("reader"), bulk(r.reader), bulk("desc"), descValue(r.desc, r.hasDesc),
+		bulk("RegistrationData"), data}
+	if withPD {
+		out = append(out, bulk("PD"), bulk(st.pdStringLocked(r.sess)))
+	}
+	out = append(out, bulk("ExecutionThreadPool"), bulk("DefaultPool"))
+	return array(out...)
+}
+
+// pdStringLocked renders a session the way PythonSessionCtx_ToString does.
+func (st *state) pdStringLocked(ss *session) string {
+	if ss == nil {
+		return ""
+	}
+	var b strings.Builder
+	desc := "null"
+	if ss.hasDesc {
+		desc = ss.desc
+	}
+	b.WriteString("{'sessionName':'" + ss.id + "', 'sessionDescription':'" + desc + "', 'refCount': 1, 'linkedTo': primary, 'dead': false, 'isInstallationNeeded':")
+	if len(ss.reqs) > 0 {
+		b.WriteString("1")
+	} else {
+		b.WriteString("0")
+	}
+	b.WriteString(", 'registrationsList':[")
+	for i, id := range ss.regIDs {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString("'" + id + "'")
+	}
+	b.WriteString("], 'depsList':[")
+	for i, name := range ss.reqs {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		rq := st.reqs[name]
+		b.WriteString("{'name':'" + name + "', 'basePath':'")
+		if rq != nil {
+			b.WriteString(rq.basePath)
+		}
+		b.WriteString("', 'wheels':[")
+		if rq != nil {
+			for j, w := range rq.wheels {
+				if j > 0 {
+					b.WriteString(",")
+				}
+				b.WriteString("'" + w + "'")
+			}
+		}
+		b.WriteString("]}")
+	}
+	b.WriteString("]}")
+	return b.String()
+}

@@ -1,0 +1,232 @@
+package gearstest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+)
+
+// store is the data store every non-RG command goes to: an in-process miniredis, or an external Redis.
+// Each client connection gets its own store connection (so SELECT, WATCH, MULTI and RESP3 stay per
+// client); Python execute() calls share a pool of RESP2 connections on DB 0.
+type store struct {
+	addr     string
+	user     string
+	password string
+	mini     *miniredis.Miniredis // nil for an external Redis
+	pool     chan *storeConn
+}
+
+// storeConn is one connection to the data store. It is used by one goroutine at a time.
+type storeConn struct {
+	c   net.Conn
+	r   *bufio.Reader
+	buf []byte
+}
+
+// ErrBadRedisURL is returned by Start when WithRedis was given something that is not a redis:// URL.
+var ErrBadRedisURL = errors.New("gearstest: redis URL must look like redis://[user:password@]host:port")
+
+func newStore(redisURL string) (*store, error) {
+	s := &store{pool: make(chan *storeConn, 128)}
+	if redisURL == "" {
+		m := miniredis.NewMiniRedis()
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("gearstest: starting miniredis: %w", err)
+		}
+		s.mini = m
+		s.addr = m.Addr()
+		return s, nil
+	}
+	addr := redisURL
+	if strings.Contains(redisURL, "://") {
+		u, err := url.Parse(redisURL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "tcp") || u.Host == "" {
+			return nil, fmt.Errorf("%w: %q", ErrBadRedisURL, redisURL)
+		}
+		addr = u.Host
+		if u.User != nil {
+			s.user = u.User.Username()
+			s.password, _ = u.User.Password()
+		}
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return nil, fmt.Errorf("%w: %q", ErrBadRedisURL, redisURL)
+	}
+	s.addr = addr
+	sc, err := s.dial()
+	if err != nil {
+		return nil, fmt.Errorf("gearstest: connecting to %s: %w", addr, err)
+	}
+	s.put(sc)
+	return s, nil
+}
+
+func (s *store) close() {
+	for {
+		select {
+		case sc := <-s.pool:
+			sc.close()
+		default:
+			if s.mini != nil {
+				s.mini.Close()
+			}
+			return
+		}
+	}
+}
+
+func (s *store) dial() (*storeConn, error) {
+	c, err := net.DialTimeout("tcp", s.addr, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	sc := &storeConn{c: c, r: bufio.NewReaderSize(c, 16<<10)}
+	if s.password != "" {
+		args := [][]byte{[]byte("AUTH")}
+		if s.user != "" {
+			args = append(args, []byte(s.user))
+		}
+		args = append(args, []byte(s.password))
+		raw, err := sc.do(args...)
+		if err != nil {
+			sc.close()
+			return nil, err
+		}
+		if len(raw) > 0 && raw[0] == '-' {
+			sc.close()
+			return nil, fmt.Errorf("gearstest: AUTH failed: %s", bytes.TrimSpace(raw[1:]))
+		}
+	}
+	return sc, nil
+}
+
+// get returns an idle pooled connection or dials a new one.
+func (s *store) get() (*storeConn, error) {
+	select {
+	case sc := <-s.pool:
+		return sc, nil
+	default:
+		return s.dial()
+	}
+}
+
+// put returns a healthy connection to the pool.
+func (s *store) put(sc *storeConn) {
+	select {
+	case s.pool <- sc:
+	default:
+		sc.close()
+	}
+}
+
+func (sc *storeConn) close() { _ = sc.c.Close() }
+
+// do sends one command and returns the raw bytes of its reply. The returned slice is only valid until
+// the next call on sc.
+func (sc *storeConn) do(args ...[]byte) ([]byte, error) {
+	sc.buf = appendCommand(sc.buf[:0], args...)
+	if _, err := sc.c.Write(sc.buf); err != nil {
+		return nil, err
+	}
+	return sc.readReply()
+}
+
+func (sc *storeConn) readReply() ([]byte, error) {
+	out, err := readRaw(sc.r, sc.buf[:0])
+	sc.buf = out
+	return out, err
+}
+
+// blockingCommands are the commands that may block; a client running one must not hold the global lock.
+var blockingCommands = map[string]bool{
+	"BLPOP": true, "BRPOP": true, "BRPOPLPUSH": true, "BLMOVE": true, "BZPOPMIN": true, "BZPOPMAX": true,
+	"BLMPOP": true, "BZMPOP": true, "WAIT": true, "WAITAOF": true,
+}
+
+// mayBlock reports whether the command (upper-cased name) can block the connection that sends it.
+func mayBlock(name string, args [][]byte) bool {
+	if blockingCommands[name] {
+		return true
+	}
+	if name == "XREAD" || name == "XREADGROUP" {
+		for _, a := range args[1:] {
+			if strings.EqualFold(string(a), "BLOCK") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// nonBlocking rewrites a blocking command for execute(): inside a real gear function blocking commands
+// return at once with "no data" (RedisGears runs them with blocking disallowed). It returns the commands
+// to try in order (the first non-nil reply wins) or a fixed reply.
+func nonBlocking(name string, args [][]byte) (tries [][][]byte, fixed []byte) {
+	b := func(s string) []byte { return []byte(s) }
+	switch name {
+	case "BLPOP", "BRPOP":
+		if len(args) < 3 {
+			return nil, nil
+		}
+		pop := b(name[1:])
+		for _, k := range args[1 : len(args)-1] {
+			tries = append(tries, [][]byte{b("EVAL"), b(popWithKey), b("1"), k, pop})
+		}
+		return tries, nil
+	case "BZPOPMIN", "BZPOPMAX":
+		if len(args) < 3 {
+			return nil, nil
+		}
+		pop := b(name[1:])
+		for _, k := range args[1 : len(args)-1] {
+			tries = append(tries, [][]byte{b("EVAL"), b(zpopWithKey), b("1"), k, pop})
+		}
+		return tries, nil
+	case "BRPOPLPUSH":
+		if len(args) != 4 {
+			return nil, nil
+		}
+		return [][][]byte{{b("RPOPLPUSH"), args[1], args[2]}}, nil
+	case "BLMOVE":
+		if len(args) != 6 {
+			return nil, nil
+		}
+		return [][][]byte{{b("LMOVE"), args[1], args[2], args[3], args[4]}}, nil
+	case "BLMPOP", "BZMPOP":
+		if len(args) < 3 {
+			return nil, nil
+		}
+		cmd := append([][]byte{b(name[1:])}, args[2:]...)
+		return [][][]byte{cmd}, nil
+	case "XREAD", "XREADGROUP":
+		var cmd [][]byte
+		for i := 0; i < len(args); i++ {
+			if i > 0 && strings.EqualFold(string(args[i]), "BLOCK") && i+1 < len(args) {
+				i++
+				continue
+			}
+			cmd = append(cmd, args[i])
+		}
+		return [][][]byte{cmd}, nil
+	case "WAIT", "WAITAOF":
+		return nil, []byte(":0\r\n")
+	}
+	return nil, nil
+}
+
+// Lua helpers used to emulate BLPOP/BZPOPMIN's reply shape ([key, value...]) without blocking.
+const (
+	popWithKey  = "local v = redis.call(ARGV[1], KEYS[1]) if v then return {KEYS[1], v} end return false"
+	zpopWithKey = "local v = redis.call(ARGV[1], KEYS[1]) if #v > 0 then return {KEYS[1], v[1], v[2]} end return false"
+)
