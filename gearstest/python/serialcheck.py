@@ -21,10 +21,11 @@ class SerializationError(Exception):
 
 
 class _Pickler(pickle.Pickler):
-    def reducer_override(self, obj):
+    def persistent_id(self, obj):
+        # cloudpickle handles these (by reference or by value): do not pickle them here.
         if isinstance(obj, _BY_REF):
-            return (str, ('ref',))
-        return NotImplemented
+            return 'ref'
+        return None
 
 
 def _names(code, out):

@@ -50,6 +50,8 @@ class FakeGo(object):
         except Exception:
             pass
         self.p.wait(10)
+        self.reader.join(5)
+        self.errt.join(5)
         self.p.stdout.close()
         self.p.stderr.close()
 
@@ -65,8 +67,11 @@ class FakeGo(object):
             self.p.stdin.flush()
 
     def _read_err(self):
-        for line in self.p.stderr:
-            self.stderr.append(line.decode('utf-8', 'replace'))
+        try:
+            for line in self.p.stderr:
+                self.stderr.append(line.decode('utf-8', 'replace'))
+        except ValueError:  # closed by close()
+            pass
 
     def _read(self):
         while True:

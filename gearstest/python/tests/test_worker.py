@@ -1,0 +1,392 @@
+"""Drives worker.py through a fake Go peer (fakego.py) and checks exact protocol answers."""
+import ast
+import os
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from fakego import FakeGo  # noqa: E402
+
+Z = '0' * 40
+
+
+def rid(n):
+    return ('%s-%d' % (Z, n)).encode()
+
+
+def tb_last(text):
+    """Returns the last line of a traceback-list error text."""
+    lines = ast.literal_eval(text.decode())
+    return lines[-1]
+
+
+class WorkerTest(unittest.TestCase):
+    config = None
+
+    def setUp(self):
+        self.g = FakeGo(config=self.config)
+
+    def tearDown(self):
+        self.g.close()
+
+    def register(self, script, sid='s1', **kw):
+        r = self.g.exec_(script, sid=sid, **kw)
+        self.assertEqual(r[0], b'ok', r)
+        return [reg[0] for reg in r[1]]
+
+
+class EncodingTest(WorkerTest):
+    def test_raw_scalars(self):
+        cases = [("'hello'", b'hello'), ("b'a\\xff\\x00b'", b'a\xff\x00b'), ('42', 42),
+                 ('-3', -3), ('1.5', b'1.500000'), ('True', 1), ('False', 0), ('None', b'PY RECORD'),
+                 ("{'a': 1}", b'PY RECORD'), ("(1, 2)", b'PY RECORD'), ("bytearray(b'x')", b'PY RECORD'),
+                 ("['+in', '-out', '+', '-', [1, None]]", None)]
+        for i, (expr, want) in enumerate(cases):
+            [reg] = self.register("GB('CommandReader').map(lambda x: %s).register(trigger='t%d', "
+                                  "mode='sync', convertToStr=False)" % (expr, i), sid='s%d' % i)
+            got = self.g.trigger(reg, 't%d' % i)
+            if want is None:
+                # status and error elements inside a list; lone '+'/'-' stay bulk strings
+                self.assertEqual(got[1][0][:4], ['in', 'out', b'+', b'-'])
+                self.assertEqual(type(got[1][0][0]).__name__, 'Status')
+                self.assertEqual(type(got[1][0][1]).__name__, 'Error')
+                self.assertEqual(got[1][0][4], [1, b'PY RECORD'])
+            else:
+                self.assertEqual(got, [b'ok', [want], []], expr)
+
+    def test_str_scalars(self):
+        cases = [('7', b'7'), ('1.5', b'1.5'), ('True', b'True'), ('None', b'None'),
+                 ("b'ab'", b"b'ab'"), ("'hello'", b'hello'), ("''", b'')]
+        for i, (expr, want) in enumerate(cases):
+            [reg] = self.register("GB('CommandReader').map(lambda x: %s).register(trigger='t%d', "
+                                  "mode='sync')" % (expr, i), sid='s%d' % i)
+            self.assertEqual(self.g.trigger(reg, 't%d' % i), [b'ok', [want], []], expr)
+
+    def test_negative_int_is_error_element(self):
+        [reg] = self.register("GB('CommandReader').map(lambda x: -5).register(trigger='t')")
+        got = self.g.trigger(reg, 't')
+        self.assertEqual(got, [b'ok', ['5'], []])
+        self.assertEqual(type(got[1][0]).__name__, 'Error')
+
+    def test_trigger_record(self):
+        [reg] = self.register("GB('CommandReader').register(trigger='t', mode='sync')")
+        self.assertEqual(reg, rid(1))
+        self.assertEqual(self.g.trigger(reg, 't', 'foo', 'bar'), [b'ok', [b"['t', 'foo', 'bar']"], []])
+
+
+class OperationsTest(WorkerTest):
+    def trig(self, script, *args, **kw):
+        [reg] = self.register(script, sid=kw.pop('sid', 's1'))
+        return self.g.trigger(reg, *args)
+
+    def test_flatmap_reverse(self):
+        self.assertEqual(self.trig("GB('CommandReader').flatmap(lambda x: x[1:]).register(trigger='fm')",
+                                   'fm', 'a', 'b', 'c', 'd'), [b'ok', [b'd', b'c', b'b', b'a'], []])
+        self.assertEqual(self.trig("GB('CommandReader').flatmap(lambda x: tuple(x[1:])).register(trigger='fmt')",
+                                   'fmt', 'a', 'b', sid='s2'), [b'ok', [b"('a', 'b')"], []])
+        self.assertEqual(self.trig("GB('CommandReader').flatmap(lambda x: [[1, 2], [3]]).register("
+                                   "trigger='fmn', convertToStr=False)", 'fmn', sid='s3'),
+                         [b'ok', [[3], [1, 2]], []])
+
+    def test_sort(self):
+        self.assertEqual(self.trig("GB('CommandReader').flatmap(lambda x: x[1:]).sort().register(trigger='a')",
+                                   'a', 'b', 'd', 'a', 'c'), [b'ok', [b'a', b'b', b'c', b'd'], []])
+        self.assertEqual(self.trig("GB('CommandReader').flatmap(lambda x: x[1:]).sort(reverse=False)"
+                                   ".register(trigger='d')", 'd', 'b', 'd', 'a', 'c', sid='s2'),
+                         [b'ok', [b'd', b'c', b'b', b'a'], []])
+
+    def test_count_avg_distinct_limit(self):
+        self.assertEqual(self.trig("GB('CommandReader').flatmap(lambda x: x[1:]).count().register(trigger='c')",
+                                   'c', 'a', 'b'), [b'ok', [b'2'], []])
+        # nothing to count: no record at all (gears-spec 8)
+        self.assertEqual(self.trig("GB('CommandReader').flatmap(lambda x: x[1:]).count().register(trigger='c0')",
+                                   'c0', sid='s2'), [b'ok', [], []])
+        self.assertEqual(self.trig("GB('CommandReader').flatmap(lambda x: x[1:]).avg().register(trigger='av')",
+                                   'av', '1', '2', '4', sid='s3'), [b'ok', [b'2.3333333333333335'], []])
+        got = self.trig("GB('CommandReader').flatmap(lambda x: x[1:]).distinct().register(trigger='di')",
+                        'di', 'a', 'a', 'b', sid='s4')
+        self.assertEqual(sorted(got[1]), [b'a', b'b'])
+        self.assertEqual(self.trig("GB('CommandReader').flatmap(lambda x: x[1:]).limit(2, 1).register(trigger='li')",
+                                   'li', '1', '2', '3', '4', sid='s5'), [b'ok', [b'3', b'2'], []])
+
+    def test_groupby_countby_aggregate(self):
+        got = self.trig("GB('CommandReader').flatmap(lambda x: x[1:]).countby().register(trigger='cb', "
+                        "convertToStr=False)", 'cb', 'a', 'b', 'a')
+        self.assertEqual(sorted(got[1]), [b'PY RECORD', b'PY RECORD'])
+        got = self.trig("GB('CommandReader').flatmap(lambda x: x[1:]).countby().map(lambda r: [r['key'], r['value']])"
+                        ".register(trigger='cb2', convertToStr=False)", 'cb2', 'a', 'b', 'a', sid='s2')
+        self.assertEqual(sorted(got[1]), [[b'a', 2], [b'b', 1]])
+        got = self.trig("GB('CommandReader').flatmap(lambda x: x[1:]).batchgroupby(lambda r: r, lambda k, l: len(l))"
+                        ".map(lambda r: [r['key'], r['value']]).register(trigger='bg', convertToStr=False)",
+                        'bg', 'x', 'y', 'x', sid='s3')
+        self.assertEqual(sorted(got[1]), [[b'x', 2], [b'y', 1]])
+        got = self.trig("GB('CommandReader').flatmap(lambda x: [int(i) for i in x[1:]]).aggregate(0, "
+                        "lambda a, r: a + r, lambda a, r: a + r).register(trigger='ag', convertToStr=False)",
+                        'ag', '1', '2', '3', sid='s4')
+        self.assertEqual(got, [b'ok', [6], []])
+        got = self.trig("GB('CommandReader').flatmap(lambda x: x[1:]).filter(lambda r: r != 'b')"
+                        ".foreach(lambda r: r.upper()).register(trigger='ff')", 'ff', 'a', 'b', 'c', sid='s5')
+        self.assertEqual(got, [b'ok', [b'c', b'a'], []])
+
+    def test_operation_argument_errors(self):
+        for expr, text in [("map(1)", 'map argument must be a function'),
+                           ("map(str)", 'map argument must be a function'),
+                           ("map(lambda x: x, lambda x: x)", 'wrong number of args to map function'),
+                           ("flatmap()", 'wrong number of args to flatmap function'),
+                           ("limit('a')", 'limit argument must be a number'),
+                           ("groupby(1, 2)", 'groupby extractor argument must be a function'),
+                           ("localgroupby(lambda x: x, 2)", 'groupby reducer argument must be a function'),
+                           ("collect(1)", 'wrong number of args to collect function'),
+                           ("register(mode='bad')", 'unknown execution mode'),
+                           ("register(mode=1)", 'execution mode must be a string'),
+                           ("register(trigger=1)", 'trigger argument is not string'),
+                           ("register(trigger='t', inorder=1)", 'inorder argument is be boolean'),
+                           ("register(trigger='t', hook='x')",
+                            'trigger argument can not be given with keyprefix or hook'),
+                           ("register()", 'no trigger or hook argument was given'),
+                           ("register(trigger='t', onRegistered=1)", 'OnRegistered argument must be a function'),
+                           ("run()", 'Given reader do not support run or not exists')]:
+            r = self.g.exec_("GB('CommandReader').%s" % expr)
+            self.assertEqual(r[0], b'err')
+            self.assertEqual(tb_last(r[1]), 'gears.error: %s\n' % text, expr)
+        r = self.g.exec_("GB(1)")
+        self.assertEqual(tb_last(r[1]), 'gears.error: reader argument must be a string\n')
+        r = self.g.exec_("GB('KeysReader').register(prefix='x')")
+        self.assertEqual(tb_last(r[1]), 'gears.error: given reader does not exists or does not support register\n')
+        r = self.g.exec_("GB('PythonReader').run()")
+        self.assertEqual(tb_last(r[1]), 'gears.error: pyreader argument must be a function\n')
+
+
+class ErrorsTest(WorkerTest):
+    def test_traceback_only_user_frames(self):
+        [reg] = self.register("def f(x):\n    if len(x) > 1:\n        raise Exception('bad arg ' + x[1])\n"
+                              "    return 'ok'\nGB('CommandReader').map(f).register(trigger='t', mode='sync')")
+        self.assertEqual(self.g.trigger(reg, 't'), [b'ok', [b'ok'], []])
+        got = self.g.trigger(reg, 't', 'a')
+        self.assertEqual(got[:2], [b'ok', []])
+        self.assertEqual(got[2][0].decode(), str(['Traceback (most recent call last):\n',
+                                                   '  File "<string>", line 3, in f\n',
+                                                   'Exception: bad arg a\n']))
+
+    def test_syntax_errors_use_37_wording(self):
+        for src in ['1defs + GearsBuilder().notexists()', 'def f(:', 'x = (f := 1)', 'def f(a, /): pass']:
+            self.assertEqual(self.g.exec_(src), [b'err', b"Error type: <class 'SyntaxError'>, Value: invalid "
+                                                         b"syntax (<string>, line 1)"], src)
+        self.assertEqual(self.g.exec_("x = 'abc")[1],
+                         b"Error type: <class 'SyntaxError'>, Value: EOL while scanning string literal "
+                         b"(<string>, line 1)")
+
+    def test_script_errors(self):
+        r = self.g.exec_("failure")
+        self.assertEqual(r[1].decode(), str(['Traceback (most recent call last):\n',
+                                             '  File "<string>", line 1, in <module>\n',
+                                             "NameError: name 'failure' is not defined\n"]))
+        r = self.g.exec_("GearsBuilder('nosuch')")
+        self.assertIn('reader does not exists', r[1].decode())
+        r = self.g.exec_("GB('ShardsIDReader').run()\nGB('ShardsIDReader').run()")
+        self.assertEqual(tb_last(r[1]), 'gears.error: Can not run more then 1 executions in a single script\n')
+        # a script can not kill the worker
+        self.assertEqual(self.g.exec_("import sys\nsys.exit(3)")[0], b'err')
+        self.assertEqual(self.g.exec_("raise KeyboardInterrupt()")[0], b'err')
+        self.assertEqual(self.g.exec_("x = 1"), [b'ok', [], None])
+
+    def test_flat_error(self):
+        [reg] = self.register("def f(x):\n    raise flat_error('just this')\n"
+                              "GB('CommandReader').map(f).register(trigger='t')")
+        self.assertEqual(self.g.trigger(reg, 't'), [b'ok', [], [b'just this']])
+
+    def test_execute_errors(self):
+        self.g.data[b's'] = b'abc'
+        [reg] = self.register("def f(x):\n    try:\n        execute('incr', 's')\n        return 'no'\n"
+                              "    except Exception as e:\n        return [type(e).__name__, str(e)]\n"
+                              "GB('CommandReader').map(f).register(trigger='c', convertToStr=False)")
+        self.assertEqual(self.g.trigger(reg, 'c'),
+                         [b'ok', [[b'error', b'ERR value is not an integer or out of range\r\n']], []])
+        [reg] = self.register("GB('CommandReader').map(lambda x: execute('nosuch', 'a')).register(trigger='u')",
+                              sid='s2')
+        got = self.g.trigger(reg, 'u')
+        self.assertEqual(tb_last(got[2][0]), 'gears.error: No such file or directory\n')
+        [reg] = self.register("GB('CommandReader').map(lambda x: [execute(), execute('lrange', 'l')])"
+                              ".register(trigger='e', convertToStr=False)", sid='s3')
+        self.assertEqual(self.g.trigger(reg, 'e'), [b'ok', [[[], [b'a', b'PY RECORD', 3, b'st']]], []])
+        [reg] = self.register("GB('CommandReader').map(lambda x: execute(1)).register(trigger='n')", sid='s4')
+        self.assertEqual(tb_last(self.g.trigger(reg, 'n')[2][0]),
+                         'gears.error: the given command must be a string\n')
+
+    def test_binary_get_is_bytearray(self):
+        self.g.data[b'bin'] = b'\xff\x00\x01'
+        [reg] = self.register("GB('CommandReader').map(lambda x: [type(execute('get', 'bin')).__name__, "
+                              "execute('get', 'bin'), bytes(execute('get', 'bin'))])"
+                              ".register(trigger='b', convertToStr=False)")
+        self.assertEqual(self.g.trigger(reg, 'b'), [b'ok', [[b'bytearray', b'PY RECORD', b'\xff\x00\x01']], []])
+        self.assertEqual(self.g.calls[-1], [b'', b'get', b'bin'])
+
+
+class SessionTest(WorkerTest):
+    def test_ids_and_uniqueness(self):
+        self.assertEqual(self.register("GB('CommandReader').register(trigger='b')", sid='b'), [rid(1)])
+        self.assertEqual(self.register("GB('CommandReader').register(trigger='a')", sid='a'), [rid(4)])
+        r = self.g.exec_("GB('CommandReader').register(trigger='a')", sid='c')
+        self.assertEqual(tb_last(r[1]), 'gears.error: trigger already registered\n')
+        r = self.g.exec_("GB('CommandReader').register(trigger='x')\nGB('CommandReader').register(trigger='x')",
+                         sid='c')
+        self.assertEqual(tb_last(r[1]), 'gears.error: trigger already registered in this session\n')
+        # upgrade: the replaced session's trigger does not conflict; its registrations go
+        r = self.g.exec_("GB('CommandReader').map(lambda x: 'v2').register(trigger='a', mode='sync')",
+                         sid='a', mode='upgrade', replaced='a')
+        self.assertEqual(r[0], b'ok')
+        new = r[1][0][0]
+        self.assertEqual(self.g.trigger(new, 'a'), [b'ok', [b'v2'], []])
+        self.assertIn(b'does not exist', self.g.trigger(rid(4), 'a')[2][0])
+
+    def test_globals_shared_and_isolated(self):
+        [inc] = self.register("n = [0]\ndef f(x):\n    n[0] += 1\n    return n[0]\n"
+                              "GB('CommandReader').map(f).register(trigger='i')")
+        self.assertEqual(self.g.trigger(inc, 'i'), [b'ok', [b'1'], []])
+        self.assertEqual(self.g.trigger(inc, 'i'), [b'ok', [b'2'], []])
+        r = self.g.exec_("n", sid='s2')
+        self.assertIn("NameError: name 'n' is not defined", r[1].decode())
+        self.assertEqual(self.g.exec_("assert __name__ == 'not_main'\nassert hashtag() == '06S'\n"
+                                      "assert not isAsyncAllow()", sid='s3'), [b'ok', [], None])
+
+    def test_restore_reuses_ids(self):
+        r = self.g.exec_("GB('CommandReader').register(trigger='t')", sid='s', mode='restore',
+                         regids=[rid(7)])
+        self.assertEqual(r[1][0][0], rid(7))
+        self.assertEqual(self.g.next_id, 0)
+
+    def test_unregister(self):
+        [reg] = self.register("GB('CommandReader').register(trigger='t')")
+        rid_ = self.g.rid()
+        self.g.send([b'unregister', rid_, reg])
+        self.assertEqual(self.g.wait(rid_), [b'ok'])
+        self.assertEqual(self.register("GB('CommandReader').register(trigger='t')", sid='s2'), [rid(4)])
+
+    def test_pickle_check(self):
+        r = self.g.exec_("import threading\nl = threading.Lock()\ndef f(x):\n    with l:\n        return x\n"
+                         "GB('CommandReader').map(f).register(trigger='t')")
+        last = tb_last(r[1])
+        self.assertTrue(last.startswith('gears.error: Error occured when serialized a python callback, '
+                                        'callback=f error=['), last)
+        self.assertIn("TypeError: can't pickle _thread.lock objects", last)
+        # objects created inside a call, modules, classes and picklable values are fine
+        self.assertEqual(self.g.exec_("import threading\nclass C(object):\n    pass\nc = C()\nd = {'a': [1]}\n"
+                                      "def f(x):\n    l = threading.Lock()\n    return [c, d, C, threading]\n"
+                                      "GB('CommandReader').map(f).register(trigger='t')", sid='s2')[0], b'ok')
+
+    def test_run_python_reader(self):
+        r = self.g.exec_("GB('PythonReader').map(lambda x: x * 2).run(lambda: iter([1, 2, 3]))")
+        self.assertEqual(r, [b'ok', [], rid(0)])
+        self.assertEqual(self.g.wait_exec(rid(0).decode()), [b'done', [b'2', b'4', b'6'], []])
+        r = self.g.exec_("GB('ShardsIDReader').run()", sid='s2')
+        self.assertEqual(self.g.wait_exec(r[2].decode()), [b'done', [b'1'], []])
+
+    def test_atomic_and_log(self):
+        [reg] = self.register("def f(x):\n    with atomic():\n        execute('set', 'k', 'v')\n"
+                              "        try:\n            with atomic():\n                pass\n"
+                              "        except Exception as e:\n            return str(e)\n"
+                              "GB('CommandReader').map(f).register(trigger='t')")
+        self.assertEqual(self.g.trigger(reg, 't', token='x1'), [b'ok', [b'Already inside an atomic block'], []])
+        self.assertEqual(self.g.locks, [b'x1'])
+        self.assertEqual(self.g.unlocks, [b'x1'])
+        self.assertEqual(self.g.calls[-1], [b'x1', b'set', b'k', b'v'])
+        r = self.g.exec_("log('hello')\nlog('dbg', level='debug')\nlog('x', level='bad')", sid='s2')
+        self.assertEqual(tb_last(r[1]), 'gears.error: Log level should be one of the following : '
+                                        'debug,verbose,notice,warning\n')
+        self.assertEqual(self.g.logs[:2], [('notice', 'hello'), ('debug', 'dbg')])
+        self.assertEqual(self.g.exec_("assert configGet('ExecutionMaxIdleTime') == '5000'\n"
+                                      "assert gearsConfigGet('nosuch', 'd') == 'd'", sid='s3'), [b'ok', [], None])
+
+    def test_thread_execute_warns_once(self):
+        [reg] = self.register("import threading\ndef f(x):\n    out = []\n    def t():\n"
+                              "        out.append(execute('get', 'k'))\n        execute('get', 'k')\n"
+                              "    th = threading.Thread(target=t)\n    th.start()\n    th.join()\n"
+                              "    return out[0]\nGB('CommandReader').map(f).register(trigger='t')")
+        self.g.data[b'k'] = b'v'
+        self.assertEqual(self.g.trigger(reg, 't'), [b'ok', [b'v'], []])
+        self.assertEqual(self.g.trigger(reg, 't'), [b'ok', [b'v'], []])
+        time.sleep(0.2)
+        warns = [line for line in self.g.stderr if 'deadlocks a real RedisGears' in line]
+        self.assertEqual(len(warns), 1, self.g.stderr)
+        self.assertEqual(self.g.calls[-1][0], b'')
+
+
+class FutureTest(WorkerTest):
+    config = {'ExecutionMaxIdleTime': '500'}
+
+    def test_future_from_thread(self):
+        [reg] = self.register("import threading\nimport time\ndef f(x):\n    fut = gearsFuture()\n"
+                              "    def resolve():\n        time.sleep(0.1)\n"
+                              "        if x[1] == 'bad':\n            fut.continueFailed('failed ' + x[1])\n"
+                              "        else:\n            fut.continueRun('resolved ' + x[1])\n"
+                              "    threading.Thread(target=resolve).start()\n    return fut\n"
+                              "GB('CommandReader').map(f).map(lambda r: r + '!').register(trigger='fut', mode='sync')")
+        r = self.g.trigger_async(reg, 'fut', 'a', execid=b'e1')
+        self.assertEqual(self.g.wait(r), [b'ok', [b'resolved a!'], []])
+        self.assertEqual(self.g.yields, [r])
+        self.assertEqual(self.g.trigger(reg, 'fut', 'bad'), [b'ok', [], [b'failed bad']])
+
+    def test_max_idle(self):
+        [reg] = self.register("def f(x):\n    return gearsFuture()\nGB('CommandReader').map(f).register(trigger='t')")
+        t = time.time()
+        self.assertEqual(self.g.trigger(reg, 't'), [b'ok', [], [b'Execution max idle reached']])
+        self.assertLess(time.time() - t, 2)
+
+    def test_future_errors(self):
+        r = self.g.exec_("gearsFuture()")
+        self.assertEqual(tb_last(r[1]), 'gears.error: Future object can only be created inside certain '
+                                        'execution steps\n')
+        [reg] = self.register("def f(x):\n    gearsFuture()\n    gearsFuture()\n"
+                              "GB('CommandReader').map(f).register(trigger='t', mode='sync')", sid='s2')
+        self.assertEqual(tb_last(self.g.trigger(reg, 't')[2][0]),
+                         'gears.error: Can not create async record twice on the same step\n')
+        [reg] = self.register("def f(x):\n    return [isAsyncAllow(), str(gearsFuture())]\n"
+                              "GB('CommandReader').map(f).register(trigger='m', mode='sync')", sid='s3')
+        self.assertEqual(tb_last(self.g.trigger(reg, 'm', flags='m')[2][0]),
+                         'gears.error: Creating async record is not allowed\n')
+
+    def test_coroutine_step(self):
+        [reg] = self.register("import asyncio\nasync def f(x):\n    await asyncio.sleep(0.05)\n"
+                              "    return 'co ' + x[1]\nGB('CommandReader').map(f).register(trigger='c', mode='sync')")
+        self.assertEqual(self.g.trigger(reg, 'c', 'a'), [b'ok', [b'co a'], []])
+
+
+class ConcurrencyTest(WorkerTest):
+    def test_blocking_async_triggers_run_in_parallel(self):
+        [reg] = self.register("import time\ndef f(x):\n    time.sleep(0.3)\n    return x[1]\n"
+                              "GB('CommandReader').map(f).register(trigger='sl', mode='async')")
+        t = time.time()
+        rids = [self.g.trigger_async(reg, 'sl', str(i), execid=b'e%d' % i) for i in range(60)]
+        res = [self.g.wait(r) for r in rids]
+        self.assertLess(time.time() - t, 1.0)
+        self.assertEqual(res[7], [b'ok', [b'7'], []])
+
+    def test_broken_message_is_skipped(self):
+        self.g.send_raw(b'?garbage\r\n')
+        self.g.send([b'nosuchmessage', b'1'])
+        self.g.send([b'reply', b'999', b'v', b'x'])
+        self.assertEqual(self.g.exec_("x = 1"), [b'ok', [], None])
+
+
+class RequirementsTest(WorkerTest):
+    def test_installed_requirement(self):
+        r = self.g.rid()
+        self.g.send([b'reqs', r, b'0', b'pip'])
+        got = self.g.wait(r)
+        self.assertEqual(got[0], b'ok')
+        self.assertEqual(got[1][0][0], b'pip')
+        self.assertEqual(got[1][0][3:], [1, 1])
+
+    def test_missing_requirement_fails(self):
+        r = self.g.rid()
+        self.g.send([b'reqs', r, b'0', b'pip>=999'])
+        got = self.g.wait(r, timeout=120)
+        self.assertEqual(got[0], b'err')
+        self.assertIn(got[1], [b'Could not satisfy requirements (look at redis log file for more information)',
+                               b'Could not satisfy requirements, look at the log file for more information.'])
+
+
+if __name__ == '__main__':
+    unittest.main()
