@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/alicebob/miniredis/v2/server"
 )
 
 // store is the data store every non-RG command goes to: an in-process miniredis, or an external Redis.
@@ -230,3 +232,38 @@ const (
 	popWithKey  = "local v = redis.call(ARGV[1], KEYS[1]) if v then return {KEYS[1], v} end return false"
 	zpopWithKey = "local v = redis.call(ARGV[1], KEYS[1]) if #v > 0 then return {KEYS[1], v[1], v[2]} end return false"
 )
+
+// directPeer is a reusable in-process miniredis client for execute() calls.
+type directPeer struct {
+	buf  bytes.Buffer
+	w    *bufio.Writer
+	args []string
+}
+
+var directPeers = sync.Pool{New: func() any {
+	p := &directPeer{}
+	p.w = bufio.NewWriterSize(&p.buf, 4096)
+	return p
+}}
+
+// direct runs one command on the in-process miniredis without a network round trip (the hot path of
+// execute()). Every call gets a fresh connection state on DB 0, as RedisGears' execute() has.
+// The returned bytes are the reply in RESP2.
+func (s *store) direct(args ...[]byte) ([]byte, error) {
+	p := directPeers.Get().(*directPeer)
+	p.buf.Reset()
+	p.w.Reset(&p.buf)
+	p.args = p.args[:0]
+	for _, a := range args {
+		p.args = append(p.args, string(a))
+	}
+	peer := server.NewPeer(p.w)
+	s.mini.Server().Dispatch(peer, p.args)
+	_ = p.w.Flush()
+	out := append([]byte(nil), p.buf.Bytes()...)
+	directPeers.Put(p)
+	if len(out) == 0 {
+		return nil, errors.New("no reply")
+	}
+	return out, nil
+}

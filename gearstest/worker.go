@@ -457,26 +457,34 @@ var stateChanging = map[string]bool{
 func (wk *workerProc) doCall(cid []byte, args [][]byte) {
 	s := wk.s
 	name := strings.ToUpper(string(args[0]))
-	sc, err := s.st.get()
-	if err != nil {
-		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk("ERR gearstest: data store unavailable: "+err.Error()+"\r\n")))
-		return
+	var sc *storeConn
+	do := s.st.direct
+	if s.st.mini == nil {
+		var err error
+		if sc, err = s.st.get(); err != nil {
+			_ = wk.sendRaw(replyMsg(cid, 'e', encBulk("ERR gearstest: data store unavailable: "+err.Error()+"\r\n")))
+			return
+		}
+		do = sc.do
 	}
 	var raw []byte
+	var err error
 	if tries, fixed := nonBlocking(name, args); fixed != nil {
 		raw = fixed
 	} else if tries != nil {
 		for _, t := range tries {
-			raw, err = sc.do(t...)
+			raw, err = do(t...)
 			if err != nil || !isNilReply(raw) {
 				break
 			}
 		}
 	} else {
-		raw, err = sc.do(args...)
+		raw, err = do(args...)
 	}
 	if err != nil {
-		sc.close()
+		if sc != nil {
+			sc.close()
+		}
 		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk("ERR gearstest: data store: "+err.Error()+"\r\n")))
 		return
 	}
@@ -489,10 +497,12 @@ func (wk *workerProc) doCall(cid []byte, args [][]byte) {
 	default:
 		msg = replyMsg(cid, 'v', raw)
 	}
-	if stateChanging[name] {
-		sc.close()
-	} else {
-		s.st.put(sc)
+	if sc != nil {
+		if stateChanging[name] {
+			sc.close()
+		} else {
+			s.st.put(sc)
+		}
 	}
 	_ = wk.sendRaw(msg)
 }
