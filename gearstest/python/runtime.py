@@ -629,10 +629,9 @@ class GearsBuilder(object):
             except StopIteration:
                 raise error('Failed register execution')
         else:
-            # register() deep-copies the plan (a new id) and the real server's apply step builds
-            # one more flat plan: three ids per script registration in all (gears-spec 8).
+            # register() deep-copies the plan: a new id (RG_PrepareForRegister). Go takes the one
+            # more id the real server's apply step uses, once per RG.PYEXECUTE (gears-spec 8).
             regid = state.worker.new_id()
-            state.worker.new_id()
         reg = Registration(regid, self._session, 'CommandReader', self.desc, mode, trigger,
                            inorder, steps, on_registered)
         ctx.pending_regs.append(reg)
