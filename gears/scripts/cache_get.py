@@ -53,15 +53,15 @@ _CACHE_GET_STATE = {'inflight': {}}
 
 
 def _cache_get_fail(msg):
-    # flat_error makes the execution's error text exactly msg (no traceback list), so every caller in
-    # every language sees "cache_get: GET http://...: status 404" and nothing else.
+    # gears.flat_error makes the execution's error text exactly msg (no traceback list), so every caller
+    # in every language sees "cache_get: GET http://...: status 404" and nothing else. It is the
+    # exception class RedisGears 1.2 puts in every session's globals; `raise flat_error(msg)` also does
+    # the right thing were it a function that raises.
     try:
         fe = flat_error
     except NameError:
-        fe = None
-    if fe is not None:
-        fe(msg)
-    raise Exception(msg)
+        raise Exception(msg)
+    raise fe(msg)
 
 
 def _cache_get_next_request():

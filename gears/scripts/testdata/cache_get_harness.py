@@ -65,7 +65,7 @@ class Runtime(object):
             src = src[:start] + '# --- cache_get settings\n' + '\n'.join(lines) + '\n' + src[end:]
         self.g = {
             'execute': self.execute, 'atomic': self.atomic, 'log': self.log, 'gearsFuture': self.future,
-            'flat_error': self.flat_error, 'isAsyncAllow': lambda: self.async_allowed, '__name__': 'not_main',
+            'flat_error': FlatError, 'isAsyncAllow': lambda: self.async_allowed, '__name__': 'not_main',
         }
         exec(compile(src, 'cache_get.py', 'exec'), self.g)
 
@@ -126,8 +126,6 @@ class Runtime(object):
             raise Exception('Future object can only be created inside certain execution steps')
         return Future()
 
-    def flat_error(self, msg):
-        raise FlatError(msg)
 
     # -- a trigger -------------------------------------------------------------------------------
     def trigger(self, *args):
@@ -246,7 +244,7 @@ class CacheGetTest(unittest.TestCase):
         import cloudpickle
         mod = types.ModuleType('cache_get_fake_redisgears')
         exec('def execute(*a): pass\ndef atomic(): pass\ndef log(*a, **k): pass\n'
-             'def gearsFuture(): pass\ndef flat_error(m): pass\ndef isAsyncAllow(): return True\n', mod.__dict__)
+             'def gearsFuture(): pass\nclass flat_error(Exception): pass\ndef isAsyncAllow(): return True\n', mod.__dict__)
         sys.modules[mod.__name__] = mod
         g = dict(mod.__dict__)
         g['__name__'] = 'not_main'

@@ -1,0 +1,183 @@
+package gears
+
+import (
+	"crypto/sha1"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// cacheGetSource is gears/scripts/cache_get.py as shipped, with its default settings.
+//
+//go:embed gears/scripts/cache_get.py
+var cacheGetSource string
+
+// The settings block of cache_get.py that NewCacheGet rewrites.
+const (
+	cacheGetSettingsBegin = "# --- cache_get settings"
+	cacheGetSettingsEnd   = "# --- end of cache_get settings ---"
+)
+
+// Defaults of the cache_get settings; NewCacheGet with no options uses them.
+const (
+	// DefaultCacheExpiry is how long a stored body lives unless CacheExpiry says otherwise.
+	DefaultCacheExpiry = time.Hour
+	// DefaultCacheTimeout is how long one download may take unless CacheTimeout says otherwise.
+	DefaultCacheTimeout = 10 * time.Second
+	// DefaultCacheMaxBytes is the largest body cache_get downloads unless CacheMaxBytes says otherwise.
+	DefaultCacheMaxBytes int64 = 32 << 20
+	// DefaultCacheKeyPrefix is the namespace of cache_get's keys unless CacheKeyPrefix says otherwise.
+	DefaultCacheKeyPrefix = "cache_get:"
+)
+
+// CacheGet is the cache_get server function with its default settings: a read-through cache for HTTP
+// resources that downloads each URL at most once at a time however many callers ask, and stores the body
+// in Redis for DefaultCacheExpiry. Register and call it with
+//
+//	cache := gears.Command[[]byte]("cache_get", rdb, gears.CacheGet)
+//	body, err := cache(ctx, url)
+//
+// or, from any language, RG.TRIGGER cache_get <url> [expiry_ms] [timeout_ms]. NewCacheGet builds a
+// variant with other settings.
+var CacheGet = NewCacheGet()
+
+// cacheGetSettings are the values NewCacheGet bakes into the Python source.
+type cacheGetSettings struct {
+	expiry     time.Duration
+	timeout    time.Duration
+	maxBytes   int64
+	keyPrefix  string
+	allowHosts []string
+}
+
+// CacheOption changes one setting of NewCacheGet.
+type CacheOption func(*cacheGetSettings)
+
+// CacheExpiry sets how long a stored body lives; 0 or less stores it without expiry. Sub-millisecond
+// parts are rounded up to a whole millisecond (Redis' PX resolution). A caller may still pass its own
+// expiry in milliseconds as the second trigger argument.
+func CacheExpiry(d time.Duration) CacheOption {
+	return func(s *cacheGetSettings) { s.expiry = d }
+}
+
+// CacheTimeout sets the longest one download may take, redirects included; no caller waits longer.
+// 0 or less keeps DefaultCacheTimeout. A caller may ask for a shorter timeout (third trigger argument,
+// milliseconds), never a longer one.
+func CacheTimeout(d time.Duration) CacheOption {
+	return func(s *cacheGetSettings) { s.timeout = d }
+}
+
+// CacheAllowHosts restricts downloads to these host names (compared case-insensitively; "*.example.com"
+// allows every subdomain of example.com). Redirects are checked too. No hosts, the default, allows any
+// host. Calling it again replaces the list.
+func CacheAllowHosts(hosts ...string) CacheOption {
+	return func(s *cacheGetSettings) { s.allowHosts = append([]string(nil), hosts...) }
+}
+
+// CacheMaxBytes sets the largest body cache_get downloads; a larger one fails the call and is not stored.
+// 0 or less keeps DefaultCacheMaxBytes.
+func CacheMaxBytes(n int64) CacheOption {
+	return func(s *cacheGetSettings) { s.maxBytes = n }
+}
+
+// CacheKeyPrefix sets the namespace of cache_get's keys: a body is stored under
+// <prefix>{<SHA-1 of the URL>}. An empty prefix keeps DefaultCacheKeyPrefix, since keys without a
+// namespace could collide with the application's own.
+func CacheKeyPrefix(prefix string) CacheOption {
+	return func(s *cacheGetSettings) { s.keyPrefix = prefix }
+}
+
+// NewCacheGet returns the cache_get Script with opts applied. The settings are written into the Python
+// source as literals, so the registered function behaves the same for every caller in every language,
+// and a change of settings is a change of code that Command upgrades on the server.
+func NewCacheGet(opts ...CacheOption) Script {
+	s := cacheGetSettings{
+		expiry:    DefaultCacheExpiry,
+		timeout:   DefaultCacheTimeout,
+		maxBytes:  DefaultCacheMaxBytes,
+		keyPrefix: DefaultCacheKeyPrefix,
+	}
+	for _, o := range opts {
+		o(&s)
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultCacheTimeout
+	}
+	if s.maxBytes <= 0 {
+		s.maxBytes = DefaultCacheMaxBytes
+	}
+	if s.keyPrefix == "" {
+		s.keyPrefix = DefaultCacheKeyPrefix
+	}
+	return Script{
+		Function:     "cache_get",
+		Then:         "cache_get_store",
+		Source:       renderCacheGet(s),
+		Requirements: []string{"requests"},
+	}
+}
+
+// CacheGetKey is the key under which cache_get, built with opts, stores the body of url:
+// <prefix>{<hex SHA-1 of url>}. Deleting it makes the next call download url again.
+func CacheGetKey(url string, opts ...CacheOption) string {
+	s := cacheGetSettings{keyPrefix: DefaultCacheKeyPrefix}
+	for _, o := range opts {
+		o(&s)
+	}
+	if s.keyPrefix == "" {
+		s.keyPrefix = DefaultCacheKeyPrefix
+	}
+	sum := sha1.Sum([]byte(url))
+	return s.keyPrefix + "{" + hex.EncodeToString(sum[:]) + "}"
+}
+
+// renderCacheGet replaces the settings block of cache_get.py with s.
+func renderCacheGet(s cacheGetSettings) string {
+	begin := strings.Index(cacheGetSource, cacheGetSettingsBegin)
+	end := strings.Index(cacheGetSource, cacheGetSettingsEnd)
+	if begin < 0 || end < begin {
+		// The embedded file is ours; a test guards the markers.
+		panic("gears: cache_get.py lost its settings markers")
+	}
+	var b strings.Builder
+	b.WriteString(cacheGetSource[:begin])
+	b.WriteString(cacheGetSettingsBegin + " (rendered by NewCacheGet) ---\n")
+	b.WriteString("CACHE_GET_KEY_PREFIX = " + pyString(s.keyPrefix) + "\n")
+	b.WriteString("CACHE_GET_EXPIRY_MS = " + strconv.FormatInt(durationMillis(s.expiry), 10) + "\n")
+	b.WriteString("CACHE_GET_TIMEOUT_MS = " + strconv.FormatInt(durationMillis(s.timeout), 10) + "\n")
+	b.WriteString("CACHE_GET_MAX_BYTES = " + strconv.FormatInt(s.maxBytes, 10) + "\n")
+	b.WriteString("CACHE_GET_ALLOW_HOSTS = [")
+	for i, h := range s.allowHosts {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(pyString(strings.ToLower(strings.TrimSpace(h))))
+	}
+	b.WriteString("]\n")
+	b.WriteString(cacheGetSource[end:])
+	return b.String()
+}
+
+// durationMillis is d in whole milliseconds, rounded up so that a positive duration never becomes 0
+// (which would mean "no expiry"); 0 for d <= 0.
+func durationMillis(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// pyString quotes s as a Python 3 string literal. A JSON string is one: its escapes (\", \\, \n, \uXXXX,
+// ...) mean the same in Python, and json.Marshal escapes every control character, so no setting can
+// break out of its literal.
+func pyString(s string) string {
+	b, err := json.Marshal(s)
+	if err != nil {
+		// json.Marshal of a string cannot fail; invalid UTF-8 is replaced, not rejected.
+		panic(err)
+	}
+	return string(b)
+}

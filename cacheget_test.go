@@ -1,0 +1,688 @@
+package gears_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gearsgo/gears"
+	"github.com/gearsgo/gears/gearstest"
+)
+
+// The cache_get suite runs against gearstest by default and against the RedisGears server at GEARS_ADDR
+// when it is set. The origin is an httptest server on 127.0.0.1, so with GEARS_ADDR the server must run
+// on this machine. Every test uses its own trigger and a key prefix fresh for the run, so tests neither
+// see each other's keys nor a previous run's.
+
+// cgEnv is one test's server, client and cache_get command.
+type cgEnv struct {
+	t       *testing.T
+	addr    string
+	rdb     *redis.Client
+	prefix  string
+	trigger string
+	cache   gears.Func[[]byte]
+}
+
+// cgStart registers cache_get (built with opts plus a fresh key prefix) under a trigger of the test's own.
+func cgStart(t *testing.T, opts ...gears.CacheOption) *cgEnv {
+	t.Helper()
+	addr := os.Getenv("GEARS_ADDR")
+	if addr == "" {
+		addr = gearstest.Run(t).Addr()
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 256, ReadTimeout: 30 * time.Second})
+	t.Cleanup(func() { _ = rdb.Close() })
+	e := &cgEnv{
+		t:       t,
+		addr:    addr,
+		rdb:     rdb,
+		prefix:  "cgtest:" + cgRandom() + ":",
+		trigger: "cache_get_" + regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "_"),
+	}
+	opts = append(opts, gears.CacheKeyPrefix(e.prefix))
+	e.cache = gears.Command[[]byte](e.trigger, rdb, gears.NewCacheGet(opts...))
+	return e
+}
+
+func cgRandom() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// key is where cache_get stores url in this test.
+func (e *cgEnv) key(url string) string { return gears.CacheGetKey(url, gears.CacheKeyPrefix(e.prefix)) }
+
+// keys lists every key cache_get wrote in this test.
+func (e *cgEnv) keys() []string {
+	keys, err := e.rdb.Keys(context.Background(), e.prefix+"*").Result()
+	require.NoError(e.t, err)
+	return keys
+}
+
+// serverMsg asserts err is the server's error reply and returns its exact text.
+func cgServerMsg(t *testing.T, err error) string {
+	t.Helper()
+	var ge *gears.Error
+	require.ErrorAs(t, err, &ge, "want a server error reply, got %v", err)
+	return ge.Msg
+}
+
+// cgOrigin is an HTTP origin that counts requests, tracks how many run at once and serves per path
+// what the test set up.
+type cgOrigin struct {
+	*httptest.Server
+	mu        sync.Mutex
+	latency   time.Duration
+	status    int
+	body      []byte
+	release   chan struct{} // when set, requests wait for it instead of latency
+	count     map[string]int
+	active    int
+	maxActive int
+}
+
+func cgNewOrigin(t *testing.T) *cgOrigin {
+	o := &cgOrigin{status: 200, body: []byte("hello from the origin"), count: map[string]int{}}
+	o.Server = httptest.NewServer(http.HandlerFunc(o.serve))
+	t.Cleanup(o.Close)
+	return o
+}
+
+func (o *cgOrigin) serve(w http.ResponseWriter, r *http.Request) {
+	o.mu.Lock()
+	o.count[r.URL.Path]++
+	o.active++
+	o.maxActive = max(o.maxActive, o.active)
+	latency, status, body, release := o.latency, o.status, o.body, o.release
+	o.mu.Unlock()
+	defer func() {
+		o.mu.Lock()
+		o.active--
+		o.mu.Unlock()
+	}()
+	if release != nil {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+	} else {
+		select {
+		case <-time.After(latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if status != 200 {
+		body = []byte("no such image")
+	}
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+func (o *cgOrigin) set(f func(o *cgOrigin)) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	f(o)
+}
+
+func (o *cgOrigin) requests(path string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.count[path]
+}
+
+func (o *cgOrigin) total() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, c := range o.count {
+		n += c
+	}
+	return n
+}
+
+func TestCacheGetMissThenHit(t *testing.T) {
+	ctx := context.Background()
+	e := cgStart(t)
+	o := cgNewOrigin(t)
+	url := o.URL + "/a.png"
+
+	body, err := e.cache(ctx, url)
+	require.NoError(t, err)
+	assert.Equal(t, []byte("hello from the origin"), body)
+	assert.Equal(t, 1, o.requests("/a.png"))
+
+	// Stored under the hash-tagged key of its own namespace, with the default expiry.
+	stored, err := e.rdb.Get(ctx, e.key(url)).Bytes()
+	require.NoError(t, err)
+	assert.Equal(t, body, stored)
+	assert.Equal(t, []string{e.key(url)}, e.keys())
+	assert.Regexp(t, `^cgtest:[0-9a-f]{12}:\{[0-9a-f]{40}\}$`, e.key(url))
+	pttl, err := e.rdb.PTTL(ctx, e.key(url)).Result()
+	require.NoError(t, err)
+	assert.Greater(t, pttl, gears.DefaultCacheExpiry-time.Minute)
+	assert.LessOrEqual(t, pttl, gears.DefaultCacheExpiry)
+
+	// The hit does not touch the origin.
+	o.set(func(o *cgOrigin) { o.body = []byte("changed at the origin") })
+	body, err = e.cache(ctx, url)
+	require.NoError(t, err)
+	assert.Equal(t, []byte("hello from the origin"), body)
+	assert.Equal(t, 1, o.requests("/a.png"))
+
+	// A raw RG.TRIGGER gets the same bytes: the reply is one bulk string.
+	reply, err := e.rdb.Do(ctx, "RG.TRIGGER", e.trigger, url).Slice()
+	require.NoError(t, err)
+	assert.Equal(t, []any{"hello from the origin"}, reply)
+}
+
+func TestCacheGetBinaryBodyRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	e := cgStart(t)
+	o := cgNewOrigin(t)
+	var all []byte
+	for r := 0; r < 3; r++ {
+		for b := 0; b < 256; b++ {
+			all = append(all, byte(b))
+		}
+	}
+	all = append(all, 0xff, 0xfe, 0x00, 0xc3) // ends inside a would-be UTF-8 sequence
+	o.set(func(o *cgOrigin) { o.body = all })
+	url := o.URL + "/binary.bin"
+
+	miss, err := e.cache(ctx, url)
+	require.NoError(t, err)
+	assert.Equal(t, all, miss)
+	hit, err := e.cache(ctx, url)
+	require.NoError(t, err)
+	assert.Equal(t, all, hit)
+	stored, err := e.rdb.Get(ctx, e.key(url)).Bytes()
+	require.NoError(t, err)
+	assert.Equal(t, all, stored)
+	assert.Equal(t, 1, o.requests("/binary.bin"))
+
+	// Valid UTF-8 comes back from execute('GET') as str on the server: it must still be the same bytes.
+	text := []byte("h\u00e9llo, w\u00f6rld \u2603")
+	o.set(func(o *cgOrigin) { o.body = text })
+	url = o.URL + "/text.txt"
+	_, err = e.cache(ctx, url)
+	require.NoError(t, err)
+	hit, err = e.cache(ctx, url)
+	require.NoError(t, err)
+	assert.Equal(t, text, hit)
+}
+
+// cgRedisCli runs RG.TRIGGER through redis-cli and returns its output; redis-cli prints a one-element
+// array reply of a bulk string as that string and a newline when its output is not a terminal.
+func cgRedisCli(ctx context.Context, addr string, args ...string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.CommandContext(ctx, "redis-cli", append([]string{"-h", host, "-p", port}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func TestCacheGetOneDownloadForManyCallers(t *testing.T) {
+	ctx := context.Background()
+	e := cgStart(t)
+	o := cgNewOrigin(t)
+	release := make(chan struct{})
+	o.set(func(o *cgOrigin) { o.release = release; o.body = []byte("the one and only download") })
+	url := o.URL + "/herd.png"
+
+	const callers = 100
+	cliCallers := 20
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		t.Logf("redis-cli not found (apt-get install redis-tools): all %d callers use go-redis", callers)
+		cliCallers = 0
+	}
+	// Several go-redis clients, each with its own pool, plus redis-cli processes.
+	clients := make([]*redis.Client, 4)
+	for i := range clients {
+		clients[i] = redis.NewClient(&redis.Options{Addr: e.addr, PoolSize: callers, ReadTimeout: 30 * time.Second})
+		defer clients[i].Close()
+	}
+	// Make sure every client's trigger exists before the herd: the first call of a Command registers.
+	_, err := e.cache(ctx, "not a url")
+	require.Error(t, err)
+
+	var wg sync.WaitGroup
+	bodies := make([][]byte, callers)
+	errs := make([]error, callers)
+	for i := 0; i < callers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i < cliCallers {
+				out, err := cgRedisCli(ctx, e.addr, "RG.TRIGGER", e.trigger, url)
+				if err == nil && !strings.HasSuffix(out, "\n") {
+					err = fmt.Errorf("redis-cli output %q", out)
+				}
+				bodies[i], errs[i] = []byte(strings.TrimSuffix(out, "\n")), err
+				return
+			}
+			c := gears.Command[[]byte](e.trigger, clients[i%len(clients)], gears.NewCacheGet(gears.CacheKeyPrefix(e.prefix)))
+			bodies[i], errs[i] = c(ctx, url)
+		}()
+	}
+	// Every caller is in flight (waiting on the one download) before the origin answers. The server
+	// sees the single request at once; the others can only be waiters.
+	require.Eventually(t, func() bool { return o.requests("/herd.png") == 1 }, 10*time.Second, 5*time.Millisecond)
+	cgWaitForWaiters(t, e, callers)
+	close(release)
+	wg.Wait()
+
+	for i := 0; i < callers; i++ {
+		require.NoError(t, errs[i], "caller %d", i)
+		assert.Equal(t, "the one and only download", string(bodies[i]), "caller %d", i)
+	}
+	assert.Equal(t, 1, o.requests("/herd.png"), "the origin must see exactly one download")
+	assert.Equal(t, []string{e.key(url)}, e.keys())
+}
+
+// cgWaitForWaiters gives n callers the time to reach the server while the origin holds the download,
+// so that the herd really is concurrent rather than a series of hits. Where the server counts blocked
+// clients (INFO clients; a real RedisGears blocks a client for every waiting trigger) it waits for that
+// count; otherwise for a settle time. It asserts nothing: a late caller would only make the test weaker.
+func cgWaitForWaiters(t *testing.T, e *cgEnv, n int) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		info, err := e.rdb.Info(context.Background(), "clients").Result()
+		require.NoError(t, err)
+		m := regexp.MustCompile(`blocked_clients:(\d+)`).FindStringSubmatch(info)
+		if m != nil {
+			var blocked int
+			_, _ = fmt.Sscan(m[1], &blocked)
+			if blocked >= n {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("the server did not report %d blocked clients; went on after a settle time", n)
+}
+
+func TestCacheGetManyURLsDownloadInParallel(t *testing.T) {
+	ctx := context.Background()
+	e := cgStart(t)
+	o := cgNewOrigin(t)
+	release := make(chan struct{})
+	o.set(func(o *cgOrigin) { o.release = release })
+	_, err := e.cache(ctx, "not a url") // register before the burst
+	require.Error(t, err)
+
+	const urls = 60
+	var wg sync.WaitGroup
+	errs := make([]error, urls)
+	bodies := make([][]byte, urls)
+	for i := 0; i < urls; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bodies[i], errs[i] = e.cache(ctx, fmt.Sprintf("%s/img/%d.png", o.URL, i))
+		}()
+	}
+	// All 60 downloads are at the origin at the same time: none waits for another.
+	require.Eventually(t, func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.active == urls
+	}, 20*time.Second, 5*time.Millisecond, "downloads did not run in parallel")
+	// Meanwhile the server answers other clients.
+	require.NoError(t, e.rdb.Ping(ctx).Err())
+	require.NoError(t, e.rdb.Set(ctx, e.prefix+"probe", "x", 0).Err())
+	o.mu.Lock()
+	stillActive := o.active
+	o.mu.Unlock()
+	assert.Equal(t, urls, stillActive, "PING must be answered while the downloads are in flight")
+	require.NoError(t, e.rdb.Del(ctx, e.prefix+"probe").Err())
+	close(release)
+	wg.Wait()
+
+	for i := 0; i < urls; i++ {
+		require.NoError(t, errs[i], "url %d", i)
+		assert.Equal(t, []byte("hello from the origin"), bodies[i])
+	}
+	assert.Equal(t, urls, o.total())
+	assert.Equal(t, urls, o.maxActive)
+	assert.Len(t, e.keys(), urls)
+}
+
+// cgFailure runs n concurrent callers of url and checks they all get want and nothing was stored.
+func cgFailure(t *testing.T, e *cgEnv, url, want string, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.cache(context.Background(), url)
+		}()
+	}
+	wg.Wait()
+	for i := 0; i < n; i++ {
+		require.Error(t, errs[i], "caller %d", i)
+		assert.Equal(t, want, cgServerMsg(t, errs[i]), "caller %d", i)
+	}
+	assert.Empty(t, e.keys(), "a failure must not be cached")
+}
+
+func TestCacheGetFailures(t *testing.T) {
+	ctx := context.Background()
+
+	for _, status := range []int{404, 500} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			e := cgStart(t)
+			o := cgNewOrigin(t)
+			o.set(func(o *cgOrigin) { o.status = status; o.latency = 200 * time.Millisecond })
+			url := o.URL + "/img.png"
+			cgFailure(t, e, url, fmt.Sprintf("cache_get: GET %s: status %d", url, status), 10)
+			assert.LessOrEqual(t, o.requests("/img.png"), 10)
+
+			// The origin recovers: the next call downloads and stores.
+			before := o.requests("/img.png")
+			o.set(func(o *cgOrigin) { o.status = 200 })
+			body, err := e.cache(ctx, url)
+			require.NoError(t, err)
+			assert.Equal(t, []byte("hello from the origin"), body)
+			assert.Equal(t, before+1, o.requests("/img.png"))
+			assert.Equal(t, []string{e.key(url)}, e.keys())
+		})
+	}
+
+	t.Run("waiters share the failure", func(t *testing.T) {
+		e := cgStart(t)
+		o := cgNewOrigin(t)
+		release := make(chan struct{})
+		o.set(func(o *cgOrigin) { o.status = 404; o.release = release })
+		url := o.URL + "/gone.png"
+		_, err := e.cache(ctx, "not a url")
+		require.Error(t, err)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			cgFailure(t, e, url, fmt.Sprintf("cache_get: GET %s: status 404", url), 20)
+		}()
+		require.Eventually(t, func() bool { return o.requests("/gone.png") == 1 }, 10*time.Second, 5*time.Millisecond)
+		cgWaitForWaiters(t, e, 20)
+		close(release)
+		<-done
+		assert.Equal(t, 1, o.requests("/gone.png"), "one download, one error for all")
+	})
+
+	t.Run("connection refused", func(t *testing.T) {
+		e := cgStart(t)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := ln.Addr().String()
+		require.NoError(t, ln.Close())
+		url := "http://" + addr + "/img.png"
+		_, err = e.cache(ctx, url)
+		require.Error(t, err)
+		msg := cgServerMsg(t, err)
+		assert.True(t, strings.HasPrefix(msg, "cache_get: GET "+url+": connection failed: "), msg)
+		assert.Contains(t, msg, "Connection refused")
+		assert.Empty(t, e.keys())
+
+		// Something listens there now: the next call succeeds.
+		ln, err = net.Listen("tcp", addr)
+		require.NoError(t, err)
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = w.Write([]byte("back"))
+		})}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		body, err := e.cache(ctx, url)
+		require.NoError(t, err)
+		assert.Equal(t, []byte("back"), body)
+	})
+
+	t.Run("slow origin past the timeout", func(t *testing.T) {
+		e := cgStart(t, gears.CacheTimeout(300*time.Millisecond))
+		o := cgNewOrigin(t)
+		hang := make(chan struct{})
+		defer close(hang)
+		// The origin never answers on its own: only cache_get's timeout can end the calls.
+		o.set(func(o *cgOrigin) { o.release = hang })
+		url := o.URL + "/slow.png"
+		cgFailure(t, e, url, fmt.Sprintf("cache_get: GET %s: timed out after 0.3s", url), 10)
+		assert.Equal(t, 1, o.requests("/slow.png"))
+
+		o.set(func(o *cgOrigin) { o.release = nil; o.latency = 0 })
+		body, err := e.cache(ctx, url)
+		require.NoError(t, err)
+		assert.Equal(t, []byte("hello from the origin"), body)
+	})
+
+	t.Run("oversized body", func(t *testing.T) {
+		e := cgStart(t, gears.CacheMaxBytes(1000))
+		o := cgNewOrigin(t)
+		o.set(func(o *cgOrigin) { o.body = bytes.Repeat([]byte("x"), 1001) })
+		url := o.URL + "/big.png"
+		cgFailure(t, e, url, fmt.Sprintf("cache_get: GET %s: body of 1001 bytes is larger than the limit of 1000 bytes", url), 5)
+
+		o.set(func(o *cgOrigin) { o.body = bytes.Repeat([]byte("x"), 1000) })
+		body, err := e.cache(ctx, url)
+		require.NoError(t, err)
+		assert.Len(t, body, 1000)
+	})
+
+	t.Run("oversized body without Content-Length", func(t *testing.T) {
+		e := cgStart(t, gears.CacheMaxBytes(100000))
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			for i := 0; i < 20; i++ { // chunked: the size is only known while reading
+				_, _ = w.Write(bytes.Repeat([]byte("y"), 10000))
+				w.(http.Flusher).Flush()
+			}
+		}))
+		defer srv.Close()
+		url := srv.URL + "/stream"
+		cgFailure(t, e, url, fmt.Sprintf("cache_get: GET %s: body larger than the limit of 100000 bytes", url), 3)
+	})
+}
+
+func TestCacheGetExpiry(t *testing.T) {
+	ctx := context.Background()
+	e := cgStart(t, gears.CacheExpiry(500*time.Millisecond))
+	o := cgNewOrigin(t)
+	url := o.URL + "/exp.png"
+
+	_, err := e.cache(ctx, url)
+	require.NoError(t, err)
+	pttl, err := e.rdb.PTTL(ctx, e.key(url)).Result()
+	require.NoError(t, err)
+	assert.Greater(t, pttl, time.Duration(0))
+	assert.LessOrEqual(t, pttl, 500*time.Millisecond)
+
+	// Once Redis has expired the key, the next call downloads again.
+	require.Eventually(t, func() bool {
+		n, err := e.rdb.Exists(ctx, e.key(url)).Result()
+		return err == nil && n == 0
+	}, 10*time.Second, 20*time.Millisecond, "the key never expired")
+	_, err = e.cache(ctx, url)
+	require.NoError(t, err)
+	assert.Equal(t, 2, o.requests("/exp.png"))
+
+	// A caller's own expiry (ms) wins; 0 stores without expiry.
+	url2 := o.URL + "/forever.png"
+	_, err = e.cache(ctx, url2, 0)
+	require.NoError(t, err)
+	pttl, err = e.rdb.PTTL(ctx, e.key(url2)).Result()
+	require.NoError(t, err)
+	assert.Equal(t, time.Duration(-1), pttl, "PTTL -1: no expiry")
+
+	url3 := o.URL + "/minute.png"
+	_, err = e.cache(ctx, url3, 60000)
+	require.NoError(t, err)
+	pttl, err = e.rdb.PTTL(ctx, e.key(url3)).Result()
+	require.NoError(t, err)
+	assert.Greater(t, pttl, 50*time.Second)
+	assert.LessOrEqual(t, pttl, time.Minute)
+
+	_, err = e.cache(ctx, url3, "soon")
+	assert.Equal(t, `cache_get: expiry must be a whole number of milliseconds (0 = no expiry), got "soon"`, cgServerMsg(t, err))
+}
+
+func TestCacheGetRejectsURLs(t *testing.T) {
+	ctx := context.Background()
+	e := cgStart(t, gears.CacheAllowHosts("127.0.0.1", "*.example.com"))
+	o := cgNewOrigin(t)
+	// A key of the application's own that a caller might try to read or overwrite through cache_get.
+	require.NoError(t, e.rdb.Set(ctx, "mykey", "the application's secret", 0).Err())
+	t.Cleanup(func() { e.rdb.Del(context.Background(), "mykey") })
+	dbsize, err := e.rdb.DBSize(ctx).Result()
+	require.NoError(t, err)
+
+	cases := map[string]string{
+		"file:///etc/passwd":       `scheme "file" is not allowed (only http and https)`,
+		"ftp://127.0.0.1/img.png":  `scheme "ftp" is not allowed (only http and https)`,
+		"http://localhost/img.png": `host "localhost" is not in the allowlist`,
+		"https://evil.test/x.png":  `host "evil.test" is not in the allowlist`,
+		"mykey":                    `not a URL`,
+		"cgtest:{abc}":             `scheme "cgtest" is not allowed (only http and https)`,
+		"http:///img.png":          `not a URL`,
+		"http://127.0.0.1/a b.png": `URL contains whitespace or control characters`,
+	}
+	for url, why := range cases {
+		_, err := e.cache(ctx, url)
+		require.Error(t, err, url)
+		assert.Equal(t, fmt.Sprintf(`cache_get: refused "%s": %s`, url, why), cgServerMsg(t, err))
+	}
+	// A redirect off the allowlist is refused too.
+	redirect := httptest.NewServer(http.RedirectHandler("http://evil.test/x.png", http.StatusFound))
+	defer redirect.Close()
+	_, err = e.cache(ctx, redirect.URL+"/r")
+	assert.Equal(t, fmt.Sprintf(`cache_get: GET %s/r: redirect to http://evil.test/x.png refused: host "evil.test" is not in the allowlist`, redirect.URL),
+		cgServerMsg(t, err))
+
+	assert.Empty(t, e.keys())
+	after, err := e.rdb.DBSize(ctx).Result()
+	require.NoError(t, err)
+	assert.Equal(t, dbsize, after)
+	v, err := e.rdb.Get(ctx, "mykey").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "the application's secret", v)
+	assert.Equal(t, 0, o.total())
+
+	// The allowlisted origin works.
+	body, err := e.cache(ctx, o.URL+"/ok.png")
+	require.NoError(t, err)
+	assert.Equal(t, []byte("hello from the origin"), body)
+}
+
+func TestNewCacheGetRendersSettings(t *testing.T) {
+	assert.Equal(t, "cache_get", gears.CacheGet.Function)
+	assert.Equal(t, "cache_get_store", gears.CacheGet.Then)
+	assert.Equal(t, []string{"requests"}, gears.CacheGet.Requirements)
+	assert.Contains(t, gears.CacheGet.Source, "\nCACHE_GET_KEY_PREFIX = \"cache_get:\"\n")
+	assert.Contains(t, gears.CacheGet.Source, "\nCACHE_GET_EXPIRY_MS = 3600000\n")
+	assert.Contains(t, gears.CacheGet.Source, "\nCACHE_GET_TIMEOUT_MS = 10000\n")
+	assert.Contains(t, gears.CacheGet.Source, "\nCACHE_GET_MAX_BYTES = 33554432\n")
+	assert.Contains(t, gears.CacheGet.Source, "\nCACHE_GET_ALLOW_HOSTS = []\n")
+
+	s := gears.NewCacheGet(
+		gears.CacheExpiry(1500*time.Microsecond), // rounded up: never 0, which means "no expiry"
+		gears.CacheTimeout(2*time.Second),
+		gears.CacheMaxBytes(1234),
+		gears.CacheKeyPrefix(`img:"\`),
+		gears.CacheAllowHosts(" CDN.Example.com", "*.img.test", "evil\"\n\x01"),
+	)
+	assert.Contains(t, s.Source, "\nCACHE_GET_KEY_PREFIX = \"img:\\\"\\\\\"\n")
+	assert.Contains(t, s.Source, "\nCACHE_GET_EXPIRY_MS = 2\n")
+	assert.Contains(t, s.Source, "\nCACHE_GET_TIMEOUT_MS = 2000\n")
+	assert.Contains(t, s.Source, "\nCACHE_GET_MAX_BYTES = 1234\n")
+	assert.Contains(t, s.Source, "\nCACHE_GET_ALLOW_HOSTS = [\"cdn.example.com\", \"*.img.test\", \"evil\\\"\\n\\u0001\"]\n")
+	assert.Equal(t, 1, strings.Count(s.Source, "CACHE_GET_MAX_BYTES ="), "the default block is replaced, not added to")
+
+	none := gears.NewCacheGet(gears.CacheExpiry(0), gears.CacheTimeout(-1), gears.CacheMaxBytes(0), gears.CacheKeyPrefix(""))
+	assert.Contains(t, none.Source, "\nCACHE_GET_EXPIRY_MS = 0\n")
+	assert.Contains(t, none.Source, "\nCACHE_GET_TIMEOUT_MS = 10000\n")
+	assert.Contains(t, none.Source, "\nCACHE_GET_MAX_BYTES = 33554432\n")
+	assert.Contains(t, none.Source, "\nCACHE_GET_KEY_PREFIX = \"cache_get:\"\n")
+
+	assert.Equal(t, "cache_get:{"+cgSHA1("http://x/")+"}", gears.CacheGetKey("http://x/"))
+	assert.Equal(t, "img:{"+cgSHA1("http://x/")+"}", gears.CacheGetKey("http://x/", gears.CacheKeyPrefix("img:")))
+
+	// Both renderings are valid Python 3.7, and the settings evaluate to what was asked for.
+	python := cgPython(t)
+	for _, src := range []string{gears.CacheGet.Source, s.Source} {
+		cmd := exec.Command(python, "-c", `
+import ast, sys
+src = sys.stdin.read()
+tree = ast.parse(src, feature_version=(3, 7))
+vals = {}
+for node in tree.body:
+    if isinstance(node, ast.Assign) and node.targets[0].id.startswith('CACHE_GET_'):
+        vals[node.targets[0].id] = ast.literal_eval(node.value)
+print(repr(vals['CACHE_GET_KEY_PREFIX']), vals['CACHE_GET_ALLOW_HOSTS'])
+`)
+		cmd.Stdin = strings.NewReader(src)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, string(out))
+		if src == s.Source {
+			assert.Equal(t, `'img:"\\' ['cdn.example.com', '*.img.test', 'evil"\n\x01']`+"\n", string(out))
+		} else {
+			assert.Equal(t, "'cache_get:' []\n", string(out))
+		}
+	}
+}
+
+func cgSHA1(s string) string {
+	sum := sha1.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+func cgPython(t *testing.T) string {
+	t.Helper()
+	python := os.Getenv("GEARS_PYTHON")
+	if python == "" {
+		python = "python3"
+	}
+	p, err := exec.LookPath(python)
+	if err != nil {
+		t.Skipf("no %s on PATH: cannot check cache_get.py's Python", python)
+	}
+	return p
+}
+
+// TestCacheGetPythonHarness runs cache_get.py's own unit tests, which fake the RedisGears runtime and
+// check, among others, that the download thread never touches Redis.
+func TestCacheGetPythonHarness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the harness takes about ten seconds")
+	}
+	python := cgPython(t)
+	if err := exec.Command(python, "-c", "import requests, cloudpickle").Run(); err != nil {
+		t.Skipf("%s lacks requests or cloudpickle: %v", python, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, python, filepath.Join("gears", "scripts", "testdata", "cache_get_harness.py")).CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Regexp(t, `(?m)^OK$`, string(out))
+}

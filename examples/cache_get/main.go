@@ -1,0 +1,369 @@
+// Command cache_get demonstrates gears.CacheGet: a read-through cache that runs inside Redis and
+// downloads each resource once, however many clients ask for it at the same time.
+//
+//	go run ./examples/cache_get                 # embedded gearstest server + a local image origin
+//	go run ./examples/cache_get --addr 127.0.0.1:6379 --url https://example.com/a.png --url ...
+//
+// With no flags it starts an embedded RedisGears-compatible server (gearstest) and a local HTTP origin
+// that serves generated PNG images with a realistic latency, then
+//  1. fetches 8 images through cache_get twice and compares the miss and hit times;
+//  2. sends --concurrency requests for one fresh image at once and shows the origin served it once;
+//  3. prints the redis-cli command that any other language can send.
+//
+// --addr uses an existing RedisGears 1.2 server instead; the local origin must then be reachable from
+// that server (it listens on --origin, 127.0.0.1 by default). --url fetches real URLs in part 1.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"errors"
+	"flag"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"math/rand"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gearsgo/gears"
+	"github.com/gearsgo/gears/gearstest"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "cache_get:", err)
+		os.Exit(1)
+	}
+}
+
+// urlList is a repeatable --url flag.
+type urlList []string
+
+func (u *urlList) String() string { return strings.Join(*u, ",") }
+
+func (u *urlList) Set(s string) error {
+	*u = append(*u, s)
+	return nil
+}
+
+// config is the example's command line.
+type config struct {
+	addr        string
+	origin      string
+	urls        urlList
+	images      int
+	concurrency int
+	latency     time.Duration
+	serverLog   bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("cache_get", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.addr, "addr", "", "use the RedisGears 1.2 server at host:port instead of an embedded gearstest server")
+	fs.StringVar(&c.origin, "origin", "127.0.0.1:0", "listen address of the local image origin (the server must reach it)")
+	fs.Var(&c.urls, "url", "a real URL to fetch in part 1 instead of the local images (repeatable)")
+	fs.IntVar(&c.images, "images", 8, "how many local images part 1 fetches")
+	fs.IntVar(&c.concurrency, "concurrency", 100, "concurrent callers of one fresh URL in part 2")
+	fs.DurationVar(&c.latency, "latency", 300*time.Millisecond, "latency of the local origin")
+	fs.BoolVar(&c.serverLog, "log", false, "print the embedded server's log (cache_get's log() lines) to stderr")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if c.images < 1 || c.concurrency < 1 || c.latency < 0 {
+		return c, errors.New("--images and --concurrency must be at least 1, --latency not negative")
+	}
+	return c, nil
+}
+
+// run is the whole demo; main only wires it to the process.
+func run(ctx context.Context, args []string, out, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+
+	origin, err := startOrigin(cfg.origin, cfg.latency)
+	if err != nil {
+		return err
+	}
+	defer origin.Close()
+	fmt.Fprintf(out, "Origin: %s serves generated PNG images with %v latency.\n", origin.base, cfg.latency)
+
+	addr := cfg.addr
+	if addr == "" {
+		logTo := io.Discard
+		if cfg.serverLog {
+			logTo = stderr
+		}
+		fmt.Fprintf(out, "Starting an embedded RedisGears-compatible server (gearstest)...\n")
+		srv, err := gearstest.Start(gearstest.WithLogger(logTo))
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		addr = srv.Addr()
+		fmt.Fprintf(out, "Server: %s (gearstest, embedded)\n", addr)
+	} else {
+		fmt.Fprintf(out, "Server: %s\n", addr)
+	}
+
+	// One connection per concurrent caller, so part 2 really has that many requests in flight.
+	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: cfg.concurrency + 4})
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("server %s: %w", addr, err)
+	}
+
+	// The whole client side of the cache: register once (on first call), then call like a function.
+	cache := gears.Command[[]byte]("cache_get", rdb, gears.CacheGet)
+
+	fmt.Fprintln(out, "Registering cache_get (RG.PYEXECUTE, once)...")
+	start := time.Now()
+	// Warm the registration with a URL that is refused before anything is fetched or stored, so that
+	// registering is not counted in the first miss below.
+	if _, err := cache(ctx, "registration-check"); err != nil && !strings.Contains(err.Error(), "cache_get: refused") {
+		return fmt.Errorf("registering cache_get: %w", err)
+	}
+	fmt.Fprintf(out, "Registered in %v.\n\n", round(time.Since(start)))
+
+	// Part 1: misses, then hits.
+	urls := []string(cfg.urls)
+	local := len(urls) == 0
+	if local {
+		run := strconv.FormatInt(time.Now().UnixNano(), 36) // fresh URLs on every run: cold cache
+		for i := 1; i <= cfg.images; i++ {
+			urls = append(urls, fmt.Sprintf("%s/images/%s/%d.png", origin.base, run, i))
+		}
+	} else if err := forget(ctx, rdb, urls); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Part 1: fetching %d images through cache_get, twice.\n", len(urls))
+	missTime, bodies, err := fetchAll(ctx, out, cache, urls, "miss")
+	if err != nil {
+		return err
+	}
+	hitTime, again, err := fetchAll(ctx, out, cache, urls, "hit ")
+	if err != nil {
+		return err
+	}
+	for i := range bodies {
+		if !bytes.Equal(bodies[i], again[i]) {
+			return fmt.Errorf("%s: the cached body differs from the downloaded one", urls[i])
+		}
+	}
+	fmt.Fprintf(out, "Cache-miss time: %v\n", round(missTime))
+	fmt.Fprintf(out, "Cache-hit time: %v\n", round(hitTime))
+	fmt.Fprintf(out, "That is %.0f times faster!\n\n", float64(missTime)/float64(max(hitTime, time.Microsecond)))
+
+	// Part 2: a thundering herd on one cold URL.
+	herdURL := fmt.Sprintf("%s/images/herd-%d.png", origin.base, time.Now().UnixNano())
+	fmt.Fprintf(out, "Part 2: %d concurrent requests for one fresh image (%s).\n", cfg.concurrency, herdURL)
+	before := origin.Downloads(herdURL)
+	slowest, err := herd(ctx, cache, herdURL, cfg.concurrency)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "The origin saw %d download(s) for %d concurrent requests.\n",
+		origin.Downloads(herdURL)-before, cfg.concurrency)
+	fmt.Fprintf(out, "Slowest caller: %v (origin latency %v, so %v on top).\n\n",
+		round(slowest), cfg.latency, round(max(slowest-cfg.latency, 0)))
+
+	// Part 3: any language.
+	host, port, _ := net.SplitHostPort(addr)
+	fmt.Fprintln(out, "Part 3: any client in any language gets the same function:")
+	fmt.Fprintf(out, "  redis-cli -h %s -p %s --no-raw RG.TRIGGER cache_get %s\n", host, port, urls[0])
+	fmt.Fprintln(out, "  (optional arguments: expiry in ms, 0 = none; timeout in ms)")
+	return nil
+}
+
+// fetchAll gets every URL through cache, one after the other, and reports each.
+func fetchAll(ctx context.Context, out io.Writer, cache gears.Func[[]byte], urls []string, what string) (time.Duration, [][]byte, error) {
+	var total time.Duration
+	bodies := make([][]byte, len(urls))
+	for i, u := range urls {
+		start := time.Now()
+		body, err := cache(ctx, u)
+		took := time.Since(start)
+		if err != nil {
+			return 0, nil, err
+		}
+		total += took
+		bodies[i] = body
+		fmt.Fprintf(out, "  %s [%d/%d] %7d bytes %10v  %s\n", what, i+1, len(urls), len(body), round(took), u)
+	}
+	return total, bodies, nil
+}
+
+// herd calls cache for url from n goroutines at once and returns the slowest caller's time.
+func herd(ctx context.Context, cache gears.Func[[]byte], url string, n int) (time.Duration, error) {
+	var (
+		wg      sync.WaitGroup
+		ready   sync.WaitGroup
+		gate    = make(chan struct{})
+		mu      sync.Mutex
+		slowest time.Duration
+		first   []byte
+		errs    []error
+	)
+	ready.Add(n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ready.Done()
+			<-gate
+			start := time.Now()
+			body, err := cache(ctx, url)
+			took := time.Since(start)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				errs = append(errs, err)
+			case first == nil:
+				first = body
+			case !bytes.Equal(first, body):
+				errs = append(errs, errors.New("callers got different bodies"))
+			}
+			slowest = max(slowest, took)
+		}()
+	}
+	ready.Wait()
+	close(gate)
+	wg.Wait()
+	if len(errs) > 0 {
+		return 0, fmt.Errorf("%d of %d callers failed, first: %w", len(errs), n, errs[0])
+	}
+	return slowest, nil
+}
+
+// forget deletes the cached copies of urls so that part 1 starts cold on a server that has seen them.
+func forget(ctx context.Context, rdb *redis.Client, urls []string) error {
+	for _, u := range urls {
+		if err := rdb.Del(ctx, gears.CacheGetKey(u)).Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond)
+	default:
+		return d.Round(time.Microsecond)
+	}
+}
+
+// origin is a local HTTP server of generated PNG images that counts its downloads.
+type origin struct {
+	base    string
+	latency time.Duration
+	srv     *http.Server
+	done    chan struct{}
+
+	mu     sync.Mutex
+	counts map[string]int    // path -> downloads
+	images map[string][]byte // path -> generated PNG
+	total  atomic.Int64
+}
+
+func startOrigin(listen string, latency time.Duration) (*origin, error) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("origin: %w", err)
+	}
+	o := &origin{
+		base:    "http://" + ln.Addr().String(),
+		latency: latency,
+		done:    make(chan struct{}),
+		counts:  map[string]int{},
+		images:  map[string][]byte{},
+	}
+	o.srv = &http.Server{Handler: o, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		defer close(o.done)
+		_ = o.srv.Serve(ln)
+	}()
+	return o, nil
+}
+
+// Close stops the origin and waits for its server goroutine.
+func (o *origin) Close() {
+	_ = o.srv.Close()
+	<-o.done
+}
+
+// Downloads is how many times the origin served the path of url.
+func (o *origin) Downloads(url string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.counts[strings.TrimPrefix(url, o.base)]
+}
+
+func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, "/images/") || !strings.HasSuffix(r.URL.Path, ".png") {
+		http.NotFound(w, r)
+		return
+	}
+	o.total.Add(1)
+	o.mu.Lock()
+	o.counts[r.URL.Path]++
+	img, ok := o.images[r.URL.Path]
+	if !ok {
+		img = generatePNG(r.URL.Path)
+		o.images[r.URL.Path] = img
+	}
+	o.mu.Unlock()
+	select {
+	case <-time.After(o.latency):
+	case <-r.Context().Done():
+		return
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Content-Length", strconv.Itoa(len(img)))
+	_, _ = w.Write(img)
+}
+
+// generatePNG draws a 256x256 image that is different for every name: a gradient with noise, so that it
+// compresses like a photo rather than like a flat colour (tens of kilobytes).
+func generatePNG(name string) []byte {
+	sum := sha1.Sum([]byte(name))
+	rng := rand.New(rand.NewSource(int64(sum[0]) | int64(sum[1])<<8 | int64(sum[2])<<16))
+	img := image.NewNRGBA(image.Rect(0, 0, 256, 256))
+	for y := 0; y < 256; y++ {
+		for x := 0; x < 256; x++ {
+			n := uint8(rng.Intn(48))
+			img.Set(x, y, color.NRGBA{R: uint8(x) ^ sum[3] + n, G: uint8(y) ^ sum[4] + n, B: sum[5] + n, A: 255})
+		}
+	}
+	var buf bytes.Buffer
+	_ = png.Encode(&buf, img)
+	return buf.Bytes()
+}
