@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -88,6 +89,9 @@ type flight struct {
 func newRegistrar(trigger string, client *Client, script Script, o *commandOptions) (*registrar, error) {
 	if trigger == "" {
 		return nil, errors.New("gears: Command needs a trigger name")
+	}
+	if !utf8.ValidString(trigger) {
+		return nil, fmt.Errorf("gears: trigger %q is not valid UTF-8", trigger)
 	}
 	if err := script.validate(); err != nil {
 		return nil, err
@@ -337,6 +341,9 @@ func (r *registrar) register10(ctx context.Context) error {
 	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		regs, err := r.client.DumpRegistrations(ctx)
+		if errors.Is(err, ErrUnknownCommand) {
+			return fmt.Errorf("the server has no RedisGears module: %w", err)
+		}
 		if err != nil {
 			return fmt.Errorf("listing registrations: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tidwall/redcon"
 
@@ -247,4 +249,403 @@ func encodeResp(b []byte, v any, proto int) []byte {
 		return b
 	}
 	panic(fmt.Sprintf("encodeResp: %T", v))
+}
+
+// --- Command against the target server.
+
+// typesScript returns one value of each kind RedisGears can encode, chosen by the first argument.
+var typesScript = gears.Script{Function: "value", Source: `
+def value(kind, *rest):
+    if kind == 'bytes':
+        return bytes(range(256))
+    if kind == 'str':
+        return 'héllo ' + ' '.join(rest)
+    if kind == 'int':
+        return -42
+    if kind == 'big':
+        return 2 ** 62
+    if kind == 'float':
+        return 1.5
+    if kind == 'true':
+        return True
+    if kind == 'false':
+        return False
+    if kind == 'list':
+        return [1, 'two', b'three', [4]]
+    if kind == 'none':
+        return None
+    if kind == 'error':
+        return '-oops'
+    raise ValueError('unknown kind ' + kind)
+`}
+
+func TestCommandDecodesEveryType(t *testing.T) {
+	forEachProtocol(t, func(t *testing.T, e *gEnv) {
+		trig := e.name("types")
+		opts := []gears.Option{gears.WithMode(gears.Sync)}
+
+		b, err := gears.Command[[]byte](trig, e.rdb, typesScript, opts...)(e.ctx, "bytes")
+		require.NoError(t, err)
+		all := make([]byte, 256)
+		for i := range all {
+			all[i] = byte(i)
+		}
+		assert.Equal(t, all, b, "bytes come back unchanged")
+
+		s, err := gears.Command[string](trig, e.rdb, typesScript, opts...)(e.ctx, "str", "a", "b")
+		require.NoError(t, err)
+		assert.Equal(t, "héllo a b", s)
+
+		n, err := gears.Command[int64](trig, e.rdb, typesScript, opts...)(e.ctx, "int")
+		require.NoError(t, err)
+		assert.Equal(t, int64(-42), n)
+		n, err = gears.Command[int64](trig, e.rdb, typesScript, opts...)(e.ctx, "big")
+		require.NoError(t, err)
+		assert.Equal(t, int64(1)<<62, n)
+
+		f, err := gears.Command[float64](trig, e.rdb, typesScript, opts...)(e.ctx, "float")
+		require.NoError(t, err)
+		assert.Equal(t, 1.5, f)
+
+		yes, err := gears.Command[bool](trig, e.rdb, typesScript, opts...)(e.ctx, "true")
+		require.NoError(t, err)
+		assert.True(t, yes)
+		no, err := gears.Command[bool](trig, e.rdb, typesScript, opts...)(e.ctx, "false")
+		require.NoError(t, err)
+		assert.False(t, no)
+
+		l, err := gears.Command[[]any](trig, e.rdb, typesScript, opts...)(e.ctx, "list")
+		require.NoError(t, err)
+		assert.Equal(t, []any{int64(1), "two", "three", []any{int64(4)}}, l)
+
+		a, err := gears.Command[any](trig, e.rdb, typesScript, opts...)(e.ctx, "int")
+		require.NoError(t, err)
+		assert.Equal(t, int64(-42), a)
+
+		// Replies that do not fit T.
+		_, err = gears.Command[int64](trig, e.rdb, typesScript, opts...)(e.ctx, "str")
+		var de *gears.DecodeError
+		require.ErrorAs(t, err, &de)
+		assert.Equal(t, "int64", de.Target)
+		assert.EqualError(t, err, `gears: cannot decode reply "héllo " into int64: the function did not return an int`)
+		_, err = gears.Command[int64](trig, e.rdb, typesScript, opts...)(e.ctx, "none")
+		assert.ErrorContains(t, err, `RedisGears sends "PY RECORD" for None`)
+		_, err = gears.Command[string](trig, e.rdb, typesScript, opts...)(e.ctx, "list")
+		assert.ErrorIs(t, err, gears.ErrUnexpectedReply)
+
+		// A str starting with '-' is an error element; a raised exception is the call's error.
+		_, err = gears.Command[string](trig, e.rdb, typesScript, opts...)(e.ctx, "error")
+		var ge *gears.Error
+		require.ErrorAs(t, err, &ge)
+		assert.Equal(t, "oops", ge.Msg)
+		_, err = gears.Command[string](trig, e.rdb, typesScript, opts...)(e.ctx, "nosuch")
+		require.ErrorAs(t, err, &ge)
+		assert.Equal(t, "ValueError: unknown kind nosuch", ge.Exception)
+		assert.Equal(t, "value", ge.Frames[len(ge.Frames)-1].Func)
+
+		// Every Func above shared the one registration (same code, same session).
+		assert.Len(t, e.registrationsOf(trig), 1)
+	})
+}
+
+func TestCommandThenReceivesFutureResult(t *testing.T) {
+	// The shape cache_get uses: Function returns a future that its own thread resolves (touching no
+	// Redis), Then runs as the next step and does the Redis work.
+	script := gears.Script{Function: "fetch", Then: "store", Source: `
+import threading
+import time
+
+def fetch(key, value):
+    f = gearsFuture()
+    def work():
+        time.sleep(0.05)  # like a download: resolved after fetch has returned the future
+        f.continueRun([key, value.upper()])
+    threading.Thread(target=work).start()
+    return f
+
+def store(kv):
+    execute('SET', kv[0], kv[1])
+    return execute('GET', kv[0])
+`}
+	forEachProtocol(t, func(t *testing.T, e *gEnv) {
+		for _, mode := range []gears.Mode{gears.Async, gears.AsyncLocal, gears.Sync} {
+			trig := e.name("fut_" + string(mode))
+			call := gears.Command[string](trig, e.rdb, script, gears.WithMode(mode))
+			key := e.name("k_" + string(mode))
+			got, err := call(e.ctx, key, "abc")
+			require.NoError(t, err, mode)
+			assert.Equal(t, "ABC", got, mode)
+			assert.Equal(t, "ABC", e.rdb.Get(e.ctx, key).Val())
+			require.NoError(t, e.rdb.Del(e.ctx, key).Err())
+			regs := e.registrationsOf(trig)
+			require.Len(t, regs, 1)
+			assert.Equal(t, string(mode), regs[0].Data.Mode)
+		}
+
+		// Then also works on a plain return value.
+		plain := gears.Script{Function: "f", Then: "g", Source: "def f(a):\n    return int(a) * 2\ndef g(x):\n    return x + 1\n"}
+		n, err := gears.Command[int64](e.name("plain"), e.rdb, plain, gears.WithMode(gears.Sync))(e.ctx, "20")
+		require.NoError(t, err)
+		assert.Equal(t, int64(41), n)
+	})
+}
+
+func TestCommandKeyRouting(t *testing.T) {
+	forEachProtocol(t, func(t *testing.T, e *gEnv) {
+		hook := &countingHook{}
+		e.rdb.AddHook(hook)
+		setter := gears.Script{Function: "put", Source: "def put(key, value):\n    execute('SET', key, value)\n    return [key, value]\n"}
+		call := gears.Command[[]any](e.name("put"), e.rdb, setter, gears.WithKeyRouting(), gears.WithMode(gears.Sync))
+		key := e.name("routed")
+		got, err := call(e.ctx, key, "v")
+		require.NoError(t, err)
+		assert.Equal(t, []any{key, "v"}, got)
+		assert.Equal(t, "v", e.rdb.Get(e.ctx, key).Val())
+		assert.Equal(t, 1, hook.count("RG.TRIGGERONKEY"))
+		assert.Equal(t, 0, hook.count("RG.TRIGGER"))
+		require.NoError(t, e.rdb.Del(e.ctx, key).Err())
+
+		_, err = call(e.ctx)
+		assert.ErrorIs(t, err, gears.ErrNoKey)
+	})
+}
+
+func TestCommandDescriptionSessionAndRequirements(t *testing.T) {
+	forEachProtocol(t, func(t *testing.T, e *gEnv) {
+		trig := e.name("desc")
+		sid := e.name("custom_session")
+		call := gears.Command[string](trig, e.rdb, versionedScript("d"), gears.WithDescription("my function"),
+			gears.WithSessionID(sid), gears.WithMode(gears.Sync))
+		got, err := call(e.ctx, "x")
+		require.NoError(t, err)
+		assert.Equal(t, "d:x", got)
+		ss, err := e.c.PyDumpSessions(e.ctx, &gears.PyDumpSessionsOptions{Sessions: []string{sid}})
+		require.NoError(t, err)
+		require.False(t, ss[0].Missing)
+		assert.Regexp(t, `^my function gears:[0-9a-f]{32}$`, ss[0].Description)
+		regs := e.registrationsOf(trig)
+		require.Len(t, regs, 1)
+		assert.Equal(t, ss[0].Description, regs[0].Desc, "the builder's desc carries the same text (used on 1.0)")
+		assert.Equal(t, sid, regs[0].Session.SessionName)
+	})
+}
+
+func TestCommandRequirementFailureIsNotCached(t *testing.T) {
+	if testtarget.Kind() != "gearstest" {
+		t.Skip("a real server takes about 27 s to give up on a requirement")
+	}
+	forEachProtocol(t, func(t *testing.T, e *gEnv) {
+		trig := e.name("req")
+		call := gears.Command[string](trig, e.rdb, versionedScript("r"), gears.WithMode(gears.Sync),
+			gears.WithRequirements("gears-no-such-package-xyz==0.0.1"))
+		_, err := call(e.ctx, "a")
+		require.ErrorIs(t, err, gears.ErrRequirements)
+		var re *gears.RegistrationError
+		require.ErrorAs(t, err, &re)
+		_, err = call(e.ctx, "a")
+		require.ErrorIs(t, err, gears.ErrRequirements, "the failure is not remembered: tried again, failed again")
+		assert.Empty(t, e.registrationsOf(trig))
+	})
+}
+
+func TestCommandConflictPolicies(t *testing.T) {
+	forEachProtocol(t, func(t *testing.T, e *gEnv) {
+		trig := e.name("policy")
+		first := gears.Command[string](trig, e.rdb, versionedScript("old"), gears.WithMode(gears.Sync))
+		got, err := first(e.ctx, "a")
+		require.NoError(t, err)
+		assert.Equal(t, "old:a", got)
+
+		keep := gears.Command[string](trig, e.rdb, versionedScript("new"), gears.WithMode(gears.Sync), gears.WithOnConflict(gears.Keep))
+		got, err = keep(e.ctx, "a")
+		require.NoError(t, err)
+		assert.Equal(t, "old:a", got, "Keep uses what is registered")
+
+		fail := gears.Command[string](trig, e.rdb, versionedScript("new"), gears.WithMode(gears.Sync), gears.WithOnConflict(gears.Fail))
+		_, err = fail(e.ctx, "a")
+		assert.ErrorIs(t, err, gears.ErrConflict)
+		got, err = first(e.ctx, "b")
+		require.NoError(t, err)
+		assert.Equal(t, "old:b", got, "nothing changed")
+
+		upgrade := gears.Command[string](trig, e.rdb, versionedScript("new"), gears.WithMode(gears.Sync))
+		got, err = upgrade(e.ctx, "a")
+		require.NoError(t, err)
+		assert.Equal(t, "new:a", got)
+		assert.Len(t, e.registrationsOf(trig), 1)
+
+		// A trigger owned by a foreign session that holds only it is taken over (REPLACE_WITH)...
+		foreign := e.name("foreign")
+		trig2 := e.name("owned")
+		e.register(fmt.Sprintf("GB('CommandReader').map(lambda x: 'theirs').register(trigger='%s', mode='sync')", trig2),
+			&gears.PyExecuteOptions{ID: foreign})
+		_, err = gears.Command[string](trig2, e.rdb, versionedScript("mine"), gears.WithOnConflict(gears.Fail))(e.ctx, "a")
+		assert.ErrorIs(t, err, gears.ErrConflict)
+		assert.ErrorContains(t, err, foreign)
+		got, err = gears.Command[string](trig2, e.rdb, versionedScript("mine"), gears.WithOnConflict(gears.Keep))(e.ctx, "a")
+		require.NoError(t, err)
+		assert.Equal(t, "theirs", got)
+		got, err = gears.Command[string](trig2, e.rdb, versionedScript("mine"), gears.WithMode(gears.Sync))(e.ctx, "a")
+		require.NoError(t, err)
+		assert.Equal(t, "mine:a", got)
+		regs := e.registrationsOf(trig2)
+		require.Len(t, regs, 1)
+		assert.Equal(t, "gears_"+trig2, regs[0].Session.SessionName)
+	})
+}
+
+func TestCommandWithDecoder(t *testing.T) {
+	type point struct{ X, Y int64 }
+	forEachProtocol(t, func(t *testing.T, e *gEnv) {
+		script := gears.Script{Function: "pt", Source: "def pt(x, y):\n    return [int(x), int(y)]\n"}
+		call := gears.Command[point](e.name("pt"), e.rdb, script, gears.WithMode(gears.Sync),
+			gears.WithDecoder(func(reply any) (point, error) {
+				l, ok := reply.([]any)
+				if !ok || len(l) != 2 {
+					return point{}, fmt.Errorf("want [x, y], got %v", reply)
+				}
+				return point{X: l[0].(int64), Y: l[1].(int64)}, nil
+			}))
+		p, err := call(e.ctx, 3, -4)
+		require.NoError(t, err)
+		assert.Equal(t, point{3, -4}, p)
+	})
+}
+
+func TestCommandWaitingCallerHonoursContext(t *testing.T) {
+	forEachProtocol(t, func(t *testing.T, e *gEnv) {
+		call := gears.Command[string](e.name("ctx"), e.rdb, versionedScript("c"), gears.WithMode(gears.Sync))
+		ctx, cancel := context.WithCancel(e.ctx)
+		cancel()
+		_, err := call(ctx, "a")
+		assert.ErrorIs(t, err, context.Canceled)
+		// The registration the cancelled caller started goes on; the next call succeeds.
+		got, err := call(e.ctx, "a")
+		require.NoError(t, err)
+		assert.Equal(t, "c:a", got)
+	})
+}
+
+// --- Command on RedisGears 1.0 and on servers without RedisGears (canned-reply server).
+
+// fake10 emulates what Command sees of a RedisGears 1.0 server: no RG.PYDUMPSESSIONS; registrations are
+// found in RG.DUMPREGISTRATIONS; RG.TRIGGER answers with the registered desc so tests see which code
+// is registered.
+type fake10 struct {
+	*fakeServer
+	mu   sync.Mutex
+	next int
+	regs map[string][2]string // trigger → [id, desc]
+}
+
+var (
+	reTrigger = regexp.MustCompile(`register\(trigger="([^"]*)"`)
+	reDesc    = regexp.MustCompile(`desc="([^"]*)"`)
+)
+
+func startFake10(t *testing.T) *fake10 {
+	f := &fake10{fakeServer: startFake(t), regs: map[string][2]string{}}
+	f.handle("RG.PYEXECUTE", func(args []string) any {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if len(args) > 1 && args[1] != "REQUIREMENTS" && args[1] != "UNBLOCKING" {
+			return rErr("Extra unkown arguments was given.")
+		}
+		trig := reTrigger.FindStringSubmatch(args[0])[1]
+		if _, ok := f.regs[trig]; ok {
+			return rErr(`['Traceback (most recent call last):\n', "gears.error: trigger already registered\n"]`)
+		}
+		f.next++
+		f.regs[trig] = [2]string{fmt.Sprintf("%s-%d", zeroID, f.next), reDesc.FindStringSubmatch(args[0])[1]}
+		return rStatus("OK")
+	})
+	f.handle("RG.DUMPREGISTRATIONS", func([]string) any {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		out := []any{}
+		for trig, r := range f.regs {
+			out = append(out, []any{"id", r[0], "reader", "CommandReader", "desc", r[1], "RegistrationData",
+				[]any{"mode", "async", "numTriggered", 0, "numSuccess", 0, "numFailures", 0, "numAborted", 0,
+					"lastError", nil, "args", []any{"trigger", trig}},
+				"PD", "{'sessionId':'" + r[0] + "', 'depsList':[]}"})
+		}
+		return out
+	})
+	f.handle("RG.UNREGISTER", func(args []string) any {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for trig, r := range f.regs {
+			if r[0] == args[0] {
+				delete(f.regs, trig)
+				return rStatus("OK")
+			}
+		}
+		return rErr("execution does not registered")
+	})
+	f.handle("RG.TRIGGER", func(args []string) any {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		r, ok := f.regs[args[0]]
+		if !ok {
+			return rErr("ERR subcommand not found")
+		}
+		return []any{r[1]}
+	})
+	return f
+}
+
+func TestCommandOnRedisGears10(t *testing.T) {
+	for _, p := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", p), func(t *testing.T) {
+			f := startFake10(t)
+			rdb := newRedis(f.addr, p)
+			defer rdb.Close()
+			ctx := context.Background()
+
+			v1 := gears.Command[string]("t", rdb, versionedScript("v1"))
+			desc1, err := v1(ctx, "a")
+			require.NoError(t, err)
+			assert.Regexp(t, `^gears:[0-9a-f]{32}$`, desc1)
+			assert.Len(t, f.received("RG.PYDUMPSESSIONS"), 1, "probed once, then remembered as 1.0")
+			require.Len(t, f.received("RG.PYEXECUTE"), 1)
+			assert.Len(t, f.received("RG.PYEXECUTE")[0], 1, "a 1.0 server gets the script without ID/DESCRIPTION")
+
+			// Same code in another Func: recognised by the hash in the registration's desc.
+			again, err := gears.Command[string]("t", rdb, versionedScript("v1"))(ctx, "a")
+			require.NoError(t, err)
+			assert.Equal(t, desc1, again)
+			assert.Len(t, f.received("RG.PYEXECUTE"), 1)
+
+			// Keep leaves it; Fail refuses; Upgrade unregisters the old code and registers the new.
+			kept, err := gears.Command[string]("t", rdb, versionedScript("v2"), gears.WithOnConflict(gears.Keep))(ctx, "a")
+			require.NoError(t, err)
+			assert.Equal(t, desc1, kept)
+			_, err = gears.Command[string]("t", rdb, versionedScript("v2"), gears.WithOnConflict(gears.Fail))(ctx, "a")
+			assert.ErrorIs(t, err, gears.ErrConflict)
+			desc2, err := gears.Command[string]("t", rdb, versionedScript("v2"))(ctx, "a")
+			require.NoError(t, err)
+			assert.NotEqual(t, desc1, desc2)
+			assert.Equal(t, [][]string{{zeroID + "-1"}}, f.received("RG.UNREGISTER"))
+
+			// Lost registration: the Func registers again and retries the call.
+			f.mu.Lock()
+			delete(f.regs, "t")
+			f.mu.Unlock()
+			got, err := v1(ctx, "a")
+			require.NoError(t, err)
+			assert.Equal(t, desc1, got)
+
+			_, err = gears.Command[string]("k", rdb, versionedScript("v1"), gears.WithKeyRouting())(ctx, "key")
+			assert.ErrorContains(t, err, "RedisGears 1.0 does not have")
+		})
+	}
+}
+
+func TestCommandWithoutRedisGears(t *testing.T) {
+	f := startFake(t) // knows no RG.* command, like a plain Redis
+	rdb := newRedis(f.addr, 3)
+	defer rdb.Close()
+	_, err := gears.Command[string]("t", rdb, versionedScript("v1"))(context.Background(), "a")
+	require.ErrorIs(t, err, gears.ErrUnknownCommand)
+	assert.ErrorContains(t, err, `gears: registering trigger "t" (session gears_t): the server has no RedisGears module`)
 }
