@@ -6,6 +6,8 @@ package gearstest_test
 // run against a shared real RedisGears 1.2 (GEARS_ADDR) as well as against a fresh gearstest server.
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -678,3 +680,36 @@ func pdString(sid string, desc string, regs []string) string {
 
 // regIDPattern matches a registration or execution id.
 var regIDPattern = regexpMatch(`^` + zeroShard + `-[0-9]+$`)
+
+// TestSpecHarness checks the harness itself: a matcher that accepted everything would make every
+// conformance test pass.
+func TestSpecHarness(t *testing.T) {
+	tb := `['Traceback (most recent call last):\n', '  File "<string>", line 1, in <module>\n', "NameError: name 'x' is not defined\n"]`
+	lines, err := parsePyStrList(tb)
+	require.NoError(t, err)
+	require.Equal(t, []string{"Traceback (most recent call last):\n", "  File \"<string>\", line 1, in <module>\n", "NameError: name 'x' is not defined\n"}, lines)
+	require.NoError(t, checkTraceback(tb, "NameError: name 'x' is not defined"))
+	require.Error(t, checkTraceback(tb, "NameError: name 'y' is not defined"))
+	require.Error(t, checkTraceback("NameError: name 'x' is not defined", "NameError: name 'x' is not defined"))
+	crlf := `['Traceback (most recent call last):\n', 'gears.error: ERR bad\r\n\n']`
+	require.NoError(t, checkTraceback(crlf, "gears.error: ERR bad\r\n"))
+
+	require.NoError(t, matchValue(2, L(1, "a", nil), L(int64(1), "a", nil), "$"))
+	require.Error(t, matchValue(2, L(1, "a"), L(int64(1), "a", nil), "$"))
+	require.Error(t, matchValue(2, L(1), L("1"), "$"))
+	require.Error(t, matchValue(2, L(nil), L(""), "$"))
+	require.Error(t, matchValue(2, "x", errElem("x"), "$"))
+	require.NoError(t, matchValue(2, anyDouble, "0", "$"))
+	require.Error(t, matchValue(2, anyDouble, float64(0), "$"))
+	require.NoError(t, matchValue(3, anyDouble, float64(0), "$"))
+	require.Error(t, matchValue(3, anyDouble, "0", "$"))
+	require.Error(t, matchValue(2, nonNegInt, int64(-1), "$"))
+	require.Error(t, matchValue(2, regIDPattern, zeroShard+"-x", "$"))
+	require.NoError(t, matchValue(2, regIDPattern, zeroShard+"-12", "$"))
+
+	// redis-cli --no-raw layout of a nested reply, as redis-cli 7 prints `RG.PYEXECUTE "GB('ShardsIDReader').run()"`.
+	var wire bytes.Buffer
+	n, err := readNode(bufio.NewReader(strings.NewReader("*2\r\n*1\r\n$1\r\n1\r\n*0\r\n")), &wire)
+	require.NoError(t, err)
+	require.Equal(t, "1) 1) \"1\"\n2) (empty array)\n", formatCLI(n, ""))
+}
