@@ -52,9 +52,9 @@ func Command[T any](trigger string, rdb redis.UniversalClient, script Script, op
 			return zero, setupErr
 		}
 	}
-	c := &caller[T]{rdb: rdb, reg: reg, decode: decode, cmd: "RG.TRIGGER", trigger: trigger}
+	c := &caller[T]{rdb: rdb, reg: reg, decode: decode, cmd: any("RG.TRIGGER"), trigger: any(trigger)}
 	if o.keyRouting {
-		c.cmd = "RG.TRIGGERONKEY"
+		c.cmd = any("RG.TRIGGERONKEY")
 		c.needKey = true
 	}
 	return c.call

@@ -19,9 +19,12 @@ func normalize(v any) any {
 	switch x := v.(type) {
 	case []any:
 		for i, e := range x {
-			x[i] = normalize(e)
+			switch e.(type) {
+			case []any, redis.Error:
+				x[i] = normalize(e)
+			}
 		}
-		return x
+		return v // not x: boxing the slice again would allocate on every reply
 	case redis.Error:
 		return parseError(x.Error())
 	case error:

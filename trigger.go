@@ -16,8 +16,8 @@ type caller[T any] struct {
 	rdb     redis.UniversalClient
 	reg     *registrar
 	decode  func(any) (T, error)
-	cmd     string // RG.TRIGGER or RG.TRIGGERONKEY
-	trigger string
+	cmd     any // "RG.TRIGGER" or "RG.TRIGGERONKEY", boxed once so that calls do not allocate it
+	trigger any // the trigger name, boxed once
 	needKey bool
 }
 

@@ -1,0 +1,163 @@
+package gears_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gearsgo/gears"
+	"github.com/gearsgo/gears/gearstest"
+)
+
+// startExampleServer starts an embedded RedisGears-compatible server, so that the examples run
+// anywhere; with a real RedisGears you would only create the go-redis client.
+func startExampleServer() (*gearstest.Server, *redis.Client) {
+	srv, err := gearstest.Start(gearstest.WithLogger(nil))
+	if err != nil {
+		log.Fatal(err)
+	}
+	return srv, redis.NewClient(&redis.Options{Addr: srv.Addr()})
+}
+
+func ExampleCommand() {
+	srv, rdb := startExampleServer()
+	defer srv.Close()
+	defer rdb.Close()
+	ctx := context.Background()
+
+	// A Python function that runs inside Redis, next to the data: it increments a counter and returns
+	// the new value. The first call registers it; later calls only send RG.TRIGGER.
+	visit := gears.Command[int64]("visit", rdb, gears.Script{
+		Function: "visit",
+		Source: `
+def visit(page):
+    return execute('INCR', 'visits:' + page)
+`,
+	}, gears.WithMode(gears.Sync))
+
+	for i := 0; i < 3; i++ {
+		n, err := visit(ctx, "home")
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("visits:", n)
+	}
+	// Output:
+	// visits: 1
+	// visits: 2
+	// visits: 3
+}
+
+func ExampleCommand_then() {
+	srv, rdb := startExampleServer()
+	defer srv.Close()
+	defer rdb.Close()
+	ctx := context.Background()
+
+	// Function returns a future that its own thread resolves; that thread must not touch Redis, so the
+	// Redis work is done by Then, which receives the future's value.
+	upper := gears.Command[string]("upper", rdb, gears.Script{
+		Function: "work",
+		Then:     "save",
+		Source: `
+import threading
+import time
+
+def work(key, text):
+    f = gearsFuture()
+    def run():
+        time.sleep(0.01)  # slow work off the execution thread
+        f.continueRun([key, text.upper()])
+    threading.Thread(target=run).start()
+    return f
+
+def save(kv):
+    execute('SET', kv[0], kv[1])
+    return kv[1]
+`,
+	})
+	out, err := upper(ctx, "greeting", "hello")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(out, rdb.Get(ctx, "greeting").Val())
+	// Output: HELLO HELLO
+}
+
+func ExampleNewClient() {
+	srv, rdb := startExampleServer()
+	defer srv.Close()
+	defer rdb.Close()
+	ctx := context.Background()
+
+	c := gears.NewClient(rdb)
+	_, err := c.PyExecute(ctx, "GB('CommandReader').map(lambda x: x[1:]).register(trigger='args', mode='sync', convertToStr=False)",
+		&gears.PyExecuteOptions{ID: "example", Description: "echo the arguments"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	recs, err := c.Trigger(ctx, "args", "a", "b")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(recs)
+
+	_, err = c.Trigger(ctx, "nosuch")
+	fmt.Println(err)
+	// Output:
+	// [[a b]]
+	// gears: ERR subcommand not found
+}
+
+func ExampleClient_DumpRegistrations() {
+	srv, rdb := startExampleServer()
+	defer srv.Close()
+	defer rdb.Close()
+	ctx := context.Background()
+
+	c := gears.NewClient(rdb)
+	if _, err := c.PyExecute(ctx, "GB('CommandReader').register(trigger='hello', mode='sync')", &gears.PyExecuteOptions{ID: "s1"}); err != nil {
+		log.Fatal(err)
+	}
+	if _, err := c.Trigger(ctx, "hello"); err != nil {
+		log.Fatal(err)
+	}
+	regs, err := c.DumpRegistrations(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, r := range regs {
+		fmt.Println(r.ID, r.Reader, r.Data.Mode, r.Data.Args.Trigger, r.Data.NumTriggered, r.Session.SessionName)
+	}
+	// Output: 0000000000000000000000000000000000000000-1 CommandReader sync hello 1 s1
+}
+
+func ExampleError() {
+	srv, rdb := startExampleServer()
+	defer srv.Close()
+	defer rdb.Close()
+
+	div := gears.Command[float64]("div", rdb, gears.Script{
+		Function: "div",
+		Source:   "def div(a, b):\n    return int(a) / int(b)\n",
+	}, gears.WithMode(gears.Sync))
+	q, err := div(context.Background(), 3, 2)
+	fmt.Println(q, err)
+
+	_, err = div(context.Background(), 1, 0)
+	var ge *gears.Error
+	if errors.As(err, &ge) {
+		fmt.Println(ge.ExceptionType)
+		fmt.Println(ge.ExceptionMessage)
+		f := ge.Frames[len(ge.Frames)-1]
+		fmt.Println(f.Func, f.Line)
+	}
+	// Output:
+	// 1.5 <nil>
+	// ZeroDivisionError
+	// division by zero
+	// div 2
+}
