@@ -146,3 +146,39 @@ GB('ShardsIDReader').map(wait).run()
 		c.expectOK("RG.DROPEXECUTION", id)
 	})
 }
+
+// TestMaxExecutionsDropsOldestDone: the execution list is capped by MaxExecutions, dropping the oldest
+// finished executions first (spec §1.5).
+func TestMaxExecutionsDropsOldestDone(t *testing.T) {
+	forEachProtocol(t, func(t *testing.T, c *client) {
+		restoreConfig(t, c, "MaxExecutions")
+		c.expect(L("OK"), "RG.CONFIGSET", "MaxExecutions", "3")
+		var ids []string
+		for i := 0; i < 5; i++ {
+			id := c.do("RG.PYEXECUTE", "GB('ShardsIDReader').run()", "UNBLOCKING").(string)
+			c.expect(L(L("1"), L()), "RG.GETRESULTSBLOCKING", id)
+			ids = append(ids, id)
+		}
+		c.expectErr("execution plan does not exist", "RG.GETRESULTS", ids[0])
+		for _, id := range ids[2:] {
+			c.expect(L(L("1"), L()), "RG.GETRESULTS", id)
+		}
+		require.LessOrEqual(t, len(c.do("RG.DUMPEXECUTIONS").([]any)), 4)
+	})
+}
+
+func TestRunWithPartialErrors(t *testing.T) {
+	forEachProtocol(t, func(t *testing.T, c *client) {
+		script := `
+def gen():
+    for i in range(4):
+        yield i
+def f(x):
+    if x == 2:
+        raise ValueError('two')
+    return x * 10
+GB('PythonReader').map(f).run(gen)
+`
+		c.expect(L(L("0", "10", "30"), L(tracebackErr("ValueError: two"))), "RG.PYEXECUTE", script)
+	})
+}
