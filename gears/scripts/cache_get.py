@@ -231,12 +231,19 @@ def _cache_get_new_entry(url, key, expiry_ms, timeout_ms):
 
 
 def _cache_get_resolve(waiter, value):
-    try:
-        waiter['future'].continueRun(value)
-    except Exception:
-        # The execution is gone (aborted, dropped): there is nobody left to tell. Not logged: this runs
-        # on our own thread, where even log() is best avoided on a real RedisGears 1.2.
-        pass
+    # RedisGears refuses to resolve a future before the step that created it has returned it
+    # ("Can not handle future untill it returned from the callback"). A download that fails at once, or
+    # a waiter that joined just before the outcome, can get here first: try again until the step has
+    # returned. Any other error means the execution is gone (aborted, dropped): nobody is left to tell.
+    # Nothing is logged: this runs on our own thread, where even log() is best avoided on RedisGears 1.2.
+    for _ in range(10000):
+        try:
+            waiter['future'].continueRun(value)
+            return
+        except Exception as e:
+            if 'returned' not in str(e):
+                return
+        time.sleep(0.001)
 
 
 def _cache_get_finish(inflight, entry, outcome):
@@ -308,6 +315,17 @@ def _cache_get_join(entry, leader, timeout_ms):
     return f
 
 
+def _cache_get_wait(entry, n, url, timeout_ms):
+    """Joins entry's download if it is still in flight: returns the caller's future, else None."""
+    if entry is None:
+        return None
+    with entry['lock']:
+        if entry['done']:
+            return None
+        log('cache_get: request #%d %s: miss, waiting for the download in flight' % (n, url), level='verbose')
+        return _cache_get_join(entry, False, timeout_ms)
+
+
 def cache_get(url=None, expiry=None, timeout=None):
     """Returns the body of url (bytes), downloading it at most once at a time per URL on this shard.
 
@@ -326,20 +344,29 @@ def cache_get(url=None, expiry=None, timeout=None):
     timeout_ms = min(_cache_get_ms_arg('timeout', timeout, CACHE_GET_TIMEOUT_MS, False), CACHE_GET_TIMEOUT_MS)
     key = _cache_get_key(url)
 
-    # Hits take no lock: one GET, like a client would do.
+    # A download of this URL in flight: join it without a single Redis call (its key cannot exist yet:
+    # an entry is only created, under atomic(), when the key is missing, and is stored when done).
+    inflight = _CACHE_GET_STATE['inflight']
+    f = _cache_get_wait(inflight.get(key), n, url, timeout_ms)
+    if f is not None:
+        return f
+
+    # Hits take no lock: one GET, like a client would do. They are not logged: a log line per hit
+    # would cost more than the hit itself.
     cached = execute('GET', key)
     if cached is not None:
-        log('cache_get: request #%d %s: hit' % (n, url), level='verbose')
         return cached.encode('utf-8') if isinstance(cached, str) else bytes(cached)
+    # The download may have started while we were asking Redis: join it without taking the lock.
+    f = _cache_get_wait(inflight.get(key), n, url, timeout_ms)
+    if f is not None:
+        return f
 
-    inflight = _CACHE_GET_STATE['inflight']
     leader = False
     with atomic():
         # Under atomic() nothing else runs, in particular no store step: either the key is there now,
         # or the entry of the download that will store it is.
         cached = execute('GET', key)
         if cached is not None:
-            log('cache_get: request #%d %s: hit' % (n, url), level='verbose')
             return cached.encode('utf-8') if isinstance(cached, str) else bytes(cached)
         if not isAsyncAllow():
             _cache_get_fail('cache_get: %s is not cached and a download cannot be waited for inside '
@@ -374,12 +401,10 @@ def cache_get(url=None, expiry=None, timeout=None):
         t.start()
         return f
 
-    with entry['lock']:
-        if not entry['done']:
-            log('cache_get: request #%d %s: miss, waiting for the download in flight' % (n, url),
-                level='verbose')
-            return _cache_get_join(entry, False, timeout_ms)
-        outcome = entry['outcome']
+    f = _cache_get_wait(entry, n, url, timeout_ms)
+    if f is not None:
+        return f
+    outcome = entry['outcome']  # set once, before 'done'
     if outcome[0] != 'ok':
         # It failed just now, while this caller was joining: the same error as everyone who waited.
         _cache_get_fail(outcome[1])
