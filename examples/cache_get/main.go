@@ -155,7 +155,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 	if local {
 		run := strconv.FormatInt(time.Now().UnixNano(), 36) // fresh URLs on every run: cold cache
 		for i := 1; i <= cfg.images; i++ {
-			urls = append(urls, fmt.Sprintf("%s/images/%s/%d.png", origin.base, run, i))
+			urls = append(urls, origin.prepare(fmt.Sprintf("/images/%s/%d.png", run, i)))
 		}
 	} else if err := forget(ctx, rdb, urls); err != nil {
 		return err
@@ -179,7 +179,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 	fmt.Fprintf(out, "That is %.0f times faster!\n\n", float64(missTime)/float64(max(hitTime, time.Microsecond)))
 
 	// Part 2: a thundering herd on one cold URL.
-	herdURL := fmt.Sprintf("%s/images/herd-%d.png", origin.base, time.Now().UnixNano())
+	herdURL := origin.prepare(fmt.Sprintf("/images/herd-%d.png", time.Now().UnixNano()))
 	fmt.Fprintf(out, "Part 2: %d concurrent requests for one fresh image (%s).\n", cfg.concurrency, herdURL)
 	warm(ctx, rdb, cfg.concurrency) // the herd's workers are already connected, as in a real fleet
 	before := origin.Downloads(herdURL)
@@ -336,6 +336,16 @@ func startOrigin(listen string, latency time.Duration) (*origin, error) {
 func (o *origin) Close() {
 	_ = o.srv.Close()
 	<-o.done
+}
+
+// prepare generates the image at path ahead of its first request, so that the origin's answer takes
+// its latency and nothing else, and returns its URL.
+func (o *origin) prepare(path string) string {
+	img := generatePNG(path)
+	o.mu.Lock()
+	o.images[path] = img
+	o.mu.Unlock()
+	return o.base + path
 }
 
 // Downloads is how many times the origin served the path of url.
