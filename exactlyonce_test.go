@@ -137,11 +137,9 @@ func TestExactlyOnceAcrossProcesses(t *testing.T) {
 			v1Desc := ss[0].Description
 			assert.Regexp(t, `^gears:[0-9a-f]{32}$`, v1Desc)
 
-			// Upgrade: processes with a changed script replace the old code, atomically, still once.
-			answers = runHelpers(t, addr, proto, trig, "v2", helperN/2)
-			for i, a := range answers {
-				assert.Equal(t, fmt.Sprintf("ok v2:%d", i), a, "process %d", i)
-			}
+			// Upgrade: a process with a changed script replaces the old code atomically.
+			answers = runHelpers(t, addr, proto, trig, "v2", 1)
+			assert.Equal(t, []string{"ok v2:0"}, answers)
 			regs = e.registrationsOf(trig)
 			require.Len(t, regs, 1)
 			recs, err := e.c.Trigger(e.ctx, trig, "z")
@@ -150,10 +148,24 @@ func TestExactlyOnceAcrossProcesses(t *testing.T) {
 			ss, err = e.c.PyDumpSessions(e.ctx, &gears.PyDumpSessionsOptions{Sessions: []string{"gears_" + trig}})
 			require.NoError(t, err)
 			assert.NotEqual(t, v1Desc, ss[0].Description)
+			v2Desc := ss[0].Description
 
-			// Processes still on v1 now find different code and (policy Upgrade) take the trigger back.
-			answers = runHelpers(t, addr, proto, trig, "v1", 2)
-			assert.Equal(t, []string{"ok v1:0", "ok v1:1"}, answers)
+			// Many v2 processes starting now find their code and register nothing.
+			answers = runHelpers(t, addr, proto, trig, "v2", helperN)
+			for i, a := range answers {
+				assert.Equal(t, fmt.Sprintf("ok v2:%d", i), a, "process %d", i)
+			}
+			regs2 := e.registrationsOf(trig)
+			require.Len(t, regs2, 1)
+			assert.Equal(t, regs[0].ID, regs2[0].ID, "same registration: nobody upgraded again")
+
+			// A process still on v1 finds different code and (policy Upgrade) takes the trigger back.
+			answers = runHelpers(t, addr, proto, trig, "v1", 1)
+			assert.Equal(t, []string{"ok v1:0"}, answers)
+			ss, err = e.c.PyDumpSessions(e.ctx, &gears.PyDumpSessionsOptions{Sessions: []string{"gears_" + trig}})
+			require.NoError(t, err)
+			assert.Equal(t, v1Desc, ss[0].Description)
+			assert.NotEqual(t, v2Desc, ss[0].Description)
 			assert.Len(t, e.registrationsOf(trig), 1)
 		})
 	}
