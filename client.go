@@ -66,10 +66,6 @@ func (p *Pipeline) Exec(ctx context.Context) error {
 type Cmd[T any] struct {
 	raw    *redis.Cmd
 	decode func(any) (T, error)
-
-	decoded bool
-	val     T
-	err     error
 }
 
 // newCmd sends (or queues) args through d and returns the typed command.
@@ -78,18 +74,15 @@ func newCmd[T any](ctx context.Context, d doer, decode func(any) (T, error), arg
 }
 
 // Result returns the decoded reply, or the error: a server error reply as *Error, a reply of an
-// unexpected shape as *DecodeError, or the go-redis error (network, context).
+// unexpected shape as *DecodeError, or the go-redis error (network, context). The reply is decoded on
+// every call, so a pipelined command's Result is only meaningful after Exec.
 func (c *Cmd[T]) Result() (T, error) {
-	if !c.decoded {
-		v, err := c.raw.Result()
-		if err != nil {
-			c.err = wrapErr(err)
-		} else {
-			c.val, c.err = c.decode(normalize(v))
-		}
-		c.decoded = true
+	v, err := c.raw.Result()
+	if err != nil {
+		var zero T
+		return zero, wrapErr(err)
 	}
-	return c.val, c.err
+	return c.decode(normalize(v))
 }
 
 // Val returns the decoded reply, or T's zero value when there was an error.

@@ -581,6 +581,16 @@ func TestClientPipeline(t *testing.T) {
 		require.NoError(t, cp.Exec(e.ctx))
 		assert.Equal(t, []any{int64(2)}, a.Val())
 		assert.Equal(t, "MaxExecutions", b.Val()[0].Key)
+
+		// Inside MULTI RedisGears refuses non-sync triggers; sync ones run.
+		async := e.name("async")
+		e.register(fmt.Sprintf("GB('CommandReader').register(trigger='%s')", async), nil)
+		tx := gears.NewPipeline(e.rdb.TxPipeline())
+		inMulti := tx.Trigger(e.ctx, async)
+		syncInMulti := tx.Trigger(e.ctx, trig, "q")
+		assert.ErrorIs(t, tx.Exec(e.ctx), gears.ErrMultiNotAllowed)
+		assert.ErrorIs(t, inMulti.Err(), gears.ErrMultiNotAllowed)
+		assert.Equal(t, []any{int64(2)}, syncInMulti.Val())
 	})
 }
 
