@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -85,7 +86,9 @@ func CacheMaxBytes(n int64) CacheOption {
 
 // CacheKeyPrefix sets the namespace of cache_get's keys: a body is stored under
 // <prefix>{<SHA-1 of the URL>}. An empty prefix keeps DefaultCacheKeyPrefix, since keys without a
-// namespace could collide with the application's own.
+// namespace could collide with the application's own. The prefix must not contain '{' or '}': Redis
+// Cluster would take its braces for the hash tag and put every entry in one slot. NewCacheGet and
+// CacheGetKey panic if it does, as they would on any other programming error.
 func CacheKeyPrefix(prefix string) CacheOption {
 	return func(s *cacheGetSettings) { s.keyPrefix = prefix }
 }
@@ -112,6 +115,7 @@ func NewCacheGet(opts ...CacheOption) Script {
 	if s.keyPrefix == "" {
 		s.keyPrefix = DefaultCacheKeyPrefix
 	}
+	checkCacheKeyPrefix(s.keyPrefix)
 	return Script{
 		Function:     "cache_get",
 		Then:         "cache_get_store",
@@ -130,8 +134,16 @@ func CacheGetKey(url string, opts ...CacheOption) string {
 	if s.keyPrefix == "" {
 		s.keyPrefix = DefaultCacheKeyPrefix
 	}
+	checkCacheKeyPrefix(s.keyPrefix)
 	sum := sha1.Sum([]byte(url))
 	return s.keyPrefix + "{" + hex.EncodeToString(sum[:]) + "}"
+}
+
+// checkCacheKeyPrefix panics on a prefix that would break the per-URL hash tag.
+func checkCacheKeyPrefix(prefix string) {
+	if strings.ContainsAny(prefix, "{}") {
+		panic(fmt.Sprintf("gears: CacheKeyPrefix %q contains a brace; the hash tag {<SHA-1 of the URL>} must be the key's first", prefix))
+	}
 }
 
 // renderCacheGet replaces the settings block of cache_get.py with s.

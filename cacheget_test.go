@@ -372,6 +372,52 @@ func TestCacheGetManyURLsDownloadInParallel(t *testing.T) {
 	assert.Len(t, e.keys(), urls)
 }
 
+// TestCacheGetSyncMode registers cache_get as a sync trigger: a hit then runs inline (no thread pool);
+// a miss still waits on a gearsFuture, which a sync registration may return.
+func TestCacheGetSyncMode(t *testing.T) {
+	ctx := context.Background()
+	e := cgStart(t)
+	o := cgNewOrigin(t)
+	o.set(func(o *cgOrigin) { o.latency = 300 * time.Millisecond })
+	cache := gears.Command[[]byte](e.trigger+"_sync", e.rdb, gears.NewCacheGet(gears.CacheKeyPrefix(e.prefix)), gears.WithMode(gears.Sync))
+	url := o.URL + "/sync.png"
+
+	var wg sync.WaitGroup
+	bodies := make([][]byte, 20)
+	errs := make([]error, 20)
+	for i := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bodies[i], errs[i] = cache(ctx, url)
+		}()
+	}
+	wg.Wait()
+	for i := range bodies {
+		require.NoError(t, errs[i])
+		assert.Equal(t, []byte("hello from the origin"), bodies[i])
+	}
+	assert.Equal(t, 1, o.requests("/sync.png"))
+	body, err := cache(ctx, url)
+	require.NoError(t, err)
+	assert.Equal(t, []byte("hello from the origin"), body)
+	assert.Equal(t, 1, o.requests("/sync.png"))
+
+	// Inside MULTI/EXEC a hit works; a miss cannot wait and says so.
+	cmds, err := e.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Do(ctx, "RG.TRIGGER", e.trigger+"_sync", url)
+		p.Do(ctx, "RG.TRIGGER", e.trigger+"_sync", o.URL+"/cold.png")
+		return nil
+	})
+	require.Error(t, err)
+	require.Len(t, cmds, 2)
+	hit, err := cmds[0].(*redis.Cmd).Slice()
+	require.NoError(t, err)
+	assert.Equal(t, []any{"hello from the origin"}, hit)
+	assert.EqualError(t, cmds[1].Err(), "cache_get: "+o.URL+"/cold.png is not cached and a download cannot be waited for inside MULTI/EXEC or Lua")
+	assert.Equal(t, 0, o.requests("/cold.png"))
+}
+
 // cgFailure runs n concurrent callers of url and checks they all get want and nothing was stored.
 func cgFailure(t *testing.T, e *cgEnv, url, want string, n int) {
 	t.Helper()
@@ -662,6 +708,10 @@ func TestNewCacheGetRendersSettings(t *testing.T) {
 
 	assert.Equal(t, "cache_get:{"+cgSHA1("http://x/")+"}", gears.CacheGetKey("http://x/"))
 	assert.Equal(t, "img:{"+cgSHA1("http://x/")+"}", gears.CacheGetKey("http://x/", gears.CacheKeyPrefix("img:")))
+
+	assert.PanicsWithValue(t, `gears: CacheKeyPrefix "img{x}:" contains a brace; the hash tag {<SHA-1 of the URL>} must be the key's first`,
+		func() { gears.NewCacheGet(gears.CacheKeyPrefix("img{x}:")) })
+	assert.Panics(t, func() { gears.CacheGetKey("http://x/", gears.CacheKeyPrefix("}")) })
 
 	// Both renderings are valid Python 3.7, and the settings evaluate to what was asked for.
 	python := cgPython(t)
