@@ -88,6 +88,7 @@ func newSentinel(msg string, contains []string) *sentinel {
 	return &sentinel{msg: msg, contains: contains}
 }
 
+// Error returns the sentinel's description.
 func (s *sentinel) Error() string { return s.msg }
 
 func (s *sentinel) matches(text string) bool {

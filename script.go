@@ -28,9 +28,13 @@ import (
 // Requirements are pip requirement specifiers the server installs before registering, e.g.
 // "requests==2.31.0".
 type Script struct {
-	Function     string
-	Then         string
-	Source       string
+	// Function is the name of the Python function the trigger calls.
+	Function string
+	// Then, optional, is the name of the function that runs on Function's result as the next step.
+	Then string
+	// Source is the Python 3.7 code that defines Function (and Then).
+	Source string
+	// Requirements are pip requirement specifiers installed before registering.
 	Requirements []string
 }
 
