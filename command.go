@@ -252,6 +252,14 @@ func (r *registrar) register12(ctx context.Context) error {
 		s := sessions[0]
 		if !s.Missing {
 			if hashOf(s.Description) == r.hash {
+				if len(s.RegistrationIDs) > 0 {
+					return nil
+				}
+				// Our session without registrations: they were unregistered while an execution still
+				// held the session. Register the code again under it.
+				if _, err := r.client.PyExecute(ctx, r.script, r.pyOptions(true, "")); err != nil {
+					return fmt.Errorf("re-registering in session: %w", err)
+				}
 				return nil
 			}
 			switch r.policy {

@@ -649,3 +649,153 @@ func TestCommandWithoutRedisGears(t *testing.T) {
 	require.ErrorIs(t, err, gears.ErrUnknownCommand)
 	assert.ErrorContains(t, err, `gears: registering trigger "t" (session gears_t): the server has no RedisGears module`)
 }
+
+// fake12 emulates the session bookkeeping of a RedisGears 1.2 server, so that tests can script the races
+// that real processes only hit by chance: another process winning the creation of the session, or a
+// session left without registrations.
+type fake12 struct {
+	*fakeServer
+	mu       sync.Mutex
+	next     int
+	sessions map[string]*fakeSession // by session id
+	// onExecute, when set, runs before a PYEXECUTE is applied and may answer it instead (non-nil reply).
+	onExecute func(id, desc string) any
+}
+
+type fakeSession struct {
+	desc, trigger string
+	regs          []string
+}
+
+func startFake12(t *testing.T) *fake12 {
+	f := &fake12{fakeServer: startFake(t), sessions: map[string]*fakeSession{}}
+	f.handle("RG.PYEXECUTE", func(args []string) any {
+		var id, desc string
+		upgrade := false
+		for i := 1; i < len(args); i++ {
+			switch args[i] {
+			case "ID":
+				i++
+				id = args[i]
+			case "DESCRIPTION":
+				i++
+				desc = args[i]
+			case "UPGRADE":
+				upgrade = true
+			}
+		}
+		if f.onExecute != nil {
+			if r := f.onExecute(id, desc); r != nil {
+				return r
+			}
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if _, ok := f.sessions[id]; ok && !upgrade {
+			return rErr("Session " + id + " already exists")
+		}
+		f.put(id, desc, reTrigger.FindStringSubmatch(args[0])[1])
+		return rStatus("OK")
+	})
+	f.handle("RG.PYDUMPSESSIONS", func(args []string) any {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		s, ok := f.sessions[args[1]]
+		if !ok {
+			return []any{"Session " + args[1] + " does not exists"}
+		}
+		regs := []any{}
+		for _, r := range s.regs {
+			regs = append(regs, r)
+		}
+		return []any{[]any{"ID", args[1], "sessionDescription", s.desc, "refCount", 1, "linked", "primary",
+			"dead", "false", "requirementInstallationNeeded", 0, "requirements", []any{}, "registrations", regs}}
+	})
+	f.handle("RG.TRIGGER", func(args []string) any {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, s := range f.sessions {
+			if s.trigger == args[0] && len(s.regs) > 0 {
+				return []any{s.desc}
+			}
+		}
+		return rErr("ERR subcommand not found")
+	})
+	return f
+}
+
+// put creates or replaces a session holding one registration of trigger; f.mu must be held.
+func (f *fake12) put(id, desc, trigger string) {
+	f.next++
+	f.sessions[id] = &fakeSession{desc: desc, trigger: trigger, regs: []string{fmt.Sprintf("%s-%d", zeroID, f.next)}}
+}
+
+func TestCommandRegistrationRaces(t *testing.T) {
+	ctx := context.Background()
+	t.Run("another process registers first", func(t *testing.T) {
+		f := startFake12(t)
+		rdb := newRedis(f.addr, 3)
+		defer rdb.Close()
+		// The first PYEXECUTE loses: meanwhile another process applied the same code (its session appears)
+		// and ours fails with "trigger already registered", as the apply step of a real server reports it.
+		var once sync.Once
+		f.onExecute = func(id, desc string) any {
+			var r any
+			once.Do(func() {
+				f.mu.Lock()
+				f.put(id, desc, "t")
+				f.mu.Unlock()
+				r = rErr(`['Traceback (most recent call last):\n', "gears.error: trigger already registered\n"]`)
+			})
+			return r
+		}
+		got, err := gears.Command[string]("t", rdb, versionedScript("v1"))(ctx, "a")
+		require.NoError(t, err)
+		assert.Regexp(t, `^gears:[0-9a-f]{32}$`, got)
+		assert.Len(t, f.received("RG.PYEXECUTE"), 1, "the winner's code is recognised: no second PYEXECUTE")
+		assert.Len(t, f.received("RG.PYDUMPSESSIONS"), 2)
+	})
+	t.Run("session created concurrently", func(t *testing.T) {
+		f := startFake12(t)
+		rdb := newRedis(f.addr, 2)
+		defer rdb.Close()
+		var once sync.Once
+		f.onExecute = func(id, desc string) any {
+			once.Do(func() {
+				f.mu.Lock()
+				f.put(id, desc, "t") // the other process wins; ours then sees "Session … already exists"
+				f.mu.Unlock()
+			})
+			return nil
+		}
+		_, err := gears.Command[string]("t", rdb, versionedScript("v1"))(ctx, "a")
+		require.NoError(t, err)
+		assert.Len(t, f.received("RG.PYEXECUTE"), 1)
+		assert.Len(t, f.received("RG.PYDUMPSESSIONS"), 2)
+	})
+	t.Run("session left without registrations", func(t *testing.T) {
+		f := startFake12(t)
+		rdb := newRedis(f.addr, 3)
+		defer rdb.Close()
+		call := gears.Command[string]("t", rdb, versionedScript("v1"))
+		_, err := call(ctx, "a")
+		require.NoError(t, err)
+		f.mu.Lock()
+		f.sessions["gears_t"].regs = nil // unregistered while an execution held the session
+		f.mu.Unlock()
+		_, err = call(ctx, "b")
+		require.NoError(t, err)
+		calls := f.received("RG.PYEXECUTE")
+		require.Len(t, calls, 2)
+		assert.Contains(t, calls[1], "UPGRADE", "the code is registered again under the existing session")
+	})
+	t.Run("gives up after repeated lost races", func(t *testing.T) {
+		f := startFake12(t)
+		rdb := newRedis(f.addr, 3)
+		defer rdb.Close()
+		f.onExecute = func(string, string) any { return rErr("Session gears_t already exists") }
+		_, err := gears.Command[string]("t", rdb, versionedScript("v1"))(ctx, "a")
+		assert.ErrorContains(t, err, "gave up after 5 attempts racing other registrations")
+		assert.Len(t, f.received("RG.PYEXECUTE"), 5)
+	})
+}
