@@ -43,7 +43,7 @@ class ExecCtx(object):
 
     __slots__ = ('kind', 'session', 'token', 'multi', 'fut', 'rid', 'execid', 'errors',
                  'created_exec', 'pending_regs', 'restore_ids', 'replaced', 'reg', 'aborted',
-                 'waiting', 'inline', 'steps', 'reader_fn', 'mode')
+                 'waiting', 'yielded', 'steps', 'reader_fn', 'mode')
 
     def __init__(self, kind, session, token='', multi=False):
         self.kind = kind
@@ -61,7 +61,7 @@ class ExecCtx(object):
         self.reg = None
         self.aborted = False
         self.waiting = None
-        self.inline = False
+        self.yielded = False
         self.steps = None
         self.reader_fn = None
         self.mode = None
@@ -71,7 +71,7 @@ class Registration(object):
     """A CommandReader registration committed in the worker."""
 
     __slots__ = ('regid', 'session', 'reader', 'desc', 'mode', 'trigger', 'inorder', 'steps',
-                 'on_registered')
+                 'on_registered', 'slow')
 
     def __init__(self, regid, session, reader, desc, mode, trigger, inorder, steps, on_registered):
         self.regid = regid
@@ -83,6 +83,7 @@ class Registration(object):
         self.inorder = inorder
         self.steps = steps
         self.on_registered = on_registered
+        self.slow = False  # once an execution blocked the reading thread: run on the pool
 
     def describe(self):
         """Returns the reg value of the exec answer (PROTOCOL.md)."""

@@ -1,11 +1,13 @@
 """gearstest Python worker: runs RG.PYEXECUTE scripts and gear executions for the Go server.
 
 Started as `python3 -u worker.py` by gearstest; speaks the protocol of PROTOCOL.md on stdin/stdout.
-The main thread reads frames and dispatches them. sync triggers run right on the reading thread
-(Go serializes them); while such an execution waits for an RPC reply the reading thread keeps
-reading ("nested" reading) and dispatches everything else. async/async_local triggers, scripts and
-requirement installs run on a pool of reusable threads that grows without bound, so a function
-that blocks on I/O never stalls the others.
+One thread at a time holds the reader role: it reads frames and dispatches them. Triggers run
+right on that thread (no thread switch on the hot path); while such an execution waits for an RPC
+reply, the thread keeps reading ("nested" reading) and dispatches everything else. If an execution
+stays in user code longer than STEAL_AFTER (it blocks on I/O, sleeps, computes), a watchdog hands
+the reader role to a new thread, so nothing else stalls, and marks the registration slow: its later
+executions go straight to a pool of reusable threads that grows without bound. Scripts and
+requirement installs always run on the pool.
 """
 import ast
 import asyncio
@@ -27,9 +29,12 @@ import pyerrors  # noqa: E402
 import resp  # noqa: E402
 import runtime  # noqa: E402
 from pyerrors import error, error_text, syntax_error_text  # noqa: E402
-from rt import CUR, state  # noqa: E402
+from rt import CUR, state, tls  # noqa: E402
 
 IDLE_TEXT = 'Execution max idle reached'
+
+# How long an inline execution may stay in user code before another thread takes over reading.
+STEAL_AFTER = float(os.environ.get('GEARS_STEAL_AFTER_MS', '2')) / 1000.0
 
 
 class Pool(object):
@@ -96,8 +101,13 @@ class Worker(object):
         self.waiters = {}
         self.cids = itertools.count(1)
         self.tokens = itertools.count(1)
-        self.reader_ident = None
-        self.busy = False  # the reading thread is running a sync execution
+        # Reader role: self.role is the token of the thread that may read stdin (rt.tls.role).
+        # exec_since is when that thread entered user code (None while it reads); exec_reg is the
+        # registration it runs. All three are guarded by self.mu.
+        self.mu = threading.Lock()
+        self.role = None
+        self.exec_since = None
+        self.exec_reg = None
         self.pool = Pool()
         self.reg_lock = threading.RLock()
         self.regs = {}
@@ -126,20 +136,25 @@ class Worker(object):
         """Sends an RPC (parts[cid_index] gets a fresh cid) and returns the reply value."""
         cid = b'%d' % next(self.cids)
         parts[cid_index] = cid
-        if threading.get_ident() == self.reader_ident:
-            slot = [None, None, None]
-            self.waiters[cid] = slot
-            self.send(parts)
-            # Nested reading: this thread is the only reader, so it reads on until its answer.
+        lk = threading.Lock()
+        lk.acquire()
+        slot = [lk, None, None]
+        self.waiters[cid] = slot
+        self.send(parts)
+        role = getattr(tls, 'role', None)
+        if role is not None:
+            # Nested reading: while this thread holds the reader role it reads on until its answer.
+            mu = self.mu
             while slot[1] is None:
+                with mu:
+                    if self.role is not role:
+                        break
+                    self.exec_since = None
                 self.read_one(True)
-        else:
-            lk = threading.Lock()
-            lk.acquire()
-            slot = [lk, None, None]
-            self.waiters[cid] = slot
-            self.send(parts)
-            lk.acquire()
+            with mu:
+                if self.role is role:
+                    self.exec_since = time.monotonic()
+        lk.acquire()
         if slot[1] == b'e':
             raise error(_s(slot[2]) if not isinstance(slot[2], str) else str(slot[2]))
         return slot[2]
@@ -157,9 +172,40 @@ class Worker(object):
     # ---------------------------------------------------------------- input
 
     def serve(self):
-        self.reader_ident = threading.get_ident()
+        """Runs the reader role on this thread; returns when the role was handed to another thread."""
+        role = object()
+        with self.mu:
+            self.role = role
+            self.exec_since = None
+        tls.role = role
+        try:
+            mu = self.mu
+            while True:
+                with mu:
+                    if self.role is not role:
+                        return
+                    self.exec_since = None
+                    self.exec_reg = None
+                self.read_one(False)
+        finally:
+            tls.role = None
+
+    def watchdog(self):
+        """Hands the reader role to a new thread when its holder is stuck in user code."""
+        half = STEAL_AFTER / 2
         while True:
-            self.read_one(False)
+            time.sleep(half)
+            with self.mu:
+                since = self.exec_since
+                if since is None or time.monotonic() - since < STEAL_AFTER:
+                    continue
+                if self.exec_reg is not None:
+                    self.exec_reg.slow = True  # its next executions go to the pool
+                self.exec_since = None
+                self.exec_reg = None
+                self.role = None  # the stuck thread sees this and stops reading
+                t = threading.Thread(target=self.serve, name='gears-reader', daemon=True)
+                t.start()
 
     def read_one(self, nested):
         try:
@@ -382,14 +428,13 @@ class Worker(object):
             self.send([b'done', msg[1], [b'ok', resp.records_raw([]),
                                          ['trigger registration %s does not exist' % _s(msg[2])]]])
             return
-        if reg.mode == 'sync' and not nested and not self.busy:
-            self.busy = True
-            try:
-                self.run_trigger(reg, msg, True)
-            finally:
-                self.busy = False
-        else:
+        if nested or reg.slow:
             self.pool.submit(self.run_trigger, reg, msg, False)
+            return
+        with self.mu:
+            self.exec_since = time.monotonic()
+            self.exec_reg = reg
+        self.run_trigger(reg, msg, True)
 
     def run_trigger(self, reg, msg, inline):
         ctx = runtime.ExecCtx('trigger', reg.session, _s(msg[4]), b'm' in msg[5])
@@ -409,10 +454,12 @@ class Worker(object):
             try:
                 pending = gen.send(value)
                 while True:
+                    if ctx.kind == 'trigger' and not ctx.yielded and ctx.reg.mode == 'sync':
+                        # Go releases the global lock this sync execution holds while it waits.
+                        ctx.yielded = True
+                        self.send([b'yield', ctx.rid])
                     if inline:
-                        # Free the reading thread (and, in Go, the lock of this sync execution).
-                        if ctx.kind == 'trigger':
-                            self.send([b'yield', ctx.rid])
+                        # Free the reading thread: the wait happens on the pool.
                         self.pool.submit(self.resume, ctx, gen, pending)
                         return
                     res = self.wait_pending(ctx, pending)
@@ -511,11 +558,15 @@ def main():
     os.close(devnull)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    sys.setswitchinterval(0.0005)
+    sys.setswitchinterval(float(os.environ.get("GEARS_SWITCH_INTERVAL", "0.0005")))
     inp = os.fdopen(in_fd, 'rb', buffering=1 << 16)
     w = Worker(inp, out_fd)
     state.worker = w
+    threading.Thread(target=w.watchdog, name='gears-watchdog', daemon=True).start()
     w.serve()
+    # The reader role moved to another thread (this one got stuck in user code once); the
+    # process lives until stdin ends (read_one exits then).
+    threading.Event().wait()
 
 
 if __name__ == '__main__':
