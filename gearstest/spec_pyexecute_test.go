@@ -144,10 +144,10 @@ func TestPyExecuteRunPythonReader(t *testing.T) {
 
 func TestPyExecuteOnlyOneRunPerScript(t *testing.T) {
 	forEachProtocol(t, func(t *testing.T, c *client) {
-		text := c.doErr("RG.PYEXECUTE", "GB('ShardsIDReader').run()\nGB('ShardsIDReader').run()")
-		lines, err := parsePyStrList(text)
-		require.NoError(t, err, "error text %q", text)
-		require.Contains(t, lines[len(lines)-1], "Can not run more then 1 executions in a single script")
+		requireTraceback(t, c.doErr("RG.PYEXECUTE", "GB('ShardsIDReader').run()\nGB('ShardsIDReader').run()"),
+			"gears.error: Can not run more then 1 executions in a single script")
+		requireTraceback(t, c.doErr("RG.PYEXECUTE", "GB('PythonReader').run(1)"), "gears.error: pyreader argument must be a function")
+		requireTraceback(t, c.doErr("RG.PYEXECUTE", "GB('CommandReader').run()"), "gears.error: Given reader do not support run or not exists")
 	})
 }
 
