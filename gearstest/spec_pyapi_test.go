@@ -381,6 +381,9 @@ func TestRegisterArgumentErrors(t *testing.T) {
 	})
 }
 
+// TestOnRegistered: the real server calls onRegistered synchronously while it applies the registration
+// (src/execution_plan.c FlatExecutionPlan_AddToRegisterDict), before RG.PYEXECUTE replies OK, so a trigger
+// sent right after the OK sees its effect.
 func TestOnRegistered(t *testing.T) {
 	forEachProtocol(t, func(t *testing.T, c *client) {
 		trig := uniq(t, "t")
