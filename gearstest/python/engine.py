@@ -51,7 +51,11 @@ class Step(object):
 
 
 def describe_steps(steps):
-    """Returns [[type, name, arg], ...] in plan order (first step first)."""
+    """Returns [[type, name, arg], ...] as RG.GETEXECUTION lists them: last step first.
+
+    The real server keeps a plan's steps in a list it prepends to (docs/commands.md shows
+    GB().run() as collect, map(str), map(RedisGearsPy_ToPyRecordMapper)).
+    """
     out = []
     for s in steps:
         for t, name, which in _DESCRIBE[s.kind]:
@@ -61,6 +65,7 @@ def describe_steps(steps):
             elif which == 2 and s.f2 is not None:
                 arg = repr(s.f2)
             out.append([t, name, arg])
+    out.reverse()
     return out
 
 

@@ -70,6 +70,20 @@ class EncodingTest(WorkerTest):
         self.assertEqual(got, [b'ok', ['5'], []])
         self.assertEqual(type(got[1][0]).__name__, 'Error')
 
+    def test_reg_steps_last_first(self):
+        r = self.g.exec_("GB('CommandReader').map(lambda x: x).register(trigger='t', mode='sync', desc='d')")
+        self.assertEqual(r[0], b'ok')
+        regid, reader, desc, mode, trigger, inorder, steps = r[1][0]
+        self.assertEqual([reader, desc, mode, trigger, inorder], [b'CommandReader', None, b'sync', b't', 0])
+        self.assertEqual([s[:2] for s in steps], [[b'collect', b'collect'],
+                                                  [b'map', b'RedisGearsPy_PyCallbackMapper'],
+                                                  [b'map', b'RedisGearsPy_PyCallbackMapper'],
+                                                  [b'map', b'RedisGearsPy_ToPyRecordMapper']])
+        self.assertTrue(steps[2][2].startswith(b'<function <lambda> at 0x'))
+        self.assertEqual(steps[3][2], b'')
+        r = self.g.exec_("GB('CommandReader', desc='my desc').register(trigger='t2', inorder=True)", sid='s2')
+        self.assertEqual(r[1][0][2:6], [b'my desc', b'async', b't2', 1])
+
     def test_trigger_record(self):
         [reg] = self.register("GB('CommandReader').register(trigger='t', mode='sync')")
         self.assertEqual(reg, rid(1))
@@ -155,6 +169,10 @@ class OperationsTest(WorkerTest):
         self.assertEqual(tb_last(r[1]), 'gears.error: reader argument must be a string\n')
         r = self.g.exec_("GB('KeysReader').register(prefix='x')")
         self.assertEqual(tb_last(r[1]), 'gears.error: given reader does not exists or does not support register\n')
+        r = self.g.exec_("GB('KeysOnlyReader').run()")
+        self.assertEqual(tb_last(r[1]), 'gears.error: Given reader do not support run or not exists\n')
+        r = self.g.exec_("GB().run()")
+        self.assertEqual(tb_last(r[1]), 'gears.error: Given reader do not support run or not exists\n')
         r = self.g.exec_("GB('PythonReader').run()")
         self.assertEqual(tb_last(r[1]), 'gears.error: pyreader argument must be a function\n')
 
