@@ -141,6 +141,10 @@ GB('ShardsIDReader').map(wait).run()
 			}
 		}
 		require.Equal(t, "running", status)
+		// While running, results is -1 and errors is empty (commands.c Command_ExecutionGet).
+		c.expect(L(L("shard_id", zeroShard, "execution_plan", L("status", "running", "shards_received", nonNegInt, "shards_completed", nonNegInt,
+			"results", -1, "errors", L(), "total_duration", nonNegInt, "read_duration", nonNegInt, "steps", stepList(2)))),
+			"RG.GETEXECUTION", id)
 		c.expect("OK", "SET", key, "go")
 		c.expect(L(L("released"), L()), "RG.GETRESULTSBLOCKING", id)
 		c.expectOK("RG.DROPEXECUTION", id)
