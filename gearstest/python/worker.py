@@ -376,16 +376,16 @@ class Worker(object):
                 session.regs.append(r.regid)
             if pending:
                 self.sessions[sid] = session
+        # The real server calls onRegistered while it applies the registration, before
+        # RG.PYEXECUTE replies (src/execution_plan.c FlatExecutionPlan_AddToRegisterDict).
+        for r in pending:
+            if r.on_registered is not None:
+                self.call_on_registered(r)
         run = ctx.created_exec
         answer = [b'ok', [r.describe() for r in pending], run.execid if run is not None else None]
-
-        def after():
-            for r in pending:
-                if r.on_registered is not None:
-                    self.call_on_registered(r)
-            if run is not None:
-                self.pool.submit(self.run_execution, run)
-        return answer, after
+        if run is None:
+            return answer, None
+        return answer, lambda: self.pool.submit(self.run_execution, run)
 
     def call_on_registered(self, reg):
         ctx = runtime.ExecCtx('onregistered', reg.session)

@@ -270,6 +270,12 @@ class SessionTest(WorkerTest):
         self.assertEqual(self.g.exec_("assert __name__ == 'not_main'\nassert hashtag() == '06S'\n"
                                       "assert not isAsyncAllow()", sid='s3'), [b'ok', [], None])
 
+    def test_on_registered_runs_before_answer(self):
+        r = self.g.exec_("def f():\n    execute('set', 'reg', 'yes')\n"
+                         "GB('CommandReader').register(trigger='t', onRegistered=f)")
+        self.assertEqual(r[0], b'ok')
+        self.assertEqual(self.g.data.get(b'reg'), b'yes')
+
     def test_restore_reuses_ids(self):
         r = self.g.exec_("GB('CommandReader').register(trigger='t')", sid='s', mode='restore',
                          regids=[rid(7)])
