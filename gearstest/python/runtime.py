@@ -71,7 +71,7 @@ class Registration(object):
     """A CommandReader registration committed in the worker."""
 
     __slots__ = ('regid', 'session', 'reader', 'desc', 'mode', 'trigger', 'inorder', 'steps',
-                 'on_registered', 'slow')
+                 'on_registered', 'slow', 'steals')
 
     def __init__(self, regid, session, reader, desc, mode, trigger, inorder, steps, on_registered):
         self.regid = regid
@@ -83,7 +83,8 @@ class Registration(object):
         self.inorder = inorder
         self.steps = steps
         self.on_registered = on_registered
-        self.slow = False  # once an execution blocked the reading thread: run on the pool
+        self.slow = False  # executions blocked the reading thread: run them on the pool
+        self.steals = 0
 
     def describe(self):
         """Returns the reg value of the exec answer (PROTOCOL.md)."""

@@ -199,8 +199,13 @@ class Worker(object):
                 since = self.exec_since
                 if since is None or time.monotonic() - since < STEAL_AFTER:
                     continue
-                if self.exec_reg is not None:
-                    self.exec_reg.slow = True  # its next executions go to the pool
+                reg = self.exec_reg
+                if reg is not None:
+                    # A loaded machine can also stall a fast function for a moment: only a
+                    # registration that got stuck a few times runs on the pool from now on.
+                    reg.steals += 1
+                    if reg.steals >= 3:
+                        reg.slow = True
                 self.exec_since = None
                 self.exec_reg = None
                 self.role = None  # the stuck thread sees this and stops reading

@@ -388,6 +388,19 @@ class ConcurrencyTest(WorkerTest):
         self.assertLess(time.time() - t, 1.0)
         self.assertEqual(res[7], [b'ok', [b'7'], []])
 
+    def test_blocked_reader_is_replaced(self):
+        [slow, fast] = self.register("import time\ndef f(x):\n    time.sleep(0.6)\n    return 'slow'\n"
+                                     "GB('CommandReader').map(f).register(trigger='slow')\n"
+                                     "GB('CommandReader').map(lambda x: execute('get', 'k')).register(trigger='fast')")
+        self.g.data[b'k'] = b'v'
+        t = time.time()
+        s = self.g.trigger_async(slow, 'slow', execid=b'e1')
+        self.assertEqual(self.g.trigger(fast, 'fast', execid=b'e2'), [b'ok', [b'v'], []])
+        self.assertLess(time.time() - t, 0.4)
+        self.assertEqual(self.g.wait(s), [b'ok', [b'slow'], []])
+        # and the reading goes on afterwards
+        self.assertEqual(self.g.trigger(fast, 'fast', execid=b'e3'), [b'ok', [b'v'], []])
+
     def test_broken_message_is_skipped(self):
         self.g.send_raw(b'?garbage\r\n')
         self.g.send([b'nosuchmessage', b'1'])
