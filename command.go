@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
@@ -227,7 +228,8 @@ type RegistrationError struct {
 
 // Error describes the failed registration.
 func (e *RegistrationError) Error() string {
-	return fmt.Sprintf("gears: registering trigger %q (session %s): %v", e.Trigger, e.SessionID, e.Err)
+	return fmt.Sprintf("gears: registering trigger %q (session %s): %s", e.Trigger, e.SessionID,
+		strings.TrimPrefix(e.Err.Error(), "gears: "))
 }
 
 // Unwrap returns the cause.
