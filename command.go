@@ -43,6 +43,9 @@ func Command[T any](trigger string, rdb redis.UniversalClient, script Script, op
 		opt(&o)
 	}
 	reg, setupErr := newRegistrar(trigger, NewClient(rdb), script, &o)
+	if rdb == nil {
+		setupErr = errors.New("gears: Command needs a go-redis client")
+	}
 	decode, decErr := decoderFor[T](o.decoder)
 	if setupErr == nil {
 		setupErr = decErr

@@ -139,6 +139,7 @@ func TestCommandSetupErrors(t *testing.T) {
 	ctx := context.Background()
 	cases := map[string]error{}
 	_, cases["no trigger"] = Command[string]("", rdb, helloScript)(ctx)
+	_, cases["no client"] = Command[string]("t", nil, helloScript)(ctx)
 	_, cases["bad function"] = Command[string]("t", rdb, Script{Function: "x; import os", Source: ""})(ctx)
 	_, cases["bad then"] = Command[string]("t", rdb, Script{Function: "f", Then: "a b"})(ctx)
 	_, cases["bad mode"] = Command[string]("t", rdb, helloScript, WithMode("fast"))(ctx)
@@ -149,6 +150,7 @@ func TestCommandSetupErrors(t *testing.T) {
 	_, cases["decoder type"] = Command[string]("t", rdb, helloScript, WithDecoder(func(any) (int, error) { return 0, nil }))(ctx)
 	want := map[string]string{
 		"no trigger":   "gears: Command needs a trigger name",
+		"no client":    "gears: Command needs a go-redis client",
 		"bad function": `gears: Script.Function "x; import os" is not a Python function name`,
 		"bad then":     `gears: Script.Then "a b" is not a Python function name`,
 		"bad mode":     `gears: unknown mode "fast" (want Async, AsyncLocal or Sync)`,
