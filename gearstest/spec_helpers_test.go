@@ -103,7 +103,7 @@ func forEachProtocol(t *testing.T, fn func(t *testing.T, c *client)) {
 	newTarget(t).eachProtocol(t, fn)
 }
 
-// ctx returns a context bounded so that a hung server fails the test instead of the whole run.
+// testCtx returns a context bounded so that a hung server fails the test instead of the whole run.
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
@@ -441,9 +441,6 @@ func matchValue(proto int, want, got any, path string) error {
 	return nil
 }
 
-// nilList is an expected empty array.
-var emptyList = []any{}
-
 // L builds an expected array.
 func L(v ...any) []any {
 	if v == nil {
@@ -606,7 +603,7 @@ func prefixComma(s string) string {
 	return ", " + s
 }
 
-// execOnConn runs fn on a dedicated connection (MULTI/EXEC, HELLO, SELECT need one).
+// conn returns a dedicated connection (MULTI/EXEC needs one), closed when the test ends.
 func (c *client) conn(t testing.TB) *redis.Conn {
 	cn := c.Client.Conn()
 	t.Cleanup(func() { _ = cn.Close() })
