@@ -643,3 +643,28 @@ func TestClientNetworkErrorsStayGoRedisErrors(t *testing.T) {
 	_, err = gears.NewClient(rdb2).PyStats(ctx)
 	assert.ErrorIs(t, err, context.Canceled)
 }
+
+func TestClientFreshServerIDs(t *testing.T) {
+	needFresh(t)
+	// Only on a fresh server (gears-spec.md section 8): the first execution id is …-0, and the
+	// registration counter advances by three per registering RG.PYEXECUTE.
+	t.Run("execution", func(t *testing.T) {
+		e := newEnv(t, testtarget.Addr(t), 3)
+		r, err := e.c.PyExecute(e.ctx, "GB('ShardsIDReader').run()", &gears.PyExecuteOptions{Unblocking: true})
+		require.NoError(t, err)
+		assert.Equal(t, zeroID+"-0", r.ExecutionID)
+	})
+	t.Run("registrations", func(t *testing.T) {
+		e := newEnv(t, testtarget.Addr(t), 3)
+		e.register("GB('CommandReader').register(trigger='a', mode='sync')", &gears.PyExecuteOptions{ID: "a"})
+		e.register("GB('CommandReader').register(trigger='b', mode='sync')", &gears.PyExecuteOptions{ID: "b"})
+		assert.Equal(t, id1, e.registrationsOf("a")[0].ID)
+		assert.Equal(t, zeroID+"-4", e.registrationsOf("b")[0].ID)
+		ss, err := e.c.PyDumpSessions(e.ctx, nil)
+		require.NoError(t, err)
+		assert.Equal(t, []gears.Session{
+			{ID: "a", RefCount: 1, Linked: "primary", RegistrationIDs: []string{id1}},
+			{ID: "b", RefCount: 1, Linked: "primary", RegistrationIDs: []string{zeroID + "-4"}},
+		}, ss, "sessions are listed sorted by name")
+	})
+}
