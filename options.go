@@ -6,8 +6,10 @@ import "fmt"
 type Mode string
 
 // Execution modes. Async is RedisGears' default: the execution runs on the server's thread pool and,
-// in a cluster, on every shard. AsyncLocal runs on the thread pool of the shard called only. Sync runs
-// inline on Redis' main thread: fastest for short functions, but it blocks Redis while it runs.
+// in a cluster, on every shard — each shard calls the function and the reply holds one record per
+// shard, which only []any, any or a WithDecoder function accept. AsyncLocal runs on the thread pool of
+// the shard called only; prefer it in a cluster. Sync runs inline on Redis' main thread: fastest for
+// short functions, but it blocks Redis while it runs.
 const (
 	Async      Mode = "async"
 	AsyncLocal Mode = "async_local"
