@@ -40,18 +40,54 @@ type cgEnv struct {
 	prefix  string
 	trigger string
 	cache   gears.Func[[]byte]
+	log     *cgLog // the server log, when the server is ours (gearstest)
+}
+
+// cgLog keeps the server's log for the test to inspect and passes it on to t.Log.
+type cgLog struct {
+	t    testing.TB
+	mu   sync.Mutex
+	buf  strings.Builder
+	done bool
+}
+
+func (l *cgLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Write(p)
+	if !l.done {
+		l.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (l *cgLog) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.done = true
+}
+
+// count is how many lines of the log so far contain s.
+func (l *cgLog) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.buf.String(), s)
 }
 
 // cgStart registers cache_get (built with opts plus a fresh key prefix) under a trigger of the test's own.
 func cgStart(t testing.TB, opts ...gears.CacheOption) *cgEnv {
 	t.Helper()
+	var log *cgLog
 	addr := os.Getenv("GEARS_ADDR")
 	if addr == "" {
-		addr = gearstest.Run(t).Addr()
+		log = &cgLog{t: t}
+		t.Cleanup(log.stop)
+		addr = gearstest.Run(t, gearstest.WithLogger(log)).Addr()
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 256, ReadTimeout: 30 * time.Second})
 	t.Cleanup(func() { _ = rdb.Close() })
 	e := &cgEnv{
+		log:     log,
 		t:       t,
 		addr:    addr,
 		rdb:     rdb,
@@ -304,12 +340,19 @@ func TestCacheGetOneDownloadForManyCallers(t *testing.T) {
 	assert.Equal(t, []string{e.key(url)}, e.keys())
 }
 
-// cgWaitForWaiters gives n callers the time to reach the server while the origin holds the download,
-// so that the herd really is concurrent rather than a series of hits. Where the server counts blocked
-// clients (INFO clients; a real RedisGears blocks a client for every waiting trigger) it waits for that
-// count; otherwise for a settle time. It asserts nothing: a late caller would only make the test weaker.
+// cgWaitForWaiters waits until n callers wait for the download that the origin holds, so that the herd
+// really is concurrent rather than a series of hits. On gearstest it reads cache_get's own log lines
+// (one per caller that joins a download in flight, besides the one that started it). On another server
+// it waits for INFO's blocked_clients (a real RedisGears blocks a client for every waiting trigger), or
+// a settle time where the server does not count them.
 func cgWaitForWaiters(t *testing.T, e *cgEnv, n int) {
 	t.Helper()
+	if e.log != nil {
+		require.Eventually(t, func() bool {
+			return e.log.count("miss, waiting for the download in flight") == n-1
+		}, 20*time.Second, 5*time.Millisecond, "%d callers did not all wait for the one download", n)
+		return
+	}
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
 		info, err := e.rdb.Info(context.Background(), "clients").Result()
