@@ -175,7 +175,7 @@ func TestDecodeIntoT(t *testing.T) {
 	_, err = bytesDec(one(int64(3)))
 	assert.ErrorIs(t, err, ErrUnexpectedReply)
 	_, err = bytesDec([]any{})
-	assert.EqualError(t, err, `gears: cannot decode reply []interface {}{} into []byte: expected one result record, got 0`)
+	assert.ErrorIs(t, err, ErrAborted, "a Command's execution yields a record unless it was aborted")
 	_, err = bytesDec([]any{"a", "b"})
 	assert.ErrorIs(t, err, ErrUnexpectedReply)
 
@@ -234,9 +234,13 @@ func TestDecodeIntoT(t *testing.T) {
 	a, err := aDec(one(int64(5)))
 	require.NoError(t, err)
 	assert.Equal(t, int64(5), a)
-	a, err = aDec([]any{})
+	a, err = aDec([]any{"x", int64(1)})
 	require.NoError(t, err)
-	assert.Nil(t, a)
+	assert.Equal(t, []any{"x", int64(1)}, a)
+	_, err = aDec([]any{})
+	assert.ErrorIs(t, err, ErrAborted)
+	_, err = lDec([]any{})
+	assert.ErrorIs(t, err, ErrAborted)
 
 	type point struct{ X, Y int64 }
 	pDec, err := decoderFor[point](func(v any) (point, error) {

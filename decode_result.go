@@ -140,11 +140,16 @@ func typeName[T any]() string {
 }
 
 // records reads the reply's record array; an error element at record level is the function's error
-// (a str starting with '-' is sent as one).
+// (a str starting with '-' is sent as one). The registration Command renders maps each call to exactly
+// one record (one per shard for Async on a cluster), so a reply without records means that RedisGears
+// aborted the execution and replied with the results so far (CommandReader_OnDone): ErrAborted.
 func records(v any) ([]any, error) {
 	recs, err := asArray("records", v)
 	if err != nil {
 		return nil, err
+	}
+	if len(recs) == 0 {
+		return nil, ErrAborted
 	}
 	for _, r := range recs {
 		if e := asError(r); e != nil {
@@ -166,16 +171,13 @@ func oneRecord(target string, v any) (any, error) {
 	return recs[0], nil
 }
 
-// replyValue is what Command[any] returns: the single record, nil for none, or all records.
+// replyValue is what Command[any] returns: the single record, or all records when there are several.
 func replyValue(v any) (any, error) {
 	recs, err := records(v)
 	if err != nil {
 		return nil, err
 	}
-	switch len(recs) {
-	case 0:
-		return nil, nil
-	case 1:
+	if len(recs) == 1 {
 		return recs[0], nil
 	}
 	return recs, nil

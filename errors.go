@@ -161,6 +161,13 @@ var (
 // different code; errors.Is(err, ErrConflict) matches it.
 var ErrConflict = errors.New("gears: trigger registered with different code")
 
+// ErrAborted is returned by a Func whose execution was aborted while it ran: RedisGears then replies
+// with no result at all. That happens when the registration is upgraded or unregistered with its
+// pending executions aborted (RG.PYEXECUTE … UPGRADE, RG.UNREGISTER … ABORTPENDING), or on
+// RG.ABORTEXECUTION. Whether to call again is the caller's choice: the function may have done part of
+// its work.
+var ErrAborted = errors.New("gears: the execution was aborted and returned no result")
+
 // ErrUnexpectedReply is matched (errors.Is) by every *DecodeError: the reply did not have the shape the
 // caller asked for.
 var ErrUnexpectedReply = errors.New("gears: unexpected reply")

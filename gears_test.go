@@ -798,3 +798,50 @@ func TestCommandRegistrationRaces(t *testing.T) {
 		assert.Len(t, f.received("RG.PYEXECUTE"), 5)
 	})
 }
+
+func TestCommandAbortedExecution(t *testing.T) {
+	// An execution aborted while it runs (RG.ABORTEXECUTION here; also RG.UNREGISTER … ABORTPENDING or
+	// an UPGRADE by another process) replies with no record; the Func says so with ErrAborted.
+	slow := gears.Script{Function: "slow", Source: `
+import threading
+import time
+
+def slow(arg):
+    f = gearsFuture()
+    def later():
+        time.sleep(0.5)
+        try:
+            f.continueRun(arg)
+        except Exception:
+            pass
+    threading.Thread(target=later).start()
+    return f
+`}
+	forEachProtocol(t, func(t *testing.T, e *gEnv) {
+		trig := e.name("slow")
+		call := gears.Command[string](trig, e.rdb, slow, gears.WithMode(gears.AsyncLocal))
+		got, err := call(e.ctx, "first")
+		require.NoError(t, err)
+		assert.Equal(t, "first", got)
+
+		done := make(chan error, 1)
+		go func() {
+			_, err := call(e.ctx, "second")
+			done <- err
+		}()
+		var running string
+		require.Eventually(t, func() bool {
+			execs, err := e.c.DumpExecutions(e.ctx)
+			require.NoError(t, err)
+			for _, x := range execs {
+				if x.Registered && x.Status != "done" && x.Status != "aborted" {
+					running = x.ExecutionID
+					return true
+				}
+			}
+			return false
+		}, 5*time.Second, 10*time.Millisecond, "the second call is running")
+		require.NoError(t, e.c.AbortExecution(e.ctx, running))
+		assert.ErrorIs(t, <-done, gears.ErrAborted)
+	})
+}

@@ -88,7 +88,8 @@ func WithOnConflict(p ConflictPolicy) Option {
 
 // WithDecoder decodes replies with fn instead of the built-in conversions; T must be the Command's
 // type parameter (a mismatch makes every call fail with an error saying so). fn receives what a
-// Command[any] would return: the single record when the reply holds one, otherwise the []any of records.
+// Command[any] would return: the single record when the reply holds one, otherwise the []any of records
+// (a reply without records, an aborted execution, is ErrAborted before fn is called).
 // Records arrive as go-redis reads them: string, int64, []any; RESP3 adds float64 and bool.
 func WithDecoder[T any](fn func(reply any) (T, error)) Option {
 	return func(o *commandOptions) { o.decoder = fn }
