@@ -33,7 +33,8 @@ type Func[T any] func(ctx context.Context, args ...any) (T, error)
 //   - a failed registration is not remembered: the next call tries again, and the error says why.
 //
 // When a call finds that the server no longer knows the trigger (restart without persistence, failover,
-// someone unregistered it), the Func registers again and retries that call once.
+// someone unregistered it), the Func registers again and retries that call once. A call whose execution
+// was aborted while it ran returns ErrAborted and is not retried.
 //
 // Problems with the arguments of Command itself (an invalid Script, Mode or option) are returned by
 // every call of the Func.
