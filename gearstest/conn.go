@@ -1,8 +1,6 @@
 package gearstest
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"runtime/debug"
 	"strconv"
@@ -21,15 +19,14 @@ type client struct {
 	inMulti  bool
 	inExec   bool       // running the queue of EXEC
 	multiErr bool       // a queue-time error: EXEC answers EXECABORT
-	queued   int        // commands queued so far
-	rgQueue  []rgQueued // RG commands queued, with their position in the transaction
+	txQueue  [][][]byte // commands queued by MULTI
+	rgQueue  []rgQueued // the RG commands among them, by position
 
 	out []byte // scratch buffer for encoding replies
 }
 
 type rgQueued struct {
-	pos  int
-	args [][]byte
+	pos int
 }
 
 func (s *Server) accept(conn redcon.Conn) bool {
@@ -112,10 +109,24 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 	case "DISCARD":
 		if c.inMulti {
 			c.resetMulti()
+			s.forward(conn, c, "UNWATCH", [][]byte{[]byte("UNWATCH")})
+			return
 		}
 	case "MULTI":
 		if c.inMulti {
 			conn.WriteError("ERR MULTI calls can not be nested")
+			return
+		}
+		if len(cmd.Args) != 1 {
+			conn.WriteError("ERR wrong number of arguments for 'multi' command")
+			return
+		}
+		c.inMulti = true
+		conn.WriteString("OK")
+		return
+	case "WATCH":
+		if c.inMulti {
+			conn.WriteError("ERR WATCH inside MULTI is not allowed")
 			return
 		}
 	case "CLIENT":
@@ -141,10 +152,7 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 		}
 		return
 	}
-	raw := s.forward(conn, c, name, cmd.Args)
-	if name == "MULTI" && len(raw) > 0 && raw[0] == '+' {
-		c.inMulti = true
-	}
+	s.forward(conn, c, name, cmd.Args)
 	if name == "RESET" {
 		c.resetMulti()
 		c.resp3 = false
@@ -178,11 +186,11 @@ func (s *Server) forward(conn redcon.Conn, c *client, name string, args [][]byte
 }
 
 func (c *client) resetMulti() {
-	c.inMulti, c.multiErr, c.queued, c.rgQueue = false, false, 0, nil
+	c.inMulti, c.multiErr, c.txQueue, c.rgQueue = false, false, nil, nil
 }
 
-// queueCommand handles a command sent between MULTI and EXEC. Data commands are queued in the store's
-// own transaction (so it reports unknown commands and arity errors itself); RG commands are queued here.
+// queueCommand handles a command sent between MULTI and EXEC: it is checked (unknown command, RG
+// arity) and queued here; EXEC runs the queue.
 func (s *Server) queueCommand(conn redcon.Conn, c *client, name string, args [][]byte) {
 	if h, ok := rgCommands[name]; ok {
 		if !h.checkArity(len(args)) {
@@ -190,15 +198,24 @@ func (s *Server) queueCommand(conn redcon.Conn, c *client, name string, args [][
 			conn.WriteError("ERR wrong number of arguments for '" + strings.ToLower(name) + "' command")
 			return
 		}
-		c.rgQueue = append(c.rgQueue, rgQueued{pos: c.queued, args: copyArgs(args)})
-		c.queued++
-		conn.WriteString("QUEUED")
+		c.rgQueue = append(c.rgQueue, rgQueued{pos: len(c.txQueue)})
+	} else if !s.st.knownCommand(name) {
+		c.multiErr = true
+		conn.WriteError(unknownCommand(args))
 		return
 	}
-	raw := s.forward(conn, c, name, args)
-	if len(raw) > 0 && raw[0] == '+' {
-		c.queued++
+	c.txQueue = append(c.txQueue, copyArgs(args))
+	conn.WriteString("QUEUED")
+}
+
+// unknownCommand is Redis' error text for a command it does not know.
+func unknownCommand(args [][]byte) string {
+	var b strings.Builder
+	b.WriteString("ERR unknown command '" + string(args[0]) + "', with args beginning with: ")
+	for _, a := range args[1:] {
+		b.WriteString("'" + string(a) + "' ")
 	}
+	return b.String()
 }
 
 func copyArgs(args [][]byte) [][]byte {
@@ -209,11 +226,11 @@ func copyArgs(args [][]byte) [][]byte {
 	return out
 }
 
-// exec runs EXEC. Without queued RG commands the store's EXEC reply is relayed as is. With RG commands
-// the data commands run in the store's transaction (which checks WATCH) and the RG commands right
-// after, all under the global lock, and the replies are merged back into queue order. Nobody can observe
-// the difference except an RG command whose function reads a key that a later data command of the same
-// transaction writes.
+// exec runs EXEC. A queue of data commands only is sent to the store as one MULTI/EXEC, whose reply is
+// relayed as is. A queue with RG commands runs under the global lock (which excludes every other
+// command, as Redis' main thread does): the WATCHed keys are checked with an empty MULTI/EXEC on the
+// client's store connection, then the commands run one by one in order and their replies form the
+// array.
 func (s *Server) exec(conn redcon.Conn, c *client) {
 	defer c.resetMulti()
 	be, err := s.backend(c)
@@ -222,48 +239,75 @@ func (s *Server) exec(conn redcon.Conn, c *client) {
 		return
 	}
 	if c.multiErr {
-		_, _ = be.do([]byte("DISCARD"))
+		_, _ = be.do([]byte("UNWATCH"))
 		conn.WriteError("EXECABORT Transaction discarded because of previous errors.")
-		return
-	}
-	if len(c.rgQueue) == 0 {
-		s.forward(conn, c, "EXEC", [][]byte{[]byte("EXEC")})
 		return
 	}
 	s.lock.acquire(c.token)
 	defer s.lock.release(c.token)
-	raw, err := be.do([]byte("EXEC"))
-	if err != nil {
+	fail := func(err error) {
 		be.close()
 		c.be = nil
 		conn.WriteError("ERR gearstest: data store: " + err.Error())
+	}
+	if len(c.rgQueue) == 0 {
+		buf := appendCommand(nil, []byte("MULTI"))
+		for _, a := range c.txQueue {
+			buf = appendCommand(buf, a...)
+		}
+		buf = appendCommand(buf, []byte("EXEC"))
+		if _, err := be.c.Write(buf); err != nil {
+			fail(err)
+			return
+		}
+		for i := 0; i <= len(c.txQueue); i++ {
+			if _, err := be.readReply(); err != nil {
+				fail(err)
+				return
+			}
+		}
+		raw, err := be.readReply()
+		if err != nil {
+			fail(err)
+			return
+		}
+		conn.WriteRaw(raw)
+		return
+	}
+	if _, err := be.do([]byte("MULTI")); err != nil {
+		fail(err)
+		return
+	}
+	raw, err := be.do([]byte("EXEC"))
+	if err != nil {
+		fail(err)
 		return
 	}
 	if len(raw) == 0 || raw[0] != '*' || isNilReply(raw) {
-		conn.WriteRaw(raw) // aborted by WATCH (nil) or EXECABORT
+		conn.WriteRaw(raw) // a WATCHed key changed: nil
 		return
 	}
-	r := bufio.NewReader(bytes.NewReader(raw))
-	if _, err := readLine(r); err != nil {
-		conn.WriteError("ERR gearstest: bad EXEC reply from the data store")
-		return
-	}
-	out := []byte("*" + strconv.Itoa(c.queued) + "\r\n")
+	out := append(c.out[:0], '*')
+	out = strconv.AppendInt(out, int64(len(c.txQueue)), 10)
+	out = append(out, '\r', '\n')
 	c.inExec = true
 	defer func() { c.inExec = false }()
 	q := c.rgQueue
-	for pos := 0; pos < c.queued; pos++ {
+	for pos, args := range c.txQueue {
 		if len(q) > 0 && q[0].pos == pos {
-			h := rgCommands[strings.ToUpper(string(q[0].args[0]))]
-			out = appendValue(out, s.runRG(c, h, q[0].args), c.resp3)
+			h := rgCommands[strings.ToUpper(string(args[0]))]
+			out = appendValue(out, s.runRG(c, h, args), c.resp3)
 			q = q[1:]
 			continue
 		}
-		if out, err = readRaw(r, out); err != nil {
-			conn.WriteError("ERR gearstest: bad EXEC reply from the data store")
+		raw, err := be.do(args...)
+		if err != nil {
+			fail(err)
 			return
 		}
+		out = append(out, raw...)
 	}
+	c.out = out
 	conn.WriteRaw(out)
 }
 

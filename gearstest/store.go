@@ -24,6 +24,9 @@ type store struct {
 	password string
 	mini     *miniredis.Miniredis // nil for an external Redis
 	pool     chan *storeConn
+
+	cmdOnce  sync.Once
+	commands map[string]bool // lower-cased command names of an external Redis
 }
 
 // storeConn is one connection to the data store. It is used by one goroutine at a time.
@@ -266,4 +269,41 @@ func (s *store) direct(args ...[]byte) ([]byte, error) {
 		return nil, errors.New("no reply")
 	}
 	return out, nil
+}
+
+// knownCommand reports whether the data store knows the command (upper-cased), for MULTI's queue-time
+// check.
+func (s *store) knownCommand(name string) bool {
+	if s.mini != nil {
+		return s.mini.Server().IsRegisteredCommand(name)
+	}
+	s.cmdOnce.Do(s.loadCommands)
+	if s.commands == nil {
+		return true
+	}
+	return s.commands[strings.ToLower(name)]
+}
+
+// loadCommands reads the command table of an external Redis.
+func (s *store) loadCommands() {
+	sc, err := s.dial()
+	if err != nil {
+		return
+	}
+	defer sc.close()
+	raw, err := sc.do([]byte("COMMAND"))
+	if err != nil {
+		return
+	}
+	v, err := readValue(bufio.NewReader(bytes.NewReader(raw)))
+	if err != nil || v.Kind != kindArray {
+		return
+	}
+	m := map[string]bool{}
+	for _, e := range v.Arr {
+		if len(e.Arr) > 0 {
+			m[strings.ToLower(e.Arr[0].String())] = true
+		}
+	}
+	s.commands = m
 }
