@@ -67,6 +67,15 @@ def _one_line(s):
 
 def encode(v, out):
     """Appends the RESP2 encoding of a protocol value to the list of byte chunks out."""
+    t = type(v)
+    if t is bytes:  # the common case first: message names, ids, arguments
+        out.append(b'$%d\r\n%s\r\n' % (len(v), v))
+        return out
+    if t is list:
+        out.append(b'*%d\r\n' % len(v))
+        for x in v:
+            encode(x, out)
+        return out
     if isinstance(v, Raw):
         out.append(v)
     elif isinstance(v, (bytes, bytearray)):
