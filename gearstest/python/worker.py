@@ -34,7 +34,7 @@ from rt import CUR, state, tls  # noqa: E402
 IDLE_TEXT = 'Execution max idle reached'
 
 # How long an inline execution may stay in user code before another thread takes over reading.
-STEAL_AFTER = float(os.environ.get('GEARS_STEAL_AFTER_MS', '2')) / 1000.0
+STEAL_AFTER = float(os.environ.get('GEARS_STEAL_AFTER_MS', '10')) / 1000.0
 
 
 class Pool(object):
@@ -195,6 +195,7 @@ class Worker(object):
         half = STEAL_AFTER / 2
         while True:
             time.sleep(half)
+            note = None
             with self.mu:
                 since = self.exec_since
                 if since is None or time.monotonic() - since < STEAL_AFTER:
@@ -204,13 +205,17 @@ class Worker(object):
                     # A loaded machine can also stall a fast function for a moment: only a
                     # registration that got stuck a few times runs on the pool from now on.
                     reg.steals += 1
-                    if reg.steals >= 3:
+                    if reg.steals == 3:
                         reg.slow = True
+                        note = ('trigger %r blocked the reading thread three times: its executions '
+                                'run on the thread pool from now on' % reg.trigger)
                 self.exec_since = None
                 self.exec_reg = None
                 self.role = None  # the stuck thread sees this and stops reading
                 t = threading.Thread(target=self.serve, name='gears-reader', daemon=True)
                 t.start()
+            if note is not None:
+                self.warn(note)
 
     def read_one(self, nested):
         try:
