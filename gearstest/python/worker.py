@@ -422,7 +422,7 @@ class Worker(object):
         return runtime.RunFuture()
 
     def run_execution(self, rctx):
-        self.execs[rctx.execid] = rctx
+        self.execs[rctx.execid.encode()] = rctx
         tok = CUR.set(rctx)
         try:
             records = engine.read_python_reader(rctx, rctx.reader_fn)
@@ -532,7 +532,8 @@ class Worker(object):
             return engine.ERR, error_text(e)
 
     def finish(self, ctx, records, status):
-        self.execs.pop(ctx.execid, None)
+        eid = ctx.execid
+        self.execs.pop(eid if isinstance(eid, bytes) else eid.encode(), None)
         try:
             raw = resp.records_raw(records)
         except BaseException as e:

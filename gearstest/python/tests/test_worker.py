@@ -408,6 +408,15 @@ class ConcurrencyTest(WorkerTest):
         self.assertEqual(self.g.exec_("x = 1"), [b'ok', [], None])
 
 
+class AbortTest(WorkerTest):
+    def test_abort_waiting_execution(self):
+        r = self.g.exec_("GB('PythonReader').map(lambda x: gearsFuture()).run(lambda: iter([1]))")
+        execid = r[2]
+        time.sleep(0.2)
+        self.g.send([b'abort', execid])
+        self.assertEqual(self.g.wait_exec(execid.decode(), timeout=3), [b'aborted', [], []])
+
+
 class RequirementsTest(WorkerTest):
     def test_installed_requirement(self):
         r = self.g.rid()
@@ -416,6 +425,17 @@ class RequirementsTest(WorkerTest):
         self.assertEqual(got[0], b'ok')
         self.assertEqual(got[1][0][0], b'pip')
         self.assertEqual(got[1][0][3:], [1, 1])
+
+    def test_uninstallable_requirement_fails(self):
+        self.g.close()
+        import tempfile
+        d = tempfile.mkdtemp()
+        self.g = FakeGo(reqdir=d)
+        r = self.g.rid()
+        self.g.send([b'reqs', r, b'0', b'gearstest-no-such-package==0.0.1'])
+        got = self.g.wait(r, timeout=170)
+        self.assertEqual(got, [b'err', b'Could not satisfy requirements (look at redis log file for more '
+                                       b'information)'])
 
     def test_missing_requirement_fails(self):
         r = self.g.rid()
