@@ -118,6 +118,8 @@ def encode_record(v, out):
         for x in v:
             encode_record(x, out)
     elif isinstance(v, int):  # bool included: True -> :1
+        if not -(1 << 63) <= v < (1 << 63):
+            v = -1  # PyLong_AsLongLong() overflows to -1 in the real server
         out.append(b':%d\r\n' % v)
     elif isinstance(v, float):
         # C "%lf" is Python "%f" (6 decimals, inf/nan spelled alike).

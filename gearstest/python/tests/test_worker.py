@@ -42,7 +42,7 @@ class EncodingTest(WorkerTest):
         cases = [("'hello'", b'hello'), ("b'a\\xff\\x00b'", b'a\xff\x00b'), ('42', 42),
                  ('-3', -3), ('1.5', b'1.500000'), ('True', 1), ('False', 0), ('None', b'PY RECORD'),
                  ("{'a': 1}", b'PY RECORD'), ("(1, 2)", b'PY RECORD'), ("bytearray(b'x')", b'PY RECORD'),
-                 ("['+in', '-out', '+', '-', [1, None]]", None)]
+                 ('2 ** 70', -1), ("['+in', '-out', '+', '-', [1, None]]", None)]
         for i, (expr, want) in enumerate(cases):
             [reg] = self.register("GB('CommandReader').map(lambda x: %s).register(trigger='t%d', "
                                   "mode='sync', convertToStr=False)" % (expr, i), sid='s%d' % i)
