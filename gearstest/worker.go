@@ -162,9 +162,13 @@ func (s *Server) shutdownWorker() {
 	s.wmu.Lock()
 	wk := s.wk
 	s.wmu.Unlock()
-	if wk == nil {
-		return
+	if wk != nil {
+		wk.stop()
 	}
+}
+
+// stop ends the worker: EOF on its stdin, then SIGKILL if it does not exit promptly.
+func (wk *workerProc) stop() {
 	_ = wk.stdin.Close()
 	select {
 	case <-wk.exited:
@@ -178,10 +182,14 @@ func (s *Server) shutdownWorker() {
 // committed sessions, unless the server is closing.
 func (s *Server) onWorkerExit(wk *workerProc) {
 	s.wmu.Lock()
-	if s.wk == wk {
-		s.wk = nil
-		s.wkReady = make(chan struct{})
+	if s.wk != wk {
+		// A worker that never became current (it died or was stopped while restoring): the restart
+		// loop that spawned it handles that.
+		s.wmu.Unlock()
+		return
 	}
+	s.wk = nil
+	s.wkReady = make(chan struct{})
 	ready := s.wkReady
 	s.wmu.Unlock()
 	s.state.workerDied()
@@ -200,6 +208,12 @@ func (s *Server) onWorkerExit(wk *workerProc) {
 				err = s.state.restore(nw)
 				if err == nil {
 					s.wmu.Lock()
+					if s.closed.Load() {
+						// Close ran while we restored: it did not see this worker, so stop it here.
+						s.wmu.Unlock()
+						nw.stop()
+						return
+					}
 					s.wk = nw
 					s.wmu.Unlock()
 					s.logf('*', "gearstest: python worker restarted, sessions restored")
