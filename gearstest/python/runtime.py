@@ -43,7 +43,7 @@ class ExecCtx(object):
 
     __slots__ = ('kind', 'session', 'token', 'multi', 'fut', 'rid', 'execid', 'errors',
                  'created_exec', 'pending_regs', 'restore_ids', 'replaced', 'reg', 'aborted',
-                 'waiting', 'yielded', 'steps', 'reader_fn', 'mode')
+                 'waiting', 'yielded', 'steps', 'reader_fn', 'mode', 'run_future')
 
     def __init__(self, kind, session, token='', multi=False):
         self.kind = kind
@@ -62,6 +62,7 @@ class ExecCtx(object):
         self.aborted = False
         self.waiting = None
         self.yielded = False
+        self.run_future = None
         self.steps = None
         self.reader_fn = None
         self.mode = None
@@ -677,10 +678,33 @@ class RunFuture(object):
     """What run() returns: awaitable in a coroutine, resolving to [results, errors]."""
 
     def __init__(self):
-        self._f = None
+        self._lock = threading.Lock()
+        self._result = None
+        self._waiters = []
+
+    def set(self, records, errors):
+        """Called when the execution ends (any thread)."""
+        with self._lock:
+            self._result = [records, errors]
+            waiters, self._waiters = self._waiters, []
+        loop = get_loop()
+        for f in waiters:
+            loop.call_soon_threadsafe(_resolve, f, self._result)
 
     def __await__(self):
-        raise error('await of run() is not supported by gearstest')
+        loop = get_loop()
+        f = loop.create_future()
+        with self._lock:
+            if self._result is not None:
+                f.set_result(self._result)
+            else:
+                self._waiters.append(f)
+        return (yield from f.__await__())
+
+
+def _resolve(f, value):
+    if not f.done():
+        f.set_result(value)
 
 
 # ------------------------------------------------------------------------------------------

@@ -415,11 +415,12 @@ class Worker(object):
         rctx.execid = execid
         rctx.steps = steps
         rctx.reader_fn = reader_fn
+        rctx.run_future = runtime.RunFuture()
         if ctx is not None and ctx.kind == 'script':
             ctx.created_exec = rctx
         else:
             self.pool.submit(self.run_execution, rctx)
-        return runtime.RunFuture()
+        return rctx.run_future
 
     def run_execution(self, rctx):
         self.execs[rctx.execid.encode()] = rctx
@@ -543,6 +544,8 @@ class Worker(object):
             self.send([b'done', ctx.rid, [b'ok', raw, ctx.errors]])
         else:
             self.send([b'execdone', ctx.execid, status, raw, ctx.errors])
+            if ctx.run_future is not None:
+                ctx.run_future.set(records, list(ctx.errors))
 
     # ---------------------------------------------------------------- requirements
 

@@ -210,6 +210,13 @@ class ErrorsTest(WorkerTest):
         self.assertEqual(self.g.exec_("raise KeyboardInterrupt()")[0], b'err')
         self.assertEqual(self.g.exec_("x = 1"), [b'ok', [], None])
 
+    def test_attempt_traceback_off(self):
+        self.g.send([b'config', b'PythonAttemptTraceback', b'0'])
+        r = self.g.exec_("raise ValueError('nope')")
+        self.assertEqual(r, [b'err', b"Error type: <class 'ValueError'>, Value: nope"])
+        self.g.send([b'config', b'PythonAttemptTraceback', b'1'])
+        self.assertIn(b'Traceback', self.g.exec_("raise ValueError('nope')")[1])
+
     def test_flat_error(self):
         [reg] = self.register("def f(x):\n    raise flat_error('just this')\n"
                               "GB('CommandReader').map(f).register(trigger='t')")
@@ -371,6 +378,13 @@ class FutureTest(WorkerTest):
                               "GB('CommandReader').map(f).register(trigger='m', mode='sync')", sid='s3')
         self.assertEqual(tb_last(self.g.trigger(reg, 'm', flags='m')[2][0]),
                          'gears.error: Creating async record is not allowed\n')
+
+    def test_await_run_in_coroutine(self):
+        [reg] = self.register("async def f(x):\n"
+                              "    res = await GB('PythonReader').map(lambda r: r * 2).run(lambda: iter([1, 2]))\n"
+                              "    return res\n"
+                              "GB('CommandReader').map(f).register(trigger='c', mode='async', convertToStr=False)")
+        self.assertEqual(self.g.trigger(reg, 'c'), [b'ok', [[[b'2', b'4'], []]], []])
 
     def test_coroutine_step(self):
         [reg] = self.register("import asyncio\nasync def f(x):\n    await asyncio.sleep(0.05)\n"
