@@ -2,6 +2,7 @@ package gearstest
 
 import (
 	"fmt"
+	"path"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -144,6 +145,12 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 				conn.WriteInt64(c.id)
 				return
 			}
+		}
+	case "CONFIG":
+		if s.st.mini != nil && len(cmd.Args) >= 3 && strings.EqualFold(string(cmd.Args[1]), "GET") {
+			// miniredis has no CONFIG; clients such as redis-benchmark read a few settings at start.
+			c.write(conn, configGet(cmd.Args[2:]))
+			return
 		}
 	case "HELLO":
 		raw := s.forward(conn, c, name, cmd.Args)
@@ -325,4 +332,23 @@ func (s *Server) runRG(c *client, h *rgCommand, args [][]byte) (v Value) {
 	s.lock.acquire(c.token)
 	defer s.lock.release(c.token)
 	return h.fn(s, c, args)
+}
+
+// storeConfig is what CONFIG GET answers for the in-process store (a Redis with persistence off).
+var storeConfig = [][2]string{
+	{"save", ""}, {"appendonly", "no"}, {"databases", "16"}, {"maxmemory", "0"},
+	{"maxmemory-policy", "noeviction"}, {"proto-max-bulk-len", "536870912"}, {"timeout", "0"},
+}
+
+func configGet(patterns [][]byte) Value {
+	var out []Value
+	for _, kv := range storeConfig {
+		for _, p := range patterns {
+			if ok, _ := path.Match(strings.ToLower(string(p)), kv[0]); ok {
+				out = append(out, bulk(kv[0]), bulk(kv[1]))
+				break
+			}
+		}
+	}
+	return array(out...)
 }
