@@ -802,8 +802,8 @@ func TestCacheGetPythonHarness(t *testing.T) {
 		t.Skip("-short: the harness takes about ten seconds")
 	}
 	python := cgPython(t)
-	if err := exec.Command(python, "-c", "import requests, cloudpickle").Run(); err != nil {
-		t.Skipf("%s lacks requests or cloudpickle: %v", python, err)
+	if err := exec.Command(python, "-c", "import requests").Run(); err != nil {
+		t.Skipf("%s lacks requests: %v", python, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

@@ -11,6 +11,7 @@ RedisGears-compatible server is covered by cacheget_test.go.
 
 import ast
 import http.server
+import importlib.util
 import os
 import pickle
 import sys
@@ -260,6 +261,7 @@ class CacheGetTest(unittest.TestCase):
     def test_python37_syntax(self):
         ast.parse(read_script(), feature_version=(3, 7))
 
+    @unittest.skipUnless(importlib.util.find_spec('cloudpickle'), 'cloudpickle is not installed')
     def test_functions_pickle(self):
         # register() pickles the callbacks by value with the globals they reference.
         # The runtime's functions are C functions of the redisgears module on a real server, pickled by
