@@ -146,6 +146,9 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 				return
 			}
 		}
+	case "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE":
+		s.startBridge(conn, c, cmd.Args)
+		return
 	case "CONFIG":
 		if s.st.mini != nil && len(cmd.Args) >= 3 && strings.EqualFold(string(cmd.Args[1]), "GET") {
 			// miniredis has no CONFIG; clients such as redis-benchmark read a few settings at start.

@@ -338,3 +338,27 @@ GB('CommandReader').map(lambda x: execute('INCR', 'hits')).register(trigger='inc
 	wg.Wait()
 	assert.Equal(t, "500", rdb.Get(ctx, "hits").Val())
 }
+
+func TestPubSub(t *testing.T) {
+	srv := Run(t)
+	ctx := ctxT(t)
+	for _, proto := range []int{2, 3} {
+		rdb := newRDB(t, srv.Addr(), proto)
+		sub := rdb.Subscribe(ctx, "news")
+		_, err := sub.Receive(ctx)
+		require.NoError(t, err)
+		ch := sub.Channel()
+		require.NoError(t, rdb.Set(ctx, "k", "v", 0).Err())
+		require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE",
+			"GB('CommandReader').map(lambda x: execute('PUBLISH', 'news', x[1])).register(trigger='pub"+strconv.Itoa(proto)+"', mode='sync')").Val())
+		require.Equal(t, []any{"1"}, rdb.Do(ctx, "RG.TRIGGER", "pub"+strconv.Itoa(proto), "hello").Val())
+		select {
+		case m := <-ch:
+			assert.Equal(t, "news", m.Channel)
+			assert.Equal(t, "hello", m.Payload)
+		case <-time.After(5 * time.Second):
+			t.Fatal("no message")
+		}
+		require.NoError(t, sub.Close())
+	}
+}

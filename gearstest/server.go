@@ -81,6 +81,8 @@ type Server struct {
 	rid     atomic.Int64  // request ids sent to the worker
 	nextCid atomic.Int64  // client connection ids
 
+	bridges bridges // Pub/Sub connections, detached from the command loop
+
 	wg   sync.WaitGroup // every goroutine the server owns
 	stop chan struct{}  // closed by Close
 }
@@ -191,6 +193,7 @@ func (s *Server) Close() error {
 	}
 	close(s.stop)
 	err := s.rc.Close()
+	s.bridges.closeAll()
 	s.shutdownWorker()
 	s.state.abortAll()
 	s.wg.Wait()
