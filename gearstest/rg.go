@@ -290,6 +290,12 @@ var errNonSyncInMulti = errValue("ERR can not run a non-sync execution inside a 
 // cmdTrigger implements RG.TRIGGER and RG.TRIGGERONKEY (command_reader.c CommandReader_Trigger).
 func cmdTrigger(s *Server, c *client, args [][]byte) Value {
 	st := s.state
+	// Get the worker before taking the global lock: while it restarts, restoring sessions may run
+	// execute() at a script's top level, which needs the lock.
+	wk, err := s.worker()
+	if err != nil {
+		return errValue(err.Error())
+	}
 	held := false
 	if !c.inExec {
 		s.lock.acquire(c.token)
@@ -343,7 +349,7 @@ func cmdTrigger(s *Server, c *client, args [][]byte) Value {
 	for _, a := range args[1:] {
 		msg = append(msg, bulkBytes(a))
 	}
-	res, err := s.request("trigger", onYield, msg...)
+	res, err := wk.request("trigger", onYield, msg...)
 	if yielded.Load() {
 		held = false // released by onYield
 	}

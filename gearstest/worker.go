@@ -325,6 +325,11 @@ func (wk *workerProc) readLoop(r *bufio.Reader) {
 
 func (wk *workerProc) dispatch(m []Value) {
 	s := wk.s
+	defer func() {
+		if r := recover(); r != nil {
+			s.logf('#', "gearstest: bad message from python worker %q: %v", m[0].Str, r)
+		}
+	}()
 	arg := func(i int) Value {
 		if i < len(m) {
 			return m[i]
