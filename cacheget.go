@@ -66,7 +66,9 @@ func CacheExpiry(d time.Duration) CacheOption {
 
 // CacheTimeout sets the longest one download may take, redirects included; no caller waits longer.
 // 0 or less keeps DefaultCacheTimeout. A caller may ask for a shorter timeout (third trigger argument,
-// milliseconds), never a longer one.
+// milliseconds), never a longer one. The server caps it further at 90% of its ExecutionMaxIdleTime less
+// 100 ms (4.4 s with RedisGears' default of 5 s): RedisGears ends an execution that waits longer with
+// "Execution max idle reached". Raise ExecutionMaxIdleTime (RG.CONFIGSET) to allow longer downloads.
 func CacheTimeout(d time.Duration) CacheOption {
 	return func(s *cacheGetSettings) { s.timeout = d }
 }

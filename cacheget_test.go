@@ -565,6 +565,22 @@ func TestCacheGetFailures(t *testing.T) {
 		assert.Equal(t, []byte("hello from the origin"), body)
 	})
 
+	t.Run("timeout capped by ExecutionMaxIdleTime", func(t *testing.T) {
+		// RedisGears ends an execution that waits longer than ExecutionMaxIdleTime with "Execution max
+		// idle reached": cache_get keeps its deadline inside it and fails with its own error first.
+		e := cgStart(t) // CacheTimeout: the default 10 s
+		old, err := e.rdb.Do(ctx, "RG.CONFIGGET", "ExecutionMaxIdleTime").Slice()
+		require.NoError(t, err)
+		require.NoError(t, e.rdb.Do(ctx, "RG.CONFIGSET", "ExecutionMaxIdleTime", "500").Err())
+		t.Cleanup(func() { e.rdb.Do(context.Background(), "RG.CONFIGSET", "ExecutionMaxIdleTime", old[0]) })
+		o := cgNewOrigin(t)
+		hang := make(chan struct{})
+		defer close(hang)
+		o.set(func(o *cgOrigin) { o.release = hang })
+		url := o.URL + "/idle.png"
+		cgFailure(t, e, url, fmt.Sprintf("cache_get: GET %s: timed out after 0.35s", url), 5)
+	})
+
 	t.Run("oversized body", func(t *testing.T) {
 		e := cgStart(t, gears.CacheMaxBytes(1000))
 		o := cgNewOrigin(t)

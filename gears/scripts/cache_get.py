@@ -315,6 +315,18 @@ def _cache_get_join(entry, leader, timeout_ms):
     return f
 
 
+def _cache_get_idle_cap(timeout_ms):
+    # RedisGears aborts an execution that waits on a future longer than ExecutionMaxIdleTime (5 s by
+    # default) with "Execution max idle reached". Keep the download's deadline well inside it, so that
+    # callers get cache_get's own timeout error and the entry is cleaned up by us.
+    try:
+        idle = int(configGet('ExecutionMaxIdleTime'))
+    except Exception:
+        idle = 5000
+    cap = int(idle * 0.9) - 100
+    return max(min(timeout_ms, cap), 1)
+
+
 def _cache_get_wait(entry, n, url, timeout_ms):
     """Joins entry's download if it is still in flight: returns the caller's future, else None."""
     if entry is None:
@@ -387,6 +399,13 @@ def cache_get(url=None, expiry=None, timeout=None):
 
     if leader:
         log('cache_get: request #%d %s: miss, downloading' % (n, url))
+        capped = _cache_get_idle_cap(timeout_ms)
+        if capped < timeout_ms:
+            log('cache_get: timeout %d ms capped to %d ms: RedisGears ends executions that wait longer than '
+                'ExecutionMaxIdleTime' % (timeout_ms, capped), level='verbose')
+            timeout_ms = capped
+            entry['timeout_ms'] = capped
+            entry['deadline'] = entry['started'] + capped / 1000.0
         with entry['lock']:
             f = _cache_get_join(entry, True, timeout_ms)
         # The timer guarantees the deadline even if the download thread is stuck somewhere requests' own

@@ -62,6 +62,7 @@ class Runtime(object):
         self.thread_violations = []
         self.async_allowed = True
         self.return_delay = 0
+        self.config = {'ExecutionMaxIdleTime': '5000'}
         src = read_script()
         if settings:
             start = src.index('# --- cache_get settings')
@@ -71,6 +72,7 @@ class Runtime(object):
         self.g = {
             'execute': self.execute, 'atomic': self.atomic, 'log': self.log, 'gearsFuture': self.future,
             'flat_error': FlatError, 'isAsyncAllow': lambda: self.async_allowed, '__name__': 'not_main',
+            'configGet': lambda k: self.config.get(k),
         }
         exec(compile(src, 'cache_get.py', 'exec'), self.g)
 
@@ -269,7 +271,7 @@ class CacheGetTest(unittest.TestCase):
         import cloudpickle
         mod = types.ModuleType('cache_get_fake_redisgears')
         exec('def execute(*a): pass\ndef atomic(): pass\ndef log(*a, **k): pass\n'
-             'def gearsFuture(): pass\nclass flat_error(Exception): pass\ndef isAsyncAllow(): return True\n', mod.__dict__)
+             'def gearsFuture(): pass\nclass flat_error(Exception): pass\ndef isAsyncAllow(): return True\ndef configGet(k): pass\n', mod.__dict__)
         sys.modules[mod.__name__] = mod
         g = dict(mod.__dict__)
         g['__name__'] = 'not_main'
@@ -368,6 +370,16 @@ class CacheGetTest(unittest.TestCase):
         self.assertEqual(out, [('err', 'cache_get: GET %s: timed out after 0.3s' % url)] * 5)
         self.assertEqual(self.rt.store, {})
         self.assertEqual(self.origin.count, 1)
+
+    def test_timeout_capped_by_execution_max_idle(self):
+        # A wait longer than ExecutionMaxIdleTime would end in "Execution max idle reached".
+        self.rt.config['ExecutionMaxIdleTime'] = '500'
+        self.origin.gate = threading.Event()
+        url = self.origin.base + '/idle'
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger(url)
+        self.assertEqual(str(cm.exception), 'cache_get: GET %s: timed out after 0.35s' % url)
+        self.assertTrue(any('capped to 350 ms' in m for _, m in self.rt.logs), self.rt.logs)
 
     def test_waiter_with_shorter_timeout(self):
         self.origin.gate = threading.Event()
