@@ -162,6 +162,11 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 		}
 		return
 	}
+	if s.st.mini != nil && !s.st.knownCommand(name) {
+		// miniredis words this error differently from Redis.
+		conn.WriteError(unknownCommand(cmd.Args))
+		return
+	}
 	s.forward(conn, c, name, cmd.Args)
 	if name == "RESET" {
 		c.resetMulti()
@@ -220,12 +225,20 @@ func (s *Server) queueCommand(conn redcon.Conn, c *client, name string, args [][
 
 // unknownCommand is Redis' error text for a command it does not know.
 func unknownCommand(args [][]byte) string {
-	var b strings.Builder
-	b.WriteString("ERR unknown command '" + string(args[0]) + "', with args beginning with: ")
+	// Redis quotes the arguments while the list is shorter than 128 bytes (server.c processCommand).
+	var list []byte
 	for _, a := range args[1:] {
-		b.WriteString("'" + string(a) + "' ")
+		if len(list) >= 128 {
+			break
+		}
+		if room := 128 - len(list); len(a) > room {
+			a = a[:room]
+		}
+		list = append(list, '\'')
+		list = append(list, a...)
+		list = append(list, '\'', ' ')
 	}
-	return b.String()
+	return "ERR unknown command '" + string(args[0]) + "', with args beginning with: " + string(list)
 }
 
 func copyArgs(args [][]byte) [][]byte {
