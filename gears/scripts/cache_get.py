@@ -239,11 +239,12 @@ def _cache_get_resolve(waiter, value):
     for _ in range(10000):
         try:
             waiter['future'].continueRun(value)
-            return
+            return True
         except Exception as e:
             if 'returned' not in str(e):
-                return
+                return False
         time.sleep(0.001)
+    return False
 
 
 def _cache_get_finish(inflight, entry, outcome):
@@ -269,7 +270,11 @@ def _cache_get_finish(inflight, entry, outcome):
     if timer is not None:
         timer.cancel()
     for w in waiters:
-        _cache_get_resolve(w, _cache_get_message(inflight, entry, w['leader']))
+        if not _cache_get_resolve(w, _cache_get_message(inflight, entry, w['leader'])) and w['leader']:
+            # The leader's execution is gone (aborted, dropped), so nobody will store the body: drop the
+            # entry and let the next caller download again rather than serve it from memory.
+            if inflight.get(entry['key']) is entry:
+                inflight.pop(entry['key'], None)
 
 
 def _cache_get_message(inflight, entry, leader):

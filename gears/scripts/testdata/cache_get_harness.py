@@ -362,6 +362,23 @@ class CacheGetTest(unittest.TestCase):
         self.assertIn('Connection refused', str(cm.exception))
         self.origin = Origin()
 
+    def test_leader_execution_gone(self):
+        # The leader's execution was aborted while downloading: nobody stores, so the entry must go and
+        # the next caller downloads again.
+        self.origin.gate = threading.Event()
+        url = self.origin.base + '/aborted'
+        self.rt.local.step = True
+        try:
+            f = self.rt.g['cache_get'](url)
+        finally:
+            self.rt.local.step = False
+        f.returned = True
+        f.ev.set()  # resolved elsewhere (aborted): continueRun now raises
+        self.origin.gate.set()
+        wait_for(lambda: self.rt.g['_CACHE_GET_STATE']['inflight'] == {}, 'the entry dropped')
+        self.assertEqual(self.rt.trigger(url), b'hello')
+        self.assertEqual(self.origin.count, 2)
+
     def test_timeout(self):
         # The origin never answers on its own: only the timeout can end these calls.
         self.origin.gate = threading.Event()
