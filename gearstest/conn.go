@@ -1,8 +1,12 @@
 package gearstest
 
 import (
+	"bytes"
 	"fmt"
+	"net"
+	"os"
 	"path"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -145,6 +149,11 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 				conn.WriteInt64(c.id)
 				return
 			}
+		}
+	case "INFO":
+		if s.st.mini != nil {
+			s.info(conn, c, cmd.Args)
+			return
 		}
 	case "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE":
 		s.startBridge(conn, c, cmd.Args)
@@ -367,4 +376,70 @@ func configGet(patterns [][]byte) Value {
 		}
 	}
 	return array(out...)
+}
+
+// info answers INFO for the in-process store: miniredis' sections plus a Server section, which
+// clients read for redis_version.
+func (s *Server) info(conn redcon.Conn, c *client, args [][]byte) {
+	be, err := s.backend(c)
+	if err != nil {
+		conn.WriteError("ERR gearstest: data store unavailable: " + err.Error())
+		return
+	}
+	wantServer := len(args) == 1
+	storeArgs := args
+	for _, a := range args[1:] {
+		switch strings.ToLower(string(a)) {
+		case "all", "everything", "default":
+			wantServer = true
+			storeArgs = args[:1] // miniredis only knows its own section names
+		case "server":
+			wantServer = true
+			if len(args) == 2 {
+				c.write(conn, bulk(s.serverInfo()))
+				return
+			}
+		}
+	}
+	s.lock.acquire(c.token)
+	raw, err := be.do(storeArgs...)
+	s.lock.release(c.token)
+	if err != nil {
+		be.close()
+		c.be = nil
+		conn.WriteError("ERR gearstest: data store: " + err.Error())
+		return
+	}
+	if len(raw) == 0 || raw[0] != '$' {
+		conn.WriteRaw(raw)
+		return
+	}
+	body := raw[bytes.IndexByte(raw, '\n')+1 : len(raw)-2]
+	body = crlf(body)
+	if wantServer {
+		server := s.serverInfo()
+		if len(body) > 0 {
+			server += "\r\n"
+		}
+		body = append([]byte(server), body...)
+	}
+	c.write(conn, bulkBytes(body))
+}
+
+func (s *Server) serverInfo() string {
+	_, port, _ := net.SplitHostPort(s.Addr())
+	return "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\nos:" + runtime.GOOS + "\r\narch_bits:64\r\n" +
+		"process_id:" + strconv.Itoa(os.Getpid()) + "\r\ntcp_port:" + port + "\r\nexecutable:gearstest\r\n"
+}
+
+// crlf turns lone LFs into CRLFs (miniredis ends some INFO lines with LF only; Redis uses CRLF).
+func crlf(b []byte) []byte {
+	out := make([]byte, 0, len(b)+8)
+	for i, ch := range b {
+		if ch == '\n' && (i == 0 || b[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, ch)
+	}
+	return out
 }

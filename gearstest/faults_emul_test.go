@@ -362,3 +362,17 @@ func TestPubSub(t *testing.T) {
 		require.NoError(t, sub.Close())
 	}
 }
+
+func TestInfoAndConfig(t *testing.T) {
+	srv := Run(t)
+	ctx := ctxT(t)
+	for _, proto := range []int{2, 3} {
+		rdb := newRDB(t, srv.Addr(), proto)
+		info := rdb.Info(ctx).Val()
+		assert.Contains(t, info, "# Server\r\nredis_version:7.0.15\r\n")
+		assert.Contains(t, info, "# Clients\r\n")
+		assert.True(t, strings.HasPrefix(rdb.Info(ctx, "server").Val(), "# Server\r\n"))
+		assert.NotContains(t, rdb.Info(ctx, "clients").Val(), "# Server")
+		assert.Equal(t, map[string]string{"save": "", "appendonly": "no"}, rdb.ConfigGet(ctx, "[sa]*").Val())
+	}
+}
