@@ -153,9 +153,9 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 	urls := []string(cfg.urls)
 	local := len(urls) == 0
 	if local {
-		run := strconv.FormatInt(time.Now().UnixNano(), 36) // fresh URLs on every run: cold cache
+		batch := strconv.FormatInt(time.Now().UnixNano(), 36) // fresh URLs on every run: cold cache
 		for i := 1; i <= cfg.images; i++ {
-			urls = append(urls, origin.prepare(fmt.Sprintf("/images/%s/%d.png", run, i)))
+			urls = append(urls, origin.prepare(fmt.Sprintf("/images/%s/%d.png", batch, i)))
 		}
 	} else if err := forget(ctx, rdb, urls); err != nil {
 		return err
