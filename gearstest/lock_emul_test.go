@@ -2,6 +2,7 @@ package gearstest
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,4 +102,46 @@ func TestMaxExecutionsCap(t *testing.T) {
 	assert.Equal(t, ids[1], ex[0].([]any)[1])
 	assert.Equal(t, ids[2], ex[1].([]any)[1])
 	assert.EqualError(t, rdb.Do(ctx, "RG.GETRESULTS", ids[0]).Err(), "execution plan does not exist")
+}
+
+func TestInorderRunsOneAtATime(t *testing.T) {
+	srv := Run(t)
+	ctx := ctxT(t)
+	rdb := newRDB(t, srv.Addr(), 2)
+	require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE", `
+import time
+def f(x):
+    n = execute('INCR', 'running')
+    time.sleep(0.05)
+    execute('DECR', 'running')
+    return n
+GB('CommandReader').map(f).register(trigger='ordered', inorder=True, mode='async_local', convertToStr=False)
+GB('CommandReader').map(f).register(trigger='free', mode='async_local', convertToStr=False)
+`).Val())
+	run := func(trigger string) []int64 {
+		var mu sync.Mutex
+		var got []int64
+		var wg sync.WaitGroup
+		for i := 0; i < 6; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v, err := rdb.Do(ctx, "RG.TRIGGER", trigger).Result()
+				require.NoError(t, err)
+				mu.Lock()
+				got = append(got, v.([]any)[0].(int64))
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		return got
+	}
+	for _, n := range run("ordered") {
+		assert.Equal(t, int64(1), n, "an inorder execution overlapped another")
+	}
+	maxSeen := int64(0)
+	for _, n := range run("free") {
+		maxSeen = max(maxSeen, n)
+	}
+	assert.Greater(t, maxSeen, int64(1), "plain async_local executions run concurrently")
 }

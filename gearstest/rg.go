@@ -349,7 +349,15 @@ func cmdTrigger(s *Server, c *client, args [][]byte) Value {
 	for _, a := range args[1:] {
 		msg = append(msg, bulkBytes(a))
 	}
+	if r.inorder && r.mode != "sync" {
+		// inorder=True: the registration's executions run one after the other (RedisGears gives the
+		// registration its own single worker thread).
+		r.order.Lock()
+	}
 	res, err := wk.request("trigger", onYield, msg...)
+	if r.inorder && r.mode != "sync" {
+		r.order.Unlock()
+	}
 	if yielded.Load() {
 		held = false // released by onYield
 	}

@@ -62,6 +62,7 @@ type registration struct {
 	inorder bool
 	steps   Value
 	sess    *session
+	order   sync.Mutex // held by a running execution of an inorder registration
 
 	numTriggered, numSuccess, numFailures, numAborted int64
 	lastMS, totalMS                                   int64
