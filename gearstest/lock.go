@@ -76,23 +76,3 @@ func (l *globalLock) release(token string) {
 	l.mu.Unlock()
 	<-l.sem
 }
-
-// releaseAll drops every level token holds (worker died while inside atomic()).
-func (l *globalLock) releaseAll(token string) {
-	l.mu.Lock()
-	if l.owner != token || l.depth == 0 {
-		l.mu.Unlock()
-		return
-	}
-	l.owner = ""
-	l.depth = 0
-	l.mu.Unlock()
-	<-l.sem
-}
-
-// holds reports whether token currently owns the lock.
-func (l *globalLock) holds(token string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return token != "" && l.owner == token && l.depth > 0
-}

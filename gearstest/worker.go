@@ -300,8 +300,11 @@ func (wk *workerProc) readLoop(r *bufio.Reader) {
 		for _, pr := range pending {
 			pr.ch <- errValue(errWorkerDied.Error())
 		}
-		for tok := range locks {
-			wk.s.lock.releaseAll(tok)
+		for tok, n := range locks {
+			// Only the levels the worker took: a sync execution's token is also held by its command.
+			for ; n > 0; n-- {
+				wk.s.lock.release(tok)
+			}
 		}
 		close(wk.exited)
 		wk.s.onWorkerExit(wk)
@@ -360,6 +363,12 @@ func (wk *workerProc) dispatch(m []Value) {
 		cid, tok := arg(1).Str, lockToken(arg(2).String())
 		grant := func() {
 			wk.mu.Lock()
+			if wk.dead {
+				// The worker died while we waited: nobody will unlock.
+				wk.mu.Unlock()
+				s.lock.release(tok)
+				return
+			}
 			wk.locks[tok]++
 			wk.mu.Unlock()
 			_ = wk.sendRaw(replyMsg(cid, 'v', []byte("+OK\r\n")))
