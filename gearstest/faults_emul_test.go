@@ -376,3 +376,35 @@ func TestInfoAndConfig(t *testing.T) {
 		assert.Equal(t, map[string]string{"save": "", "appendonly": "no"}, rdb.ConfigGet(ctx, "[sa]*").Val())
 	}
 }
+
+func TestWorkerDeathInsideAtomicReleasesTheLock(t *testing.T) {
+	srv := Run(t)
+	ctx := ctxT(t)
+	rdb := newRDB(t, srv.Addr(), 2)
+	other := newRDB(t, srv.Addr(), 2)
+	require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE", `
+import time
+def f(x):
+    with atomic():
+        execute('SET', 'inside', '1')
+        time.sleep(30)
+    return 'never'
+GB('CommandReader').map(f).register(trigger='stuck', mode='async_local')
+`).Val())
+	errc := make(chan error, 1)
+	go func() { errc <- rdb.Do(ctx, "RG.TRIGGER", "stuck").Err() }()
+	require.Eventually(t, func() bool { return lockedByExecution(srv) }, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, srv.KillWorker())
+	require.EqualError(t, <-errc, "ERR gearstest: python worker died, execution aborted")
+	start := time.Now()
+	require.NoError(t, other.Set(ctx, "after", "1", 0).Err())
+	assert.Less(t, time.Since(start), 2*time.Second)
+	assert.Equal(t, "1", other.Get(ctx, "inside").Val())
+}
+
+// lockedByExecution reports whether an execution token ("x...") holds the global lock.
+func lockedByExecution(s *Server) bool {
+	s.lock.mu.Lock()
+	defer s.lock.mu.Unlock()
+	return strings.HasPrefix(s.lock.owner, "x") && s.lock.depth > 0
+}
