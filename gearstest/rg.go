@@ -130,41 +130,18 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) Value {
 		}
 	}
 	st := s.state
-	st.sessMu.Lock()
-	locked := true
-	defer func() {
-		if locked {
-			st.sessMu.Unlock()
-		}
-	}()
 	if id == "" {
 		id = randomHex40()
 	}
-	mode := "create"
-	replaced := nilValue()
-	st.mu.Lock()
-	existing := st.sessions[id]
-	var old *session
-	switch {
-	case replaceWith != "":
-		if existing != nil {
-			st.mu.Unlock()
-			return errValue("Can not replace an existing session " + id + " with " + replaceWith)
-		}
-		if old = st.sessions[replaceWith]; old == nil {
-			st.mu.Unlock()
-			return errValue("Can not replace with " + replaceWith + ", session does not exists.")
-		}
-		mode, replaced = "replace", bulk(replaceWith)
-	case existing != nil:
-		if !upgrade {
-			st.mu.Unlock()
-			return errValue("Session " + id + " already exists")
-		}
-		old, mode, replaced = existing, "upgrade", bulk(id)
+	// The session checks come first (as in RedisGearsPy_Execute); requirements are installed without
+	// the session lock, as the real server installs them on a background thread, and the checks are
+	// made again before the script runs.
+	st.sessMu.Lock()
+	_, _, _, errV := st.sessionPlan(id, replaceWith, upgrade)
+	st.sessMu.Unlock()
+	if errV != nil {
+		return *errV
 	}
-	st.mu.Unlock()
-
 	if len(reqs) > 0 {
 		f := "0"
 		if force {
@@ -181,6 +158,17 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) Value {
 		if len(r) > 1 {
 			st.recordReqs(r[1])
 		}
+	}
+	st.sessMu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			st.sessMu.Unlock()
+		}
+	}()
+	mode, replaced, old, errV := st.sessionPlan(id, replaceWith, upgrade)
+	if errV != nil {
+		return *errV
 	}
 	res, err := s.request("exec", nil, bulk(id), descValue(desc, hasDesc), bulk(script), bulk(mode), replaced,
 		array(bulks(reqs)...), nilValue())
@@ -222,6 +210,35 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) Value {
 	}
 	st.dropExecution(e)
 	return resultsAndErrors(e)
+}
+
+// sessionPlan decides how a PYEXECUTE applies to the sessions: its exec mode, the session it replaces
+// (as a protocol value and as a session), or the error reply. The caller holds sessMu.
+func (st *state) sessionPlan(id, replaceWith string, upgrade bool) (string, Value, *session, *Value) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	fail := func(msg string) (string, Value, *session, *Value) {
+		v := errValue(msg)
+		return "", Value{}, nil, &v
+	}
+	existing := st.sessions[id]
+	switch {
+	case replaceWith != "":
+		if existing != nil {
+			return fail("Can not replace an existing session " + id + " with " + replaceWith)
+		}
+		old := st.sessions[replaceWith]
+		if old == nil {
+			return fail("Can not replace with " + replaceWith + ", session does not exists.")
+		}
+		return "replace", bulk(replaceWith), old, nil
+	case existing != nil:
+		if !upgrade {
+			return fail("Session " + id + " already exists")
+		}
+		return "upgrade", bulk(id), existing, nil
+	}
+	return "create", nilValue(), nil, nil
 }
 
 func resultsAndErrors(e *execution) Value {
