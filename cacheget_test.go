@@ -338,6 +338,15 @@ func TestCacheGetOneDownloadForManyCallers(t *testing.T) {
 	}
 	assert.Equal(t, 1, o.requests("/herd.png"), "the origin must see exactly one download")
 	assert.Equal(t, []string{e.key(url)}, e.keys())
+	e.assertNoThreadTouchedRedis()
+}
+
+// assertNoThreadTouchedRedis checks gearstest's warning for execute()/atomic() called from a thread the
+// script started, which deadlocks a real RedisGears 1.2 (gears-spec.md section 8).
+func (e *cgEnv) assertNoThreadTouchedRedis() {
+	if e.log != nil {
+		assert.Zero(e.t, e.log.count("deadlocks a real RedisGears"), "a thread cache_get started touched Redis")
+	}
 }
 
 // cgWaitForWaiters waits until n callers wait for the download that the origin holds, so that the herd
@@ -421,6 +430,7 @@ func TestCacheGetManyURLsDownloadInParallel(t *testing.T) {
 	assert.Equal(t, urls, o.total())
 	assert.Equal(t, urls, o.maxActive)
 	assert.Len(t, e.keys(), urls)
+	e.assertNoThreadTouchedRedis()
 }
 
 // TestCacheGetSyncMode registers cache_get as a sync trigger: a hit then runs inline (no thread pool);
