@@ -324,10 +324,18 @@ def _cache_get_idle_cap(timeout_ms):
     # RedisGears aborts an execution that waits on a future longer than ExecutionMaxIdleTime (5 s by
     # default) with "Execution max idle reached". Keep the download's deadline well inside it, so that
     # callers get cache_get's own timeout error and the entry is cleaned up by us.
+    idle = None
     try:
-        idle = int(configGet('ExecutionMaxIdleTime'))
+        # RedisGears 1.2's configGet() only knows the "extra" (user-defined) settings; gearstest's
+        # also answers built-in ones. RG.CONFIGGET through execute() answers either way.
+        idle = configGet('ExecutionMaxIdleTime')
+        if idle is None:
+            idle = execute('RG.CONFIGGET', 'ExecutionMaxIdleTime')[0]
+        idle = int(idle)
     except Exception:
-        idle = 5000
+        idle = None
+    if idle is None or idle <= 0:
+        idle = 5000  # RedisGears' default
     cap = int(idle * 0.9) - 100
     return max(min(timeout_ms, cap), 1)
 

@@ -62,7 +62,8 @@ class Runtime(object):
         self.thread_violations = []
         self.async_allowed = True
         self.return_delay = 0
-        self.config = {'ExecutionMaxIdleTime': '5000'}
+        self.config = {}  # configGet(): RedisGears 1.2 answers only extra (user-defined) settings
+        self.rg_config = {'ExecutionMaxIdleTime': 5000}  # RG.CONFIGGET
         src = read_script()
         if settings:
             start = src.index('# --- cache_get settings')
@@ -101,6 +102,8 @@ class Runtime(object):
                     return v[0].decode('utf-8')
                 except UnicodeDecodeError:
                     return bytearray(v[0])
+            if cmd == 'RG.CONFIGGET':
+                return [int(self.rg_config[a]) for a in args]
             if cmd == 'SET':
                 val = args[1]
                 if isinstance(val, str):
@@ -390,13 +393,25 @@ class CacheGetTest(unittest.TestCase):
 
     def test_timeout_capped_by_execution_max_idle(self):
         # A wait longer than ExecutionMaxIdleTime would end in "Execution max idle reached".
-        self.rt.config['ExecutionMaxIdleTime'] = '500'
+        self.rt.rg_config['ExecutionMaxIdleTime'] = 500
         self.origin.gate = threading.Event()
         url = self.origin.base + '/idle'
         with self.assertRaises(FlatError) as cm:
             self.rt.trigger(url)
         self.assertEqual(str(cm.exception), 'cache_get: GET %s: timed out after 0.35s' % url)
         self.assertTrue(any('capped to 350 ms' in m for _, m in self.rt.logs), self.rt.logs)
+
+    def test_timeout_cap_read_through_config_get(self):
+        # gearstest's configGet() also answers built-in settings.
+        self.rt.local.step = True  # as inside cache_get's step
+        self.addCleanup(setattr, self.rt.local, 'step', False)
+        self.rt.config['ExecutionMaxIdleTime'] = '1000'
+        self.assertEqual(self.rt.g['_cache_get_idle_cap'](10000), 800)
+        self.rt.config.clear()
+        self.assertEqual(self.rt.g['_cache_get_idle_cap'](10000), 4400)
+        self.rt.rg_config.clear()  # RG.CONFIGGET fails: RedisGears' default
+        self.assertEqual(self.rt.g['_cache_get_idle_cap'](10000), 4400)
+        self.assertEqual(self.rt.g['_cache_get_idle_cap'](300), 300)
 
     def test_waiter_with_shorter_timeout(self):
         self.origin.gate = threading.Event()
