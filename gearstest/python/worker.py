@@ -410,6 +410,10 @@ class Worker(object):
     # ---------------------------------------------------------------- run()
 
     def create_run(self, ctx, session, steps, reader_fn):
+        if ctx is not None and ctx.kind == 'script' and ctx.restore_ids is not None:
+            # Restoring a committed session after a worker restart re-runs its script only to
+            # rebuild the registrations; its run() already happened once.
+            return runtime.RunFuture()
         execid = _s(self.call([b'newexec', None, engine.describe_steps(steps)], 1))
         rctx = runtime.ExecCtx('run', session, 'x' + execid)
         rctx.execid = execid

@@ -288,6 +288,10 @@ class SessionTest(WorkerTest):
                          regids=[rid(7)])
         self.assertEqual(r[1][0][0], rid(7))
         self.assertEqual(self.g.next_id, 0)
+        r = self.g.exec_("GB('CommandReader').register(trigger='t2')\nGB('ShardsIDReader').run()", sid='s2',
+                         mode='restore', regids=[rid(9)])
+        self.assertEqual(r, [b'ok', [r[1][0]], None])
+        self.assertEqual((self.g.next_id, self.g.next_exec), (0, 0))
 
     def test_unregister(self):
         [reg] = self.register("GB('CommandReader').register(trigger='t')")
