@@ -7,7 +7,6 @@ resolved, possibly from another thread. The generator returns the final records.
 import types
 
 from pyerrors import error_text
-from rt import CUR
 
 OK = 0
 ERR = 1
@@ -255,4 +254,5 @@ def read_python_reader(ctx, reader_fn):
     return out
 
 
-__all__ = ['Step', 'run_steps', 'describe_steps', 'callbacks', 'OK', 'ERR', 'PENDING', 'CUR']
+__all__ = ['Step', 'run_steps', 'describe_steps', 'callbacks', 'read_python_reader', 'OK', 'ERR',
+           'PENDING']

@@ -12,7 +12,7 @@ import types
 
 import engine
 import serialcheck
-from pyerrors import error, flat_error, traceback_lines
+from pyerrors import error, flat_error
 from rt import CUR, state, tls
 
 # The readers of the real server; the ones gearstest lacks so far answer with the texts the real
@@ -792,5 +792,5 @@ def new_globals(session):
     return g
 
 
-__all__ = ['Session', 'ExecCtx', 'Registration', 'new_globals', 'GearsFuture', 'error',
-           'flat_error', 'traceback_lines']
+__all__ = ['Session', 'ExecCtx', 'Registration', 'new_globals', 'GearsFuture', 'RunFuture',
+           'error', 'flat_error']
