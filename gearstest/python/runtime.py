@@ -22,8 +22,8 @@ _READERS = ('KeysReader', 'KeysOnlyReader', 'StreamReader', 'PythonReader', 'Sha
             'CommandReader')
 _RUN_UNSUPPORTED = 'Given reader do not support run or not exists'
 _REGISTER_UNSUPPORTED = 'given reader does not exists or does not support register'
-# RedisGears_CreateCtx's error for an unknown reader (tests match 'reader does not exists').
-_UNKNOWN_READER = 'the given reader does not exists'
+# RG_CreateCtx's error for an unknown reader (src/module.c).
+_UNKNOWN_READER = 'The given reader does not exists'
 
 
 class Session(object):
@@ -410,6 +410,10 @@ class GearsBuilder(object):
         self.realReader = reader
         if reader in ('ShardsIDReader', 'KeysOnlyReader'):
             reader = 'PythonReader'
+        if ctx.restore_ids is None:
+            # Every GB() is a flat execution plan and takes an id (gears-spec section 0), even one
+            # whose reader turns out not to exist (FlatExecutionPlan_New comes first in RG_CreateCtx).
+            state.worker.new_id()
         if reader not in _READERS:
             raise error(_UNKNOWN_READER)
         self.reader = reader
@@ -417,9 +421,6 @@ class GearsBuilder(object):
         self.desc = desc
         self._session = ctx.session
         self._steps = [engine.Step('topy')]
-        if ctx.restore_ids is None:
-            # Every GB() is a flat execution plan and takes an id (gears-spec section 0).
-            state.worker.new_id()
 
     # --- C operations (redisgears_python.c), with their argument errors -------------------
 

@@ -202,7 +202,7 @@ class ErrorsTest(WorkerTest):
                                              '  File "<string>", line 1, in <module>\n',
                                              "NameError: name 'failure' is not defined\n"]))
         r = self.g.exec_("GearsBuilder('nosuch')")
-        self.assertIn('reader does not exists', r[1].decode())
+        self.assertEqual(tb_last(r[1]), 'gears.error: The given reader does not exists\n')
         r = self.g.exec_("GB('ShardsIDReader').run()\nGB('ShardsIDReader').run()")
         self.assertEqual(tb_last(r[1]), 'gears.error: Can not run more then 1 executions in a single script\n')
         # a script can not kill the worker
