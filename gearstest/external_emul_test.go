@@ -90,3 +90,15 @@ func TestBadRedisURL(t *testing.T) {
 	_, err := Start(WithRedis("http://nope"), WithLogger(nil))
 	require.ErrorIs(t, err, ErrBadRedisURL)
 }
+
+func TestStartErrors(t *testing.T) {
+	_, err := Start(WithPython("/nonexistent/python3"), WithLogger(nil))
+	require.ErrorIs(t, err, ErrNoPython)
+	_, err = Start(WithPython("false"), WithLogger(nil))
+	require.ErrorIs(t, err, ErrWorkerStart)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	_, err = Start(WithAddr(ln.Addr().String()), WithLogger(nil))
+	require.ErrorContains(t, err, "address already in use")
+}

@@ -59,6 +59,9 @@ func (s *Server) startWorker() error {
 	if err != nil {
 		return err
 	}
+	if err := wk.check(); err != nil {
+		return err
+	}
 	s.wmu.Lock()
 	s.wk = wk
 	s.wkReady = make(chan struct{})
@@ -136,6 +139,30 @@ func (s *Server) spawnWorker() (*workerProc, error) {
 		return nil, fmt.Errorf("gearstest: python worker: %w", err)
 	}
 	return wk, nil
+}
+
+// ErrWorkerStart is returned by Start when the Python worker does not come up.
+var ErrWorkerStart = errors.New("gearstest: the python worker did not start (see the log)")
+
+// check makes a round trip to a fresh worker, so that an interpreter that cannot run it (too old,
+// broken) is reported by Start instead of by the first command.
+func (wk *workerProc) check() error {
+	res := make(chan error, 1)
+	go func() {
+		_, err := wk.request("dropsession", nil, bulk("gearstest-startup-check"))
+		res <- err
+	}()
+	select {
+	case err := <-res:
+		if err == nil {
+			return nil
+		}
+		wk.stop()
+	case <-time.After(30 * time.Second):
+		wk.stop()
+		<-res
+	}
+	return ErrWorkerStart
 }
 
 // worker returns the current worker, waiting while it restarts.
