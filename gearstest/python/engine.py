@@ -100,17 +100,20 @@ def _invoke(ctx, fn, args):
     return OK, v
 
 
-_NOT_ASYNC = 'Step does not support async'
-
-
-def _no_async(v):
-    if type(v) is types.CoroutineType:
-        v.close()
-    return ERR, _NOT_ASYNC
-
-
-def _key(k):
-    return k if isinstance(k, str) else str(k)
+def _extract(ctx, fn, r):
+    # RedisGearsPy_PyCallbackExtractor: a str key as is, anything else through repr(); a coroutine is
+    # refused; a gearsFuture is not awaited there (its repr is the key).
+    ctx.fut = None
+    try:
+        k = fn(r)
+    except BaseException as e:
+        ctx.fut = None
+        return ERR, error_text(e)
+    ctx.fut = None
+    if type(k) is types.CoroutineType:
+        k.close()
+        return ERR, 'coroutine are not allow on extractor'
+    return OK, k if isinstance(k, str) else repr(k)
 
 
 def run_steps(ctx, steps, records):
@@ -178,7 +181,11 @@ def run_steps(ctx, steps, records):
                 if st is PENDING:
                     st, v = yield v
                 if st is ERR:
+                    # RedisGearsPy_PyCallbackAccumulate frees the accumulator on error: the next
+                    # record starts again from None.
                     errors.append(v)
+                    acc = None
+                    seen = False
                     continue
                 acc = v
                 seen = True
@@ -187,9 +194,7 @@ def run_steps(ctx, steps, records):
         elif kind == 'repartition':
             out = []
             for r in records:
-                st, v = _invoke(ctx, fn, (r,))
-                if st is PENDING:
-                    st, v = _no_async(v)
+                st, v = _extract(ctx, fn, (r))
                 if st is ERR:
                     errors.append(v)
                     continue
@@ -199,36 +204,38 @@ def run_steps(ctx, steps, records):
             groups = {}
             red = s.f2
             for r in records:
-                st, k = _invoke(ctx, fn, (r,))
-                if st is PENDING:
-                    st, k = _no_async(k)
+                st, k = _extract(ctx, fn, r)
                 if st is ERR:
                     errors.append(k)
                     continue
-                k = _key(k)
                 st, v = _invoke(ctx, red, (k, groups.get(k), r))
                 if st is PENDING:
-                    st, v = _no_async(v)
+                    st, v = yield v
                 if st is ERR:
+                    # The key's accumulator is freed on error (AccumulateByKey returns NULL).
                     errors.append(v)
+                    groups.pop(k, None)
                     continue
                 groups[k] = v
             records = [{'key': k, 'value': v} for k, v in groups.items()]
         elif kind == 'batchgroupby':
             groups = {}
             for r in records:
-                st, k = _invoke(ctx, fn, (r,))
-                if st is PENDING:
-                    st, k = _no_async(k)
+                st, k = _extract(ctx, fn, r)
                 if st is ERR:
                     errors.append(k)
                     continue
-                groups.setdefault(_key(k), []).append(r)
+                groups.setdefault(k, []).append(r)
             out = []
             for k, lst in groups.items():
                 st, v = _invoke(ctx, s.f2, (k, lst))
                 if st is PENDING:
-                    st, v = _no_async(v)
+                    # RedisGearsPy_PyCallbackReducer refuses coroutines; a future is just a value.
+                    if type(v) is types.CoroutineType:
+                        v.close()
+                        st, v = ERR, 'coroutine are not allow on reduce'
+                    else:
+                        st = OK
                 if st is ERR:
                     errors.append(v)
                     continue

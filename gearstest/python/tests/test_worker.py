@@ -144,6 +144,21 @@ class OperationsTest(WorkerTest):
                         ".foreach(lambda r: r.upper()).register(trigger='ff')", 'ff', 'a', 'b', 'c', sid='s5')
         self.assertEqual(got, [b'ok', [b'c', b'a'], []])
 
+    def test_accumulate_error_restarts_and_extractor_repr(self):
+        # accumulate frees its accumulator when the callback fails: counting restarts from None
+        got = self.trig("def acc(a, r):\n    if r == 'x':\n        raise ValueError('x')\n    return (a or 0) + 1\n"
+                        "GB('CommandReader').flatmap(lambda x: x[1:]).accumulate(acc).register(trigger='ac', "
+                        "convertToStr=False)", 'ac', 'a', 'x', 'b', 'c')
+        # flatmap emits c, b, x, a: c and b count to 2, x fails and resets, a counts 1
+        self.assertEqual(got[1], [1])
+        self.assertEqual(tb_last(got[2][0]), 'ValueError: x\n')
+        got = self.trig("GB('CommandReader').flatmap(lambda x: x[1:]).localgroupby(lambda r: [r], "
+                        "lambda k, a, r: k).register(trigger='ex', convertToStr=False)", 'ex', 'a', sid='s2')
+        self.assertEqual(got, [b'ok', [b'PY RECORD'], []])
+        got = self.trig("GB('CommandReader').flatmap(lambda x: x[1:]).localgroupby(lambda r: [r], "
+                        "lambda k, a, r: k).map(lambda r: r['key']).register(trigger='ex2')", 'ex2', 'a', sid='s3')
+        self.assertEqual(got, [b'ok', [b"['a']"], []])
+
     def test_operation_argument_errors(self):
         for expr, text in [("map(1)", 'map argument must be a function'),
                            ("map(str)", 'map argument must be a function'),
