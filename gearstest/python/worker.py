@@ -576,7 +576,9 @@ def main():
     os.close(devnull)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    sys.setswitchinterval(float(os.environ.get("GEARS_SWITCH_INTERVAL", "0.0005")))
+    # A short GIL switch interval lets the reading thread hand replies to waiting pool threads
+    # quickly while others compute (GEARS_SWITCH_INTERVAL overrides it, for measurements).
+    sys.setswitchinterval(float(os.environ.get('GEARS_SWITCH_INTERVAL', '0.0005')))
     inp = os.fdopen(in_fd, 'rb', buffering=1 << 16)
     w = Worker(inp, out_fd)
     state.worker = w
