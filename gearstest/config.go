@@ -54,10 +54,10 @@ func newConfig() *config {
 	return c
 }
 
-func (e *configEntry) value() Value {
+func (e *configEntry) reply() value {
 	switch {
 	case e.list != nil:
-		vs := make([]Value, len(e.list))
+		vs := make([]value, len(e.list))
 		for i, s := range e.list {
 			vs[i] = bulk(s)
 		}
@@ -69,14 +69,14 @@ func (e *configEntry) value() Value {
 }
 
 // get implements RG.CONFIGGET: built-in names are matched case-sensitively.
-func (c *config) get(keys [][]byte) Value {
+func (c *config) get(keys [][]byte) value {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]Value, 0, len(keys))
+	out := make([]value, 0, len(keys))
 	for _, k := range keys {
 		key := string(k)
 		if e, ok := c.entries[key]; ok {
-			out = append(out, e.value())
+			out = append(out, e.reply())
 		} else if v, ok := c.extra[key]; ok {
 			out = append(out, bulk(v))
 		} else {
@@ -87,10 +87,10 @@ func (c *config) get(keys [][]byte) Value {
 }
 
 // set implements RG.CONFIGSET; it returns the reply and the changes to pass to the worker.
-func (c *config) set(args [][]byte) (Value, [][2]string) {
+func (c *config) set(args [][]byte) (value, [][2]string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []Value
+	var out []value
 	var changed [][2]string
 	for i := 0; i < len(args); i += 2 {
 		key := string(args[i])
@@ -141,7 +141,7 @@ func (c *config) intValue(name string) int64 {
 }
 
 // getForPython answers configGet()/gearsConfigGet(): the value as a string, or nil.
-func (c *config) getForPython(name string) Value {
+func (c *config) getForPython(name string) value {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if v, ok := c.extra[name]; ok {

@@ -50,7 +50,7 @@ func (s *Server) closedConn(conn redcon.Conn, err error) {
 	}
 }
 
-func (c *client) write(conn redcon.Conn, v Value) {
+func (c *client) write(conn redcon.Conn, v value) {
 	c.out = appendValue(c.out[:0], v, c.resp3)
 	conn.WriteRaw(c.out)
 }
@@ -344,7 +344,7 @@ func (s *Server) exec(conn redcon.Conn, c *client) {
 }
 
 // runRG runs an RG command handler with the locking it asks for.
-func (s *Server) runRG(c *client, h *rgCommand, args [][]byte) (v Value) {
+func (s *Server) runRG(c *client, h *rgCommand, args [][]byte) (v value) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.logf('#', "gearstest: panic in %s: %v\n%s", args[0], r, debug.Stack())
@@ -365,8 +365,8 @@ var storeConfig = [][2]string{
 	{"maxmemory-policy", "noeviction"}, {"proto-max-bulk-len", "536870912"}, {"timeout", "0"},
 }
 
-func configGet(patterns [][]byte) Value {
-	var out []Value
+func configGet(patterns [][]byte) value {
+	var out []value
 	for _, kv := range storeConfig {
 		for _, p := range patterns {
 			if ok, _ := path.Match(strings.ToLower(string(p)), kv[0]); ok {

@@ -7,7 +7,7 @@ import (
 	"strconv"
 )
 
-// Kinds of Value, named after their RESP type byte.
+// Kinds of value, named after their RESP type byte.
 const (
 	kindBulk   = '$'
 	kindNil    = '_'
@@ -18,12 +18,12 @@ const (
 	kindDouble = ',' // only produced by gearstest itself (avgRunDurationMS); RESP2 clients get a bulk string
 )
 
-// Value is one RESP value as it travels between the worker, the handlers and the clients.
-type Value struct {
+// value is one RESP value as it travels between the worker, the handlers and the clients.
+type value struct {
 	Kind byte
 	Str  []byte
 	Int  int64
-	Arr  []Value
+	Arr  []value
 }
 
 // Size limits on what gearstest reads, so a peer cannot make it allocate without bound.
@@ -38,19 +38,19 @@ var (
 	errProtoArrayLen = errors.New("Protocol error: invalid multibulk length")
 )
 
-func bulk(s string) Value      { return Value{Kind: kindBulk, Str: []byte(s)} }
-func bulkBytes(b []byte) Value { return Value{Kind: kindBulk, Str: b} }
-func status(s string) Value    { return Value{Kind: kindStatus, Str: []byte(s)} }
-func errValue(s string) Value  { return Value{Kind: kindError, Str: []byte(s)} }
-func integer(n int64) Value    { return Value{Kind: kindInt, Int: n} }
-func array(vs ...Value) Value  { return Value{Kind: kindArray, Arr: nonNil(vs)} }
-func double(f float64) Value {
-	return Value{Kind: kindDouble, Str: []byte(strconv.FormatFloat(f, 'g', 17, 64))}
+func bulk(s string) value      { return value{Kind: kindBulk, Str: []byte(s)} }
+func bulkBytes(b []byte) value { return value{Kind: kindBulk, Str: b} }
+func status(s string) value    { return value{Kind: kindStatus, Str: []byte(s)} }
+func errValue(s string) value  { return value{Kind: kindError, Str: []byte(s)} }
+func integer(n int64) value    { return value{Kind: kindInt, Int: n} }
+func array(vs ...value) value  { return value{Kind: kindArray, Arr: nonNil(vs)} }
+func double(f float64) value {
+	return value{Kind: kindDouble, Str: []byte(strconv.FormatFloat(f, 'g', 17, 64))}
 }
-func nilValue() Value           { return Value{Kind: kindNil} }
-func nonNil(vs []Value) []Value { return append([]Value{}, vs...) }
+func nilValue() value           { return value{Kind: kindNil} }
+func nonNil(vs []value) []value { return append([]value{}, vs...) }
 
-func bulkOrNil(s string) Value {
+func bulkOrNil(s string) value {
 	if s == "" {
 		return nilValue()
 	}
@@ -58,7 +58,7 @@ func bulkOrNil(s string) Value {
 }
 
 // String returns the textual content of a bulk, status or error value (and the decimal form of an integer).
-func (v Value) String() string {
+func (v value) String() string {
 	if v.Kind == kindInt {
 		return strconv.FormatInt(v.Int, 10)
 	}
@@ -66,7 +66,7 @@ func (v Value) String() string {
 }
 
 // appendValue encodes v for a client speaking RESP2 (resp3=false) or RESP3.
-func appendValue(b []byte, v Value, resp3 bool) []byte {
+func appendValue(b []byte, v value, resp3 bool) []byte {
 	switch v.Kind {
 	case kindBulk:
 		b = append(b, '$')
@@ -101,7 +101,7 @@ func appendValue(b []byte, v Value, resp3 bool) []byte {
 			b = append(b, v.Str...)
 			return append(b, '\r', '\n')
 		}
-		return appendValue(b, Value{Kind: kindBulk, Str: v.Str}, false)
+		return appendValue(b, value{Kind: kindBulk, Str: v.Str}, false)
 	}
 	return append(b, "$-1\r\n"...)
 }
@@ -147,55 +147,55 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 }
 
 // readValue parses one RESP2 value (the worker protocol, and RESP2 store replies).
-func readValue(r *bufio.Reader) (Value, error) {
+func readValue(r *bufio.Reader) (value, error) {
 	line, err := readLine(r)
 	if err != nil {
-		return Value{}, err
+		return value{}, err
 	}
 	if len(line) == 0 {
-		return Value{}, errors.New("gearstest: empty RESP line")
+		return value{}, errors.New("gearstest: empty RESP line")
 	}
 	switch line[0] {
 	case '+', '-':
-		return Value{Kind: line[0], Str: append([]byte(nil), line[1:]...)}, nil
+		return value{Kind: line[0], Str: append([]byte(nil), line[1:]...)}, nil
 	case ':':
 		n, err := strconv.ParseInt(string(line[1:]), 10, 64)
 		if err != nil {
-			return Value{}, fmt.Errorf("gearstest: bad integer %q", line)
+			return value{}, fmt.Errorf("gearstest: bad integer %q", line)
 		}
 		return integer(n), nil
 	case '$':
 		n, err := strconv.Atoi(string(line[1:]))
 		if err != nil || n > maxBulkLen {
-			return Value{}, errProtoBulkLen
+			return value{}, errProtoBulkLen
 		}
 		if n < 0 {
 			return nilValue(), nil
 		}
 		buf := make([]byte, n+2)
 		if _, err := readFull(r, buf); err != nil {
-			return Value{}, err
+			return value{}, err
 		}
 		return bulkBytes(buf[:n]), nil
 	case '*':
 		n, err := strconv.Atoi(string(line[1:]))
 		if err != nil || n > maxArrayLen {
-			return Value{}, errProtoArrayLen
+			return value{}, errProtoArrayLen
 		}
 		if n < 0 {
 			return nilValue(), nil
 		}
-		arr := make([]Value, 0, min(n, 1024))
+		arr := make([]value, 0, min(n, 1024))
 		for i := 0; i < n; i++ {
 			e, err := readValue(r)
 			if err != nil {
-				return Value{}, err
+				return value{}, err
 			}
 			arr = append(arr, e)
 		}
-		return Value{Kind: kindArray, Arr: arr}, nil
+		return value{Kind: kindArray, Arr: arr}, nil
 	}
-	return Value{}, fmt.Errorf("gearstest: unexpected RESP type %q", line[0])
+	return value{}, fmt.Errorf("gearstest: unexpected RESP type %q", line[0])
 }
 
 func readFull(r *bufio.Reader, buf []byte) (int, error) {

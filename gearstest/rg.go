@@ -16,7 +16,7 @@ type rgCommand struct {
 	// ownLocking handlers take the global lock themselves (or not at all): they wait for the worker or
 	// for executions, which must not stall every other client.
 	ownLocking bool
-	fn         func(s *Server, c *client, args [][]byte) Value
+	fn         func(s *Server, c *client, args [][]byte) value
 }
 
 func (h *rgCommand) checkArity(argc int) bool {
@@ -42,7 +42,7 @@ func init() {
 		"RG.PYDUMPREQS":              {1, -1, false, cmdPyDumpReqs},
 		"RG.PYDUMPSESSIONS":          {1, -1, false, cmdPyDumpSessions},
 		"RG.PYPROFILE":               {2, -1, false, cmdPyProfile},
-		"RG.INFOCLUSTER":             {1, -1, false, func(*Server, *client, [][]byte) Value { return bulk("no cluster mode") }},
+		"RG.INFOCLUSTER":             {1, -1, false, func(*Server, *client, [][]byte) value { return bulk("no cluster mode") }},
 		"RG.REFRESHCLUSTER":          {1, -1, false, okHandler},
 		"RG.NETWORKTEST":             {1, -1, false, okHandler},
 		"RG.CONFIGGET":               {1, -1, false, cmdConfigGet},
@@ -53,16 +53,16 @@ func init() {
 		"RG.PYEXPORTREQ":             {2, 2, false, cmdPyExportReq},
 		"RG.PYIMPORTREQ":             {2, -1, false, cmdPyImportReq},
 		"RG.DUMPPLUGINS":             {1, -1, false, cmdDumpPlugins},
-		"RG.PYFREEINTERPRETER": {1, -1, false, func(*Server, *client, [][]byte) Value {
+		"RG.PYFREEINTERPRETER": {1, -1, false, func(*Server, *client, [][]byte) value {
 			return bulk("Free interpreter is not longer supported")
 		}},
-		"RG.PYEXECUTEREMOTE": {1, -1, false, func(*Server, *client, [][]byte) Value {
+		"RG.PYEXECUTEREMOTE": {1, -1, false, func(*Server, *client, [][]byte) value {
 			return bulk("Execute remote is not longer supported")
 		}},
 	}
 }
 
-func okHandler(*Server, *client, [][]byte) Value { return status("OK") }
+func okHandler(*Server, *client, [][]byte) value { return status("OK") }
 
 func randomHex40() string {
 	var b [20]byte
@@ -80,7 +80,7 @@ func validSessionID(id string) bool {
 }
 
 // cmdPyExecute implements RG.PYEXECUTE (redisgears_python.c RedisGearsPy_Execute).
-func cmdPyExecute(s *Server, c *client, args [][]byte) Value {
+func cmdPyExecute(s *Server, c *client, args [][]byte) value {
 	if c.inExec {
 		return errValue("Can not run gears inside a multi exec, lua, or when blocking is not allowed")
 	}
@@ -147,7 +147,7 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) Value {
 		if force {
 			f = "1"
 		}
-		res, err := s.request("reqs", nil, append([]Value{bulk(f)}, bulks(reqs)...)...)
+		res, err := s.request("reqs", nil, append([]value{bulk(f)}, bulks(reqs)...)...)
 		if err != nil {
 			return errValue(err.Error())
 		}
@@ -179,7 +179,7 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) Value {
 	if len(r) == 0 || r[0].String() != "ok" {
 		return errValue(resultText(res))
 	}
-	var regs []Value
+	var regs []value
 	if len(r) > 1 {
 		regs = r[1].Arr
 	}
@@ -214,12 +214,12 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) Value {
 
 // sessionPlan decides how a PYEXECUTE applies to the sessions: its exec mode, the session it replaces
 // (as a protocol value and as a session), or the error reply. The caller holds sessMu.
-func (st *state) sessionPlan(id, replaceWith string, upgrade bool) (string, Value, *session, *Value) {
+func (st *state) sessionPlan(id, replaceWith string, upgrade bool) (string, value, *session, *value) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	fail := func(msg string) (string, Value, *session, *Value) {
+	fail := func(msg string) (string, value, *session, *value) {
 		v := errValue(msg)
-		return "", Value{}, nil, &v
+		return "", value{}, nil, &v
 	}
 	existing := st.sessions[id]
 	switch {
@@ -241,12 +241,12 @@ func (st *state) sessionPlan(id, replaceWith string, upgrade bool) (string, Valu
 	return "create", nilValue(), nil, nil
 }
 
-func resultsAndErrors(e *execution) Value {
+func resultsAndErrors(e *execution) value {
 	return array(array(e.results...), array(e.errors...))
 }
 
 // recordReqs stores the requirement metadata the worker reported.
-func (st *state) recordReqs(list Value) {
+func (st *state) recordReqs(list value) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for _, ri := range list.Arr {
@@ -265,7 +265,7 @@ func (st *state) recordReqs(list Value) {
 // commit applies a PYEXECUTE that registered something: the old session (UPGRADE/REPLACE_WITH) and
 // its registrations go, the new ones come. It consumes the ids of the internal registration plan and
 // execution (see state).
-func (st *state) commit(ss *session, old *session, regs []Value) {
+func (st *state) commit(ss *session, old *session, regs []value) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.fepID++
@@ -305,7 +305,7 @@ func (st *state) commit(ss *session, old *session, regs []Value) {
 var errNonSyncInMulti = errValue("ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading.")
 
 // cmdTrigger implements RG.TRIGGER and RG.TRIGGERONKEY (command_reader.c CommandReader_Trigger).
-func cmdTrigger(s *Server, c *client, args [][]byte) Value {
+func cmdTrigger(s *Server, c *client, args [][]byte) value {
 	st := s.state
 	// Get the worker before taking the global lock: while it restarts, restoring sessions may run
 	// execute() at a script's top level, which needs the lock.
@@ -361,7 +361,7 @@ func cmdTrigger(s *Server, c *client, args [][]byte) Value {
 		token = "x" + e.id
 		release()
 	}
-	msg := make([]Value, 0, 4+len(args))
+	msg := make([]value, 0, 4+len(args))
 	msg = append(msg, bulk(r.id), bulk(e.id), bulk(token), bulk(flags))
 	for _, a := range args[1:] {
 		msg = append(msg, bulkBytes(a))
@@ -378,13 +378,13 @@ func cmdTrigger(s *Server, c *client, args [][]byte) Value {
 	if yielded.Load() {
 		held = false // released by onYield
 	}
-	var records, errs []Value
+	var records, errs []value
 	if err != nil {
-		errs = []Value{bulk(err.Error())}
+		errs = []value{bulk(err.Error())}
 	} else if a := resultArr(res); len(a) >= 3 && a[0].String() == "ok" {
 		records, errs = a[1].Arr, a[2].Arr
 	} else {
-		errs = []Value{bulk(resultText(res))}
+		errs = []value{bulk(resultText(res))}
 	}
 	ms := time.Since(e.start).Milliseconds()
 	st.mu.Lock()
@@ -409,12 +409,12 @@ func cmdTrigger(s *Server, c *client, args [][]byte) Value {
 	return array(records...)
 }
 
-func cmdDumpRegistrations(s *Server, c *client, args [][]byte) Value {
+func cmdDumpRegistrations(s *Server, c *client, args [][]byte) value {
 	st := s.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	regs := st.sortedRegsLocked()
-	out := make([]Value, len(regs))
+	out := make([]value, len(regs))
 	for i, r := range regs {
 		out[i] = st.regEntryLocked(r, true)
 	}
@@ -423,7 +423,7 @@ func cmdDumpRegistrations(s *Server, c *client, args [][]byte) Value {
 
 // cmdUnregister implements RG.UNREGISTER. It takes the session lock but not the global lock: a
 // concurrent PYEXECUTE holds the session lock while its script may call execute().
-func cmdUnregister(s *Server, c *client, args [][]byte) Value {
+func cmdUnregister(s *Server, c *client, args [][]byte) value {
 	st := s.state
 	st.sessMu.Lock()
 	defer st.sessMu.Unlock()
@@ -464,7 +464,7 @@ func cmdUnregister(s *Server, c *client, args [][]byte) Value {
 	return status("OK")
 }
 
-func cmdDumpExecutions(s *Server, c *client, args [][]byte) Value {
+func cmdDumpExecutions(s *Server, c *client, args [][]byte) value {
 	st := s.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -473,7 +473,7 @@ func cmdDumpExecutions(s *Server, c *client, args [][]byte) Value {
 		es = append(es, e)
 	}
 	sort.Slice(es, func(i, j int) bool { return es[i].num < es[j].num })
-	out := make([]Value, len(es))
+	out := make([]value, len(es))
 	for i, e := range es {
 		reg := int64(0)
 		if e.registered || e.trigger {
@@ -484,7 +484,7 @@ func cmdDumpExecutions(s *Server, c *client, args [][]byte) Value {
 	return array(out...)
 }
 
-func cmdGetExecution(s *Server, c *client, args [][]byte) Value {
+func cmdGetExecution(s *Server, c *client, args [][]byte) value {
 	if len(args) == 3 {
 		switch strings.ToUpper(string(args[2])) {
 		case "SHARD":
@@ -502,13 +502,13 @@ func cmdGetExecution(s *Server, c *client, args [][]byte) Value {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	results := int64(-1)
-	errs := []Value{}
+	errs := []value{}
 	completed := int64(0)
 	dur := time.Since(e.start)
 	if e.finished {
 		results, errs, completed, dur = int64(len(e.results)), e.errors, 1, e.dur
 	}
-	var steps []Value
+	var steps []value
 	for _, sv := range e.steps.Arr {
 		if len(sv.Arr) < 3 {
 			continue
@@ -529,7 +529,7 @@ func cmdGetExecution(s *Server, c *client, args [][]byte) Value {
 	return array(array(bulk("shard_id"), bulk(zeroShard), bulk("execution_plan"), plan))
 }
 
-func cmdGetResults(s *Server, c *client, args [][]byte) Value {
+func cmdGetResults(s *Server, c *client, args [][]byte) value {
 	e := s.state.getExecution(string(args[1]))
 	if e == nil {
 		return errValue("execution plan does not exist")
@@ -542,7 +542,7 @@ func cmdGetResults(s *Server, c *client, args [][]byte) Value {
 	return resultsAndErrors(e)
 }
 
-func cmdGetResultsBlocking(s *Server, c *client, args [][]byte) Value {
+func cmdGetResultsBlocking(s *Server, c *client, args [][]byte) value {
 	e := s.state.getExecution(string(args[1]))
 	if e == nil {
 		return errValue("execution plan does not exist")
@@ -558,7 +558,7 @@ func cmdGetResultsBlocking(s *Server, c *client, args [][]byte) Value {
 	return resultsAndErrors(e)
 }
 
-func cmdAbortExecution(s *Server, c *client, args [][]byte) Value {
+func cmdAbortExecution(s *Server, c *client, args [][]byte) value {
 	e := s.state.getExecution(string(args[1]))
 	if e == nil {
 		return errValue("execution does not exist")
@@ -574,7 +574,7 @@ func cmdAbortExecution(s *Server, c *client, args [][]byte) Value {
 	return status("OK")
 }
 
-func cmdDropExecution(s *Server, c *client, args [][]byte) Value {
+func cmdDropExecution(s *Server, c *client, args [][]byte) value {
 	e := s.state.getExecution(string(args[1]))
 	if e == nil {
 		return errValue("execution plan does not exist")
@@ -591,15 +591,15 @@ func cmdDropExecution(s *Server, c *client, args [][]byte) Value {
 
 // cmdPyStats reports memory figures. The worker's allocator is not instrumented; the Go heap figures
 // are plausible stand-ins of the same shape.
-func cmdPyStats(s *Server, c *client, args [][]byte) Value {
+func cmdPyStats(s *Server, c *client, args [][]byte) value {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return array(bulk("TotalAllocated"), integer(int64(m.TotalAlloc)), bulk("PeakAllocated"), integer(int64(m.HeapSys)),
 		bulk("CurrAllocated"), integer(int64(m.HeapAlloc)))
 }
 
-func (st *state) reqEntryLocked(rq *requirement) Value {
-	yn := func(b bool) Value {
+func (st *state) reqEntryLocked(rq *requirement) value {
+	yn := func(b bool) value {
 		if b {
 			return bulk("yes")
 		}
@@ -613,7 +613,7 @@ func (st *state) reqEntryLocked(rq *requirement) Value {
 			}
 		}
 	}
-	var wheels Value
+	var wheels value
 	if rq.downloaded {
 		wheels = array(bulks(rq.wheels)...)
 	} else {
@@ -625,7 +625,7 @@ func (st *state) reqEntryLocked(rq *requirement) Value {
 		bulk("IsInReqDictionary"), bulk("yes"))
 }
 
-func cmdPyDumpReqs(s *Server, c *client, args [][]byte) Value {
+func cmdPyDumpReqs(s *Server, c *client, args [][]byte) value {
 	st := s.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -634,19 +634,19 @@ func cmdPyDumpReqs(s *Server, c *client, args [][]byte) Value {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	out := make([]Value, len(names))
+	out := make([]value, len(names))
 	for i, n := range names {
 		out[i] = st.reqEntryLocked(st.reqs[n])
 	}
 	return array(out...)
 }
 
-func (st *state) sessionEntryLocked(ss *session, verbose bool) Value {
+func (st *state) sessionEntryLocked(ss *session, verbose bool) value {
 	needed := int64(0)
 	if len(ss.reqs) > 0 {
 		needed = 1
 	}
-	var reqs, regs []Value
+	var reqs, regs []value
 	for _, n := range ss.reqs {
 		if verbose {
 			rq := st.reqs[n]
@@ -673,7 +673,7 @@ func (st *state) sessionEntryLocked(ss *session, verbose bool) Value {
 		bulk("registrations"), array(regs...))
 }
 
-func cmdPyDumpSessions(s *Server, c *client, args [][]byte) Value {
+func cmdPyDumpSessions(s *Server, c *client, args [][]byte) value {
 	verbose, dead := false, false
 	var names []string
 	bySession := false
@@ -698,7 +698,7 @@ func cmdPyDumpSessions(s *Server, c *client, args [][]byte) Value {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if bySession {
-		out := make([]Value, len(names))
+		out := make([]value, len(names))
 		for i, n := range names {
 			if ss := st.sessions[n]; ss != nil && !dead {
 				out[i] = st.sessionEntryLocked(ss, verbose)
@@ -717,14 +717,14 @@ func cmdPyDumpSessions(s *Server, c *client, args [][]byte) Value {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	out := make([]Value, len(ids))
+	out := make([]value, len(ids))
 	for i, id := range ids {
 		out[i] = st.sessionEntryLocked(st.sessions[id], verbose)
 	}
 	return array(out...)
 }
 
-func cmdPyProfile(s *Server, c *client, args [][]byte) Value {
+func cmdPyProfile(s *Server, c *client, args [][]byte) value {
 	sub := strings.ToUpper(string(args[1]))
 	if sub != "STATS" && sub != "RESET" {
 		return errValue("Wrong subcommand given to RG.PYPROFILE")
@@ -746,11 +746,11 @@ func cmdPyProfile(s *Server, c *client, args [][]byte) Value {
 	return errValue("Error type: <class 'TypeError'>, Value: Cannot create or construct a <class 'pstats.Stats'> object from <cProfile.Profile object>")
 }
 
-func cmdConfigGet(s *Server, c *client, args [][]byte) Value {
+func cmdConfigGet(s *Server, c *client, args [][]byte) value {
 	return s.state.cfg.get(args[1:])
 }
 
-func cmdConfigSet(s *Server, c *client, args [][]byte) Value {
+func cmdConfigSet(s *Server, c *client, args [][]byte) value {
 	v, changed := s.state.cfg.set(args[1:])
 	if len(changed) > 0 {
 		if wk, err := s.worker(); err == nil {
@@ -762,7 +762,7 @@ func cmdConfigSet(s *Server, c *client, args [][]byte) Value {
 	return v
 }
 
-func cmdPause(s *Server, c *client, args [][]byte) Value {
+func cmdPause(s *Server, c *client, args [][]byte) value {
 	id, _ := canonicalID(string(args[1]))
 	s.state.mu.Lock()
 	r := s.state.regs[id]
@@ -777,7 +777,7 @@ func cmdPause(s *Server, c *client, args [][]byte) Value {
 	return errValue("Reader " + r.reader + " does not support " + verb)
 }
 
-func cmdClearStats(s *Server, c *client, args [][]byte) Value {
+func cmdClearStats(s *Server, c *client, args [][]byte) value {
 	st := s.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -789,7 +789,7 @@ func cmdClearStats(s *Server, c *client, args [][]byte) Value {
 	return status("OK")
 }
 
-func cmdPyExportReq(s *Server, c *client, args [][]byte) Value {
+func cmdPyExportReq(s *Server, c *client, args [][]byte) value {
 	st := s.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -800,10 +800,10 @@ func cmdPyExportReq(s *Server, c *client, args [][]byte) Value {
 	return array(st.reqEntryLocked(rq), array())
 }
 
-func cmdPyImportReq(s *Server, c *client, args [][]byte) Value {
+func cmdPyImportReq(s *Server, c *client, args [][]byte) value {
 	return errValue("ERR gearstest: RG.PYIMPORTREQ is not supported (install requirements with RG.PYEXECUTE ... REQUIREMENTS)")
 }
 
-func cmdDumpPlugins(s *Server, c *client, args [][]byte) Value {
+func cmdDumpPlugins(s *Server, c *client, args [][]byte) value {
 	return array(array(bulk("GearsPythonPlugin"), integer(10213)))
 }

@@ -113,13 +113,16 @@ func Start(opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	if err = s.startWorker(); err != nil {
+		s.wg.Wait() // the dead worker's reader goroutines
 		s.st.close()
 		_ = os.RemoveAll(s.tmp)
 		return nil, err
 	}
 	s.ln, err = net.Listen("tcp", o.addr)
 	if err != nil {
+		s.closed.Store(true)
 		s.shutdownWorker()
+		s.wg.Wait()
 		s.st.close()
 		_ = os.RemoveAll(s.tmp)
 		return nil, fmt.Errorf("gearstest: listen %s: %w", o.addr, err)

@@ -60,7 +60,7 @@ type registration struct {
 	mode    string
 	trigger string
 	inorder bool
-	steps   Value
+	steps   value
 	sess    *session
 	order   sync.Mutex // held by a running execution of an inorder registration
 
@@ -74,9 +74,9 @@ type execution struct {
 	id         string
 	num        int64
 	status     string
-	results    []Value
-	errors     []Value
-	steps      Value
+	results    []value
+	errors     []value
+	steps      value
 	registered bool
 	trigger    bool
 	start      time.Time
@@ -179,7 +179,7 @@ func (st *state) compactLocked() {
 }
 
 // newRunExecution creates the execution of a run() inside a script (`newexec`).
-func (st *state) newRunExecution(steps Value) string {
+func (st *state) newRunExecution(steps value) string {
 	e := &execution{num: st.newEPID(), status: "running", steps: steps, start: time.Now(), done: make(chan struct{})}
 	e.id = makeID(e.num)
 	st.addExecution(e)
@@ -187,7 +187,7 @@ func (st *state) newRunExecution(steps Value) string {
 }
 
 // runDone records the end of a run() execution (`execdone`).
-func (st *state) runDone(id, status string, records, errs Value) {
+func (st *state) runDone(id, status string, records, errs value) {
 	st.mu.Lock()
 	e := st.execs[id]
 	if e == nil || e.finished {
@@ -280,7 +280,7 @@ func (st *state) restore(wk *workerProc) error {
 	sort.Slice(sessions, func(i, j int) bool { return sessions[i].seq < sessions[j].seq })
 	for _, ss := range sessions {
 		if len(ss.reqs) > 0 {
-			res, err := wk.request("reqs", nil, append([]Value{bulk("0")}, bulks(ss.reqs)...)...)
+			res, err := wk.request("reqs", nil, append([]value{bulk("0")}, bulks(ss.reqs)...)...)
 			if err != nil {
 				return err
 			}
@@ -300,22 +300,22 @@ func (st *state) restore(wk *workerProc) error {
 	return nil
 }
 
-func bulks(ss []string) []Value {
-	vs := make([]Value, len(ss))
+func bulks(ss []string) []value {
+	vs := make([]value, len(ss))
 	for i, s := range ss {
 		vs[i] = bulk(s)
 	}
 	return vs
 }
 
-func descValue(desc string, has bool) Value {
+func descValue(desc string, has bool) value {
 	if !has {
 		return nilValue()
 	}
 	return bulk(desc)
 }
 
-func resultArr(v Value) []Value {
+func resultArr(v value) []value {
 	if v.Kind == kindArray {
 		return v.Arr
 	}
@@ -323,7 +323,7 @@ func resultArr(v Value) []Value {
 }
 
 // resultText returns the error text of a `["err", text]` result.
-func resultText(v Value) string {
+func resultText(v value) string {
 	if r := resultArr(v); len(r) > 1 {
 		return r[1].String()
 	}
@@ -346,7 +346,7 @@ func (st *state) sortedRegsLocked() []*registration {
 
 // regEntry renders one RG.DUMPREGISTRATIONS entry (12 elements, or 10 without PD for
 // RG.PYDUMPSESSIONS VERBOSE).
-func (st *state) regEntryLocked(r *registration, withPD bool) Value {
+func (st *state) regEntryLocked(r *registration, withPD bool) value {
 	done := r.numSuccess + r.numFailures + r.numAborted
 	avg := 0.0
 	if done > 0 {
@@ -372,7 +372,7 @@ func (st *state) regEntryLocked(r *registration, withPD bool) Value {
 		bulk("lastError"), lastErr,
 		bulk("args"), array(bulk("trigger"), bulk(r.trigger), bulk("inorder"), integer(inorder)),
 	)
-	out := []Value{bulk("id"), bulk(r.id), bulk("reader"), bulk(r.reader), bulk("desc"), descValue(r.desc, r.hasDesc),
+	out := []value{bulk("id"), bulk(r.id), bulk("reader"), bulk(r.reader), bulk("desc"), descValue(r.desc, r.hasDesc),
 		bulk("RegistrationData"), data}
 	if withPD {
 		out = append(out, bulk("PD"), bulk(st.pdStringLocked(r.sess)))

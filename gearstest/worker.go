@@ -41,7 +41,7 @@ type workerProc struct {
 
 // pendingReq is a request sent to the worker that waits for its `done`.
 type pendingReq struct {
-	ch      chan Value // gets the result value; errWorkerDied is delivered as an error Value
+	ch      chan value // gets the result value; errWorkerDied is delivered as an error value
 	onYield func()     // called on `yield` (sync trigger waiting on a future)
 }
 
@@ -136,7 +136,7 @@ func (s *Server) spawnWorker() (*workerProc, error) {
 	})
 	if err := wk.send(bulk("init"), bulkBytes(init)); err != nil {
 		_ = cmd.Process.Kill()
-		return nil, fmt.Errorf("gearstest: python worker: %w", err)
+		return nil, fmt.Errorf("%w: %v", ErrWorkerStart, err)
 	}
 	return wk, nil
 }
@@ -259,10 +259,10 @@ func (s *Server) onWorkerExit(wk *workerProc) {
 }
 
 // send writes one protocol message.
-func (wk *workerProc) send(args ...Value) error {
+func (wk *workerProc) send(args ...value) error {
 	wk.wmu.Lock()
 	defer wk.wmu.Unlock()
-	buf := appendValue(make([]byte, 0, 128), Value{Kind: kindArray, Arr: args}, false)
+	buf := appendValue(make([]byte, 0, 128), value{Kind: kindArray, Arr: args}, false)
 	if _, err := wk.w.Write(buf); err != nil {
 		return err
 	}
@@ -281,34 +281,34 @@ func (wk *workerProc) sendRaw(b []byte) error {
 
 // request sends a message whose second element is a fresh rid and waits for its `done`.
 // onYield, when set, is called if the worker reports that the request waits on a future.
-func (s *Server) request(name string, onYield func(), args ...Value) (Value, error) {
+func (s *Server) request(name string, onYield func(), args ...value) (value, error) {
 	wk, err := s.worker()
 	if err != nil {
-		return Value{}, err
+		return value{}, err
 	}
 	return wk.request(name, onYield, args...)
 }
 
-func (wk *workerProc) request(name string, onYield func(), args ...Value) (Value, error) {
+func (wk *workerProc) request(name string, onYield func(), args ...value) (value, error) {
 	rid := wk.s.rid.Add(1)
-	pr := &pendingReq{ch: make(chan Value, 1), onYield: onYield}
+	pr := &pendingReq{ch: make(chan value, 1), onYield: onYield}
 	wk.mu.Lock()
 	if wk.dead {
 		wk.mu.Unlock()
-		return Value{}, errWorkerDied
+		return value{}, errWorkerDied
 	}
 	wk.pending[rid] = pr
 	wk.mu.Unlock()
-	msg := append([]Value{bulk(name), bulk(strconv.FormatInt(rid, 10))}, args...)
+	msg := append([]value{bulk(name), bulk(strconv.FormatInt(rid, 10))}, args...)
 	if err := wk.send(msg...); err != nil {
 		wk.mu.Lock()
 		delete(wk.pending, rid)
 		wk.mu.Unlock()
-		return Value{}, errWorkerDied
+		return value{}, errWorkerDied
 	}
 	v := <-pr.ch
 	if v.Kind == kindError {
-		return Value{}, errWorkerDied
+		return value{}, errWorkerDied
 	}
 	return v, nil
 }
@@ -353,14 +353,14 @@ func (wk *workerProc) readLoop(r *bufio.Reader) {
 	}
 }
 
-func (wk *workerProc) dispatch(m []Value) {
+func (wk *workerProc) dispatch(m []value) {
 	s := wk.s
 	defer func() {
 		if r := recover(); r != nil {
 			s.logf('#', "gearstest: bad message from python worker %q: %v", m[0].Str, r)
 		}
 	}()
-	arg := func(i int) Value {
+	arg := func(i int) value {
 		if i < len(m) {
 			return m[i]
 		}
@@ -474,7 +474,7 @@ func replyMsg(cid []byte, kind byte, raw []byte) []byte {
 // handleCall runs execute() for Python. It is done inline on the reader goroutine when the lock can be
 // had without waiting (the common case, and always for sync executions that already own it), else on
 // a goroutine, so that the reader never waits for a lock whose owner waits for a message.
-func (wk *workerProc) handleCall(cid []byte, token string, args []Value) {
+func (wk *workerProc) handleCall(cid []byte, token string, args []value) {
 	s := wk.s
 	tok := lockToken(token)
 	if len(args) == 0 {
