@@ -547,6 +547,14 @@ func cmdGetResultsBlocking(s *Server, c *client, args [][]byte) value {
 	if e == nil {
 		return errValue("execution plan does not exist")
 	}
+	if c.inExec {
+		select {
+		case <-e.done:
+		default:
+			// EXEC holds the "main thread": Redis refuses to block a client inside a transaction.
+			return errValue("Blocking module command called from transaction")
+		}
+	}
 	select {
 	case <-e.done:
 	case <-s.stop:
