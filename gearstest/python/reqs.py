@@ -70,6 +70,22 @@ def _safe(spec):
     return re.sub(r'[^A-Za-z0-9_.=<>!~,\-]', '_', spec)
 
 
+def _forget_older(spec, target):
+    # FORCE_REINSTALL_REQUIREMENTS: drop the older installs of spec from sys.path and the modules
+    # loaded from them, so the next import takes the new install (the real server resets the
+    # interpreter's module cache after a forced reinstall).
+    base = os.path.dirname(target)
+    olds = [d for d in glob.glob(os.path.join(base, glob.escape(_safe(spec)) + '_*')) if d != target]
+    for d in olds:
+        while d in sys.path:
+            sys.path.remove(d)
+        prefix = d + os.sep
+        for name, mod in list(sys.modules.items()):
+            f = getattr(mod, '__file__', None) or ''
+            if f.startswith(prefix):
+                del sys.modules[name]
+
+
 def ensure(specs, force, reqdir, warn):
     """Makes specs importable; returns the exec-style answer ["ok", [reqinfo...]] or ["err", text]."""
     infos = []
@@ -117,6 +133,8 @@ def ensure(specs, force, reqdir, warn):
                     warn('pip could not install %r (exit %d)' % (spec, p.returncode))
                     return [b'err', DOWNLOAD_FAILED]
                 open(os.path.join(target, '.gears-installed'), 'w').close()
+            if force:
+                _forget_older(spec, target)
             if target not in sys.path:
                 sys.path.append(target)
             info = [spec, target, _wheels(target), 1, 1]

@@ -751,6 +751,9 @@ def _base_globals():
             'runCoroutine': runCoroutine,
             'asyncio': asyncio,
             'copy': copy,
+            # GearsBuilder.py imports these at module level, so scripts see them too.
+            'Future': asyncio.Future,
+            'Thread': threading.Thread,
             'redisgears': redisgears_mod,
             'rg': redisgears_mod,
             'Log': _deprecated('Log', 'log', log),
