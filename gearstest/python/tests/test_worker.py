@@ -470,6 +470,36 @@ class RequirementsTest(WorkerTest):
         self.assertEqual(got, [b'err', b'Could not satisfy requirements (look at redis log file for more '
                                        b'information)'])
 
+    def test_install_local_wheel(self):
+        # No package index here: a wheel file is a pip requirement spec that installs offline.
+        import tempfile
+        import zipfile
+        d = tempfile.mkdtemp()
+        whl = os.path.join(d, 'gearstest_demo-0.1-py3-none-any.whl')
+        with zipfile.ZipFile(whl, 'w') as z:
+            z.writestr('gearstest_demo.py', 'VALUE = 42\n')
+            z.writestr('gearstest_demo-0.1.dist-info/METADATA',
+                       'Metadata-Version: 2.1\nName: gearstest-demo\nVersion: 0.1\n')
+            z.writestr('gearstest_demo-0.1.dist-info/WHEEL',
+                       'Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n')
+            z.writestr('gearstest_demo-0.1.dist-info/RECORD', '')
+        self.g.close()
+        self.g = FakeGo(reqdir=os.path.join(d, 'reqs'))
+        r = self.g.rid()
+        self.g.send([b'reqs', r, b'0', whl.encode()])
+        got = self.g.wait(r, timeout=170)
+        self.assertEqual(got[0], b'ok', self.g.stderr)
+        name, path, wheels, downloaded, installed = got[1][0]
+        self.assertEqual(name, whl.encode())
+        self.assertTrue(path.startswith(os.path.join(d, 'reqs').encode()), path)
+        self.assertEqual(wheels, [b'gearstest_demo-0.1-py3-none-any.whl'])
+        self.assertEqual((downloaded, installed), (1, 1))
+        self.assertEqual(self.g.exec_("import gearstest_demo\nassert gearstest_demo.VALUE == 42"), [b'ok', [], None])
+        # the same spec again is reused, not reinstalled
+        r = self.g.rid()
+        self.g.send([b'reqs', r, b'0', whl.encode()])
+        self.assertEqual(self.g.wait(r, timeout=60)[1][0][1], path)
+
     def test_missing_requirement_fails(self):
         r = self.g.rid()
         self.g.send([b'reqs', r, b'0', b'pip>=999'])
