@@ -345,14 +345,15 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 	st.mu.Unlock()
 
 	token, flags := c.token, ""
-	var onYield func()
-	var yielded atomic.Bool
+	var releaseEarly func()
+	var released atomic.Bool
 	if r.mode == "sync" {
 		if c.inExec {
-			flags = "m"
+			flags = "m" // EXEC keeps the lock for the whole transaction
 		} else {
-			onYield = func() {
-				if yielded.CompareAndSwap(false, true) {
+			// The lock goes on `yield` (the execution waits on a future) or as soon as `done` is read.
+			releaseEarly = func() {
+				if released.CompareAndSwap(false, true) {
 					s.lock.release(c.token)
 				}
 			}
@@ -371,12 +372,13 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 		// registration its own single worker thread).
 		r.order.Lock()
 	}
-	res, err := wk.request("trigger", onYield, msg...)
+	res, err := wk.request("trigger", releaseEarly, msg...)
 	if r.inorder && r.mode != "sync" {
 		r.order.Unlock()
 	}
-	if yielded.Load() {
-		held = false // released by onYield
+	if releaseEarly != nil {
+		releaseEarly() // a no-op unless the request failed before reaching the worker
+		held = false
 	}
 	var records, errs []value
 	if err != nil {

@@ -41,8 +41,11 @@ type workerProc struct {
 
 // pendingReq is a request sent to the worker that waits for its `done`.
 type pendingReq struct {
-	ch      chan value // gets the result value; errWorkerDied is delivered as an error value
-	onYield func()     // called on `yield` (sync trigger waiting on a future)
+	ch chan value // gets the result value; errWorkerDied is delivered as an error value
+	// release, when set, is called when the request stops needing the global lock its sender holds:
+	// on `yield` (a sync trigger waiting on a future) and on `done`, from the reader goroutine, so the
+	// next command gets the lock without waiting for the sender to be scheduled. It must be idempotent.
+	release func()
 }
 
 func (s *Server) pythonPath() (string, error) {
@@ -280,18 +283,18 @@ func (wk *workerProc) sendRaw(b []byte) error {
 }
 
 // request sends a message whose second element is a fresh rid and waits for its `done`.
-// onYield, when set, is called if the worker reports that the request waits on a future.
-func (s *Server) request(name string, onYield func(), args ...value) (value, error) {
+// release, when set, is called when the request no longer needs the global lock (see pendingReq).
+func (s *Server) request(name string, release func(), args ...value) (value, error) {
 	wk, err := s.worker()
 	if err != nil {
 		return value{}, err
 	}
-	return wk.request(name, onYield, args...)
+	return wk.request(name, release, args...)
 }
 
-func (wk *workerProc) request(name string, onYield func(), args ...value) (value, error) {
+func (wk *workerProc) request(name string, release func(), args ...value) (value, error) {
 	rid := wk.s.rid.Add(1)
-	pr := &pendingReq{ch: make(chan value, 1), onYield: onYield}
+	pr := &pendingReq{ch: make(chan value, 1), release: release}
 	wk.mu.Lock()
 	if wk.dead {
 		wk.mu.Unlock()
@@ -325,6 +328,9 @@ func (wk *workerProc) readLoop(r *bufio.Reader) {
 		wk.locks = map[string]int{}
 		wk.mu.Unlock()
 		for _, pr := range pending {
+			if pr.release != nil {
+				pr.release()
+			}
 			pr.ch <- errValue(errWorkerDied.Error())
 		}
 		for tok, n := range locks {
@@ -374,6 +380,9 @@ func (wk *workerProc) dispatch(m []value) {
 		delete(wk.pending, rid)
 		wk.mu.Unlock()
 		if pr != nil {
+			if pr.release != nil {
+				pr.release()
+			}
 			pr.ch <- arg(2)
 		}
 	case "yield":
@@ -381,8 +390,8 @@ func (wk *workerProc) dispatch(m []value) {
 		wk.mu.Lock()
 		pr := wk.pending[rid]
 		wk.mu.Unlock()
-		if pr != nil && pr.onYield != nil {
-			pr.onYield()
+		if pr != nil && pr.release != nil {
+			pr.release()
 		}
 	case "call":
 		wk.handleCall(arg(1).Str, arg(2).String(), m[min(3, len(m)):])
