@@ -111,6 +111,8 @@ _SYNTAX_37 = [
     (re.compile(r"^'yield' outside function$"), "'yield' outside function"),
     (re.compile(r"^'break' outside loop$"), "'break' outside loop"),
     (re.compile(r"^'continue' not properly in loop$"), "'continue' not properly in loop"),
+    (re.compile(r"^'continue' not supported inside 'finally' clause$"),
+     "'continue' not supported inside 'finally' clause"),
     (re.compile(r"^'await' outside"), "'await' outside function"),
     (re.compile(r"^cannot assign to (\w+)"), None),
     (re.compile(r"^Missing parentheses in call to '(print|exec)'"), None),

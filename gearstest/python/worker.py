@@ -25,6 +25,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import engine  # noqa: E402
+import py37  # noqa: E402
 import pyerrors  # noqa: E402
 import resp  # noqa: E402
 import runtime  # noqa: E402
@@ -334,7 +335,7 @@ class Worker(object):
         regids = [_s(x) for x in msg[8]] if len(msg) > 8 and msg[8] is not None else None
         if self.check37:
             try:
-                ast.parse(src, '<string>', 'exec', feature_version=(3, 7))
+                py37.check(ast.parse(src, '<string>', 'exec', feature_version=(3, 7)))
             except SyntaxError as e:
                 if e.msg and 'invalid syntax' not in e.msg:
                     self.warn('script is not valid Python 3.7 (line %s): %s' % (e.lineno, e.msg))

@@ -204,9 +204,16 @@ class ErrorsTest(WorkerTest):
                                                    'Exception: bad arg a\n']))
 
     def test_syntax_errors_use_37_wording(self):
-        for src in ['1defs + GearsBuilder().notexists()', 'def f(:', 'x = (f := 1)', 'def f(a, /): pass']:
+        for src, line in [('1defs + GearsBuilder().notexists()', 1), ('def f(:', 1), ('x = (f := 1)', 1),
+                          ('def f(a, /): pass', 1), ('@d[0]\ndef f(): pass', 1),
+                          ('def f(x):\n    return 1, *x', 2), ('f = lambda a, /: a', 1)]:
             self.assertEqual(self.g.exec_(src), [b'err', b"Error type: <class 'SyntaxError'>, Value: invalid "
-                                                         b"syntax (<string>, line 1)"], src)
+                                                         b"syntax (<string>, line %d)" % line], src)
+        self.assertEqual(self.g.exec_("for x in []:\n    try:\n        pass\n    finally:\n        continue"),
+                         [b'err', b"Error type: <class 'SyntaxError'>, Value: 'continue' not supported inside "
+                                  b"'finally' clause (<string>, line 5)"])
+        self.assertEqual(self.g.exec_("for x in []:\n    try:\n        continue\n    finally:\n        pass")[0],
+                         b'ok')
         self.assertEqual(self.g.exec_("x = 'abc")[1],
                          b"Error type: <class 'SyntaxError'>, Value: EOL while scanning string literal "
                          b"(<string>, line 1)")
