@@ -1,6 +1,3 @@
-// Package gearstest runs a RedisGears 1.2 compatible server for tests and local runs: a RESP front end
-// written in Go, a data store (an in-process miniredis, or an external Redis), and a real CPython worker
-// process that runs the gear functions. It is to RedisGears what miniredis is to Redis.
 package gearstest
 
 import (
