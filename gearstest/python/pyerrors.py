@@ -94,50 +94,81 @@ def error_text(exc):
 
 
 # Python 3.8+ wording -> Python 3.7 wording (RedisGears 1.2 embeds 3.7; gears-spec section 8).
-_SYNTAX_37 = [
+# Messages 3.7 also uses are kept; known rewordings are mapped back; anything else is 3.7's
+# catch-all "invalid syntax".
+_SAME_37 = (
+    'unexpected EOF while parsing', 'EOL while scanning string literal',
+    'EOF while scanning triple-quoted string literal', 'unexpected indent',
+    'unindent does not match any outer indentation level',
+    'inconsistent use of tabs and spaces in indentation', "'return' outside function",
+    "'yield' outside function", "'break' outside loop", "'continue' not properly in loop",
+    "'continue' not supported inside 'finally' clause", "'await' outside function",
+    "'await' outside async function", "'return' with value in async generator",
+    'iterable argument unpacking follows keyword argument unpacking',
+    'non-default argument follows default argument', 'Generator expression must be parenthesized',
+    'nonlocal declaration not allowed at module level',
+    'unexpected character after line continuation character', 'invalid character in identifier',
+    'positional argument follows keyword argument',
+    'positional argument follows keyword argument unpacking', 'keyword can\'t be an expression',
+    'named arguments must follow bare *', 'import * only allowed at module level',
+    'bytes can only contain ASCII literal characters.',
+)
+_PREFIX_37 = (
     (re.compile(r"^'.' was never closed$"), 'unexpected EOF while parsing'),
-    (re.compile(r"^unexpected EOF while parsing$"), 'unexpected EOF while parsing'),
     (re.compile(r"^unterminated string literal"), 'EOL while scanning string literal'),
-    (re.compile(r"^EOL while scanning string literal"), 'EOL while scanning string literal'),
-    (re.compile(r"^unterminated triple-quoted string literal"), 'EOF while scanning triple-quoted string literal'),
-    (re.compile(r"^EOF while scanning triple-quoted"), 'EOF while scanning triple-quoted string literal'),
+    (re.compile(r"^unterminated triple-quoted string literal"),
+     'EOF while scanning triple-quoted string literal'),
     (re.compile(r"^expected an indented block"), 'expected an indented block'),
-    (re.compile(r"^unexpected indent$"), 'unexpected indent'),
-    (re.compile(r"^unindent does not match any outer indentation level$"),
-     'unindent does not match any outer indentation level'),
-    (re.compile(r"^inconsistent use of tabs and spaces in indentation$"),
-     'inconsistent use of tabs and spaces in indentation'),
-    (re.compile(r"^'return' outside function$"), "'return' outside function"),
-    (re.compile(r"^'yield' outside function$"), "'yield' outside function"),
-    (re.compile(r"^'break' outside loop$"), "'break' outside loop"),
-    (re.compile(r"^'continue' not properly in loop$"), "'continue' not properly in loop"),
-    (re.compile(r"^'continue' not supported inside 'finally' clause$"),
-     "'continue' not supported inside 'finally' clause"),
-    (re.compile(r"^'await' outside"), "'await' outside function"),
-    (re.compile(r"^cannot assign to (\w+)"), None),
-    (re.compile(r"^Missing parentheses in call to '(print|exec)'"), None),
-]
+    (re.compile(r"^leading zeros in decimal integer literals"), 'invalid token'),
+    (re.compile(r"^keyword argument repeated"), 'keyword argument repeated'),
+    (re.compile(r"^'function call' is an illegal expression for augmented assignment$"),
+     "can't assign to function call"),
+    (re.compile(r"^'[^']+' is an illegal expression for augmented assignment$"),
+     'illegal expression for augmented assignment'),
+    (re.compile(r"^bytes can only contain ASCII literal characters"),
+     'bytes can only contain ASCII literal characters.'),
+    (re.compile(r"^duplicate argument '[^']*' in function definition$"), None),
+    (re.compile(r"^name '[^']*' is (parameter and global|parameter and nonlocal|assigned to before "
+                r"global declaration|used prior to global declaration)"), None),
+)
+_CANNOT = re.compile(r"^cannot (assign to|delete) (.+?)(?: here\. Maybe you meant .*)?$")
+_KEYWORDS = ('None', 'True', 'False', '__debug__')
 
 
-def syntax_message_37(msg):
+def syntax_message_37(msg, text=None):
     """Returns the Python 3.7 wording of a compile error message (default: invalid syntax)."""
-    for rx, repl in _SYNTAX_37:
-        m = rx.match(msg)
-        if not m:
-            continue
-        if repl is not None:
-            return repl
-        if msg.startswith('cannot assign'):
-            return "can't assign to %s" % m.group(1)
-        return msg.split('. Did you mean')[0] + '. Did you mean %s(...)?' % m.group(1)
+    if msg in _SAME_37:
+        return msg
+    for rx, repl in _PREFIX_37:
+        if rx.match(msg):
+            return msg if repl is None else repl
+    m = _CANNOT.match(msg)
+    if m:
+        what = m.group(2)
+        if what in _KEYWORDS:
+            what = 'keyword'
+        elif what == 'expression':
+            what = 'operator'
+        return "can't %s %s" % (m.group(1), what)
+    if msg.startswith("Missing parentheses in call to 'exec'"):
+        return "Missing parentheses in call to 'exec'"
+    m = re.match(r"^Missing parentheses in call to '(print)'", msg)
+    if m:
+        # 3.7 suggests the call with the statement's own argument: print("x")
+        arg = '...'
+        line = (text or '').strip()
+        if line.startswith(m.group(1) + ' '):
+            arg = line[len(m.group(1)) + 1:].strip().rstrip(';').strip() or '...'
+        return "Missing parentheses in call to '%s'. Did you mean %s(%s)?" % (m.group(1), m.group(1), arg)
     return 'invalid syntax'
 
 
 def syntax_error_text(e):
     """Returns 'Error type: <class ...>, Value: <3.7 message> (<string>, line N)' for a compile error."""
-    msg = syntax_message_37(e.msg or '')
+    msg = syntax_message_37(e.msg or '', getattr(e, 'text', None))
     cls = type(e)
-    if msg == 'invalid syntax' or msg == 'unexpected EOF while parsing' or 'string literal' in msg:
+    if msg == 'invalid syntax' or msg == 'unexpected EOF while parsing' or 'string literal' in msg \
+            or msg == 'invalid token':
         cls = SyntaxError  # 3.7 raises plain SyntaxError for these
     elif msg in ('expected an indented block', 'unexpected indent',
                  'unindent does not match any outer indentation level'):
