@@ -332,7 +332,7 @@ func (s *Server) exec(conn redcon.Conn, c *client) {
 			q = q[1:]
 			continue
 		}
-		raw, err := be.do(args...)
+		raw, err := runNonBlocking(be.do, args)
 		if err != nil {
 			fail(err)
 			return

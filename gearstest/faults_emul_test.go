@@ -408,3 +408,26 @@ func lockedByExecution(s *Server) bool {
 	defer s.lock.mu.Unlock()
 	return strings.HasPrefix(s.lock.owner, "x") && s.lock.depth > 0
 }
+
+func TestBlockingCommandInsideTransactionDoesNotBlock(t *testing.T) {
+	srv := Run(t)
+	ctx := ctxT(t)
+	for _, proto := range []int{2, 3} {
+		rdb := newRDB(t, srv.Addr(), proto)
+		p := strconv.Itoa(proto)
+		require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE", "GB('CommandReader').register(trigger='tx"+p+"', mode='sync')").Val())
+		require.NoError(t, rdb.RPush(ctx, "l2"+p, "x").Err())
+		start := time.Now()
+		cmds, err := rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			pipe.BLPop(ctx, 0, "empty"+p, "l2"+p)
+			pipe.BLPop(ctx, 0, "empty"+p)
+			pipe.Do(ctx, "RG.TRIGGER", "tx"+p)
+			return nil
+		})
+		require.ErrorIs(t, err, redis.Nil)
+		assert.Less(t, time.Since(start), 2*time.Second)
+		assert.Equal(t, []string{"l2" + p, "x"}, cmds[0].(*redis.StringSliceCmd).Val())
+		assert.ErrorIs(t, cmds[1].Err(), redis.Nil)
+		assert.Equal(t, []any{"['tx" + p + "']"}, cmds[2].(*redis.Cmd).Val())
+	}
+}

@@ -307,3 +307,24 @@ func (s *store) loadCommands() {
 	}
 	s.commands = m
 }
+
+// runNonBlocking runs a command with do, in its non-blocking form when it is a blocking command (inside
+// a gear function or a transaction, where Redis does not block).
+func runNonBlocking(do func(...[]byte) ([]byte, error), args [][]byte) ([]byte, error) {
+	tries, fixed := nonBlocking(strings.ToUpper(string(args[0])), args)
+	switch {
+	case fixed != nil:
+		return fixed, nil
+	case tries != nil:
+		var raw []byte
+		var err error
+		for _, t := range tries {
+			raw, err = do(t...)
+			if err != nil || !isNilReply(raw) {
+				break
+			}
+		}
+		return raw, err
+	}
+	return do(args...)
+}

@@ -531,20 +531,7 @@ func (wk *workerProc) doCall(cid []byte, args [][]byte) {
 		}
 		do = sc.do
 	}
-	var raw []byte
-	var err error
-	if tries, fixed := nonBlocking(name, args); fixed != nil {
-		raw = fixed
-	} else if tries != nil {
-		for _, t := range tries {
-			raw, err = do(t...)
-			if err != nil || !isNilReply(raw) {
-				break
-			}
-		}
-	} else {
-		raw, err = do(args...)
-	}
+	raw, err := runNonBlocking(do, args)
 	if err != nil {
 		if sc != nil {
 			sc.close()
@@ -572,6 +559,9 @@ func (wk *workerProc) doCall(cid []byte, args [][]byte) {
 }
 
 func isNilReply(raw []byte) bool {
+	if len(raw) >= 3 && raw[0] == '_' {
+		return true // RESP3 null
+	}
 	return len(raw) >= 3 && (raw[0] == '$' || raw[0] == '*') && raw[1] == '-' && raw[2] == '1'
 }
 
