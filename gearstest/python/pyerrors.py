@@ -112,6 +112,7 @@ _SAME_37 = (
     'positional argument follows keyword argument unpacking', 'keyword can\'t be an expression',
     'named arguments must follow bare *', 'import * only allowed at module level',
     'bytes can only contain ASCII literal characters.',
+    'illegal expression for augmented assignment',
 )
 _PREFIX_37 = (
     (re.compile(r"^'.' was never closed$"), 'unexpected EOF while parsing'),
@@ -121,6 +122,8 @@ _PREFIX_37 = (
     (re.compile(r"^expected an indented block"), 'expected an indented block'),
     (re.compile(r"^leading zeros in decimal integer literals"), 'invalid token'),
     (re.compile(r"^keyword argument repeated"), 'keyword argument repeated'),
+    (re.compile(r"^parameter without a default follows parameter with a default$"),
+     'non-default argument follows default argument'),
     (re.compile(r"^'function call' is an illegal expression for augmented assignment$"),
      "can't assign to function call"),
     (re.compile(r"^'[^']+' is an illegal expression for augmented assignment$"),
