@@ -150,6 +150,11 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 				return
 			}
 		}
+	case "COMMAND":
+		if s.st.mini != nil {
+			s.command(conn, c, cmd.Args)
+			return
+		}
 	case "INFO":
 		if s.st.mini != nil {
 			s.info(conn, c, cmd.Args)

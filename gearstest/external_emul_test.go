@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,4 +102,24 @@ func TestStartErrors(t *testing.T) {
 	defer ln.Close()
 	_, err = Start(WithAddr(ln.Addr().String()), WithLogger(nil))
 	require.ErrorContains(t, err, "address already in use")
+}
+
+func TestRedisCLI(t *testing.T) {
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Skip("redis-cli is not installed (apt-get install -y redis-tools); skipping")
+	}
+	srv := Run(t)
+	host, port, _ := net.SplitHostPort(srv.Addr())
+	// Piped commands make redis-cli read the command table first (COMMAND DOCS), which must not trip it.
+	cmd := exec.Command(cli, "-h", host, "-p", port)
+	cmd.Stdin = strings.NewReader("RG.PYEXECUTE \"GB('CommandReader').register(trigger='cli')\"\nRG.TRIGGER cli a\nCOMMAND COUNT\nMULTI\nBLPOP nothing 0\nEXEC\n")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	require.Len(t, lines, 6, "%s", out)
+	assert.Equal(t, "OK", lines[0])
+	assert.Equal(t, "['cli', 'a']", lines[1])
+	assert.Regexp(t, `^\d+$`, lines[2])
+	assert.Equal(t, []string{"OK", "QUEUED", ""}, lines[3:])
 }

@@ -78,7 +78,8 @@ type Server struct {
 	rid     atomic.Int64  // request ids sent to the worker
 	nextCid atomic.Int64  // client connection ids
 
-	bridges bridges // Pub/Sub connections, detached from the command loop
+	bridges  bridges      // Pub/Sub connections, detached from the command loop
+	commands commandTable // COMMAND replies for the in-process store
 
 	wg   sync.WaitGroup // every goroutine the server owns
 	stop chan struct{}  // closed by Close
