@@ -27,6 +27,33 @@ type store struct {
 
 	cmdOnce  sync.Once
 	commands map[string]bool // lower-cased command names of an external Redis
+
+	stopClock chan struct{} // closed by close; ends runClock (in-process store only)
+	clockDone chan struct{} // closed when runClock has returned
+}
+
+// clockTick is how often the in-process store's clock advances. miniredis only counts TTLs down when
+// told to (FastForward), so without this nothing would ever expire; 20 ms keeps expiry within a tick
+// of real time, as Redis' own active expiry is (it runs 10 times a second).
+const clockTick = 20 * time.Millisecond
+
+// runClock advances miniredis' clock with the wall clock until stopClock is closed, so keys expire
+// in real time as they do on a real Redis.
+func (s *store) runClock() {
+	defer close(s.clockDone)
+	t := time.NewTicker(clockTick)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-s.stopClock:
+			return
+		case now := <-t.C:
+			s.mini.SetTime(now)
+			s.mini.FastForward(now.Sub(last))
+			last = now
+		}
+	}
 }
 
 // storeConn is one connection to the data store. It is used by one goroutine at a time.
@@ -48,6 +75,10 @@ func newStore(redisURL string) (*store, error) {
 		}
 		s.mini = m
 		s.addr = m.Addr()
+		m.SetTime(time.Now())
+		s.stopClock = make(chan struct{})
+		s.clockDone = make(chan struct{})
+		go s.runClock()
 		return s, nil
 	}
 	addr := redisURL
@@ -81,6 +112,8 @@ func (s *store) close() {
 			sc.close()
 		default:
 			if s.mini != nil {
+				close(s.stopClock)
+				<-s.clockDone
 				s.mini.Close()
 			}
 			return
