@@ -150,6 +150,21 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 				return
 			}
 		}
+	case "PING":
+		// Answered here (under the lock, as Redis' main thread answers it), without a store round trip.
+		switch len(cmd.Args) {
+		case 1:
+			s.lock.acquire(c.token)
+			s.lock.release(c.token)
+			conn.WriteString("PONG")
+		case 2:
+			s.lock.acquire(c.token)
+			s.lock.release(c.token)
+			conn.WriteBulk(cmd.Args[1])
+		default:
+			conn.WriteError("ERR wrong number of arguments for 'ping' command")
+		}
+		return
 	case "COMMAND":
 		if s.st.mini != nil {
 			s.command(conn, c, cmd.Args)
