@@ -440,9 +440,13 @@ class Worker(object):
 
     def on_trigger(self, msg, nested):
         reg = self.regs.get(_s(msg[2]))
+        if reg is None and len(msg) > 6:
+            # Go resolved the trigger name just before an UPGRADE/REPLACE_WITH committed here. A real
+            # server resolves the name on its main thread, so a call meets the old or the new code,
+            # never neither: resolve the name again against what is registered now.
+            reg = self.triggers.get(_s(msg[6]))
         if reg is None:
-            self.send([b'done', msg[1], [b'ok', resp.records_raw([]),
-                                         ['trigger registration %s does not exist' % _s(msg[2])]]])
+            self.send([b'done', msg[1], [b'ok', resp.records_raw([]), ['ERR subcommand not found']]])
             return
         if nested or reg.slow:
             self.pool.submit(self.run_trigger, reg, msg, False)
