@@ -678,7 +678,7 @@ func (st *state) sessionEntryLocked(ss *session, verbose bool) value {
 		}
 	}
 	return array(bulk("ID"), bulk(ss.id), bulk("sessionDescription"), descValue(ss.desc, ss.hasDesc),
-		bulk("refCount"), integer(1), bulk("linked"), bulk("primary"), bulk("dead"), bulk("false"),
+		bulk("refCount"), integer(ss.refCount()), bulk("linked"), bulk("primary"), bulk("dead"), bulk("false"),
 		bulk("requirementInstallationNeeded"), integer(needed), bulk("requirements"), array(reqs...),
 		bulk("registrations"), array(regs...))
 }

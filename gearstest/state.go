@@ -52,6 +52,12 @@ type session struct {
 	upgraded bool
 }
 
+// refCount is the session's reference count as RedisGears shows it: every registered flat execution
+// plan holds one reference to its session (PythonSessionCtx_ShallowCopyWithFep).
+func (ss *session) refCount() int64 {
+	return max(int64(len(ss.regIDs)), 1)
+}
+
 type registration struct {
 	id      string
 	reader  string
@@ -391,7 +397,8 @@ func (st *state) pdStringLocked(ss *session) string {
 	if ss.hasDesc {
 		desc = ss.desc
 	}
-	b.WriteString("{'sessionName':'" + ss.id + "', 'sessionDescription':'" + desc + "', 'refCount': 1, 'linkedTo': primary, 'dead': false, 'isInstallationNeeded':")
+	b.WriteString("{'sessionName':'" + ss.id + "', 'sessionDescription':'" + desc + "', 'refCount': " +
+		strconv.FormatInt(ss.refCount(), 10) + ", 'linkedTo': primary, 'dead': false, 'isInstallationNeeded':")
 	if len(ss.reqs) > 0 {
 		b.WriteString("1")
 	} else {
