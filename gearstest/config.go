@@ -140,21 +140,14 @@ func (c *config) intValue(name string) int64 {
 	return 0
 }
 
-// getForPython answers configGet()/gearsConfigGet(): the value as a string, or nil.
+// getForPython answers configGet()/gearsConfigGet(): the value as a string, or nil. As in RedisGears
+// 1.2 (redisgears_python.c configGet → GearsConfig_GetExtraConfigVals in src/config.c) only the extra
+// configuration dictionary is consulted: built-in settings such as MaxExecutions are None there.
 func (c *config) getForPython(name string) value {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if v, ok := c.extra[name]; ok {
 		return bulk(v)
-	}
-	if e, ok := c.entries[name]; ok {
-		switch {
-		case e.list != nil:
-			return bulk(strings.Join(e.list, " "))
-		case e.isInt:
-			return bulk(strconv.FormatInt(e.intVal, 10))
-		}
-		return bulk(e.strVal)
 	}
 	return nilValue()
 }

@@ -521,6 +521,10 @@ var stateChanging = map[string]bool{
 func (wk *workerProc) doCall(cid []byte, args [][]byte) {
 	s := wk.s
 	name := strings.ToUpper(string(args[0]))
+	if h, ok := rgCommands[name]; ok {
+		wk.doRGCall(cid, name, h, args)
+		return
+	}
 	var sc *storeConn
 	do := s.st.direct
 	if s.st.mini == nil {
@@ -556,6 +560,28 @@ func (wk *workerProc) doCall(cid []byte, args [][]byte) {
 		}
 	}
 	_ = wk.sendRaw(msg)
+}
+
+// doRGCall answers execute('RG.…') from a gear function. RedisModule_Call reaches module commands too,
+// so a function may read RG.CONFIGGET or RG.DUMPREGISTRATIONS; it runs under the global lock the caller
+// already holds. The commands that wait for executions or for the worker (RG.PYEXECUTE, RG.TRIGGER, …)
+// would wait on the very worker thread that asks, so they are refused with a clear error instead.
+func (wk *workerProc) doRGCall(cid []byte, name string, h *rgCommand, args [][]byte) {
+	if !h.checkArity(len(args)) {
+		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk("Invalid argument")))
+		return
+	}
+	if h.ownLocking {
+		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk("ERR gearstest: "+name+" can not be called with execute() from a gear function\r\n")))
+		return
+	}
+	v := h.fn(wk.s, &client{token: "x-execute"}, args)
+	raw := appendValue(nil, v, false)
+	if len(raw) > 0 && raw[0] == '-' {
+		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk(string(raw[1:len(raw)-2])+"\r\n")))
+		return
+	}
+	_ = wk.sendRaw(replyMsg(cid, 'v', raw))
 }
 
 func isNilReply(raw []byte) bool {
