@@ -145,3 +145,23 @@ GB('CommandReader').map(f).register(trigger='free', mode='async_local', convertT
 	}
 	assert.Greater(t, maxSeen, int64(1), "plain async_local executions run concurrently")
 }
+
+func TestDeadSessionsWhileExecutionsRun(t *testing.T) {
+	srv := Run(t)
+	ctx := ctxT(t)
+	rdb := newRDB(t, srv.Addr(), 2)
+	require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE", `
+import time
+GB('CommandReader').map(lambda x: time.sleep(0.6) or 'old').register(trigger='slowup')
+`, "ID", "up").Val())
+	res := make(chan any, 1)
+	go func() { res <- rdb.Do(ctx, "RG.TRIGGER", "slowup").Val() }()
+	time.Sleep(200 * time.Millisecond)
+	require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE", "GB('CommandReader').map(lambda x: 'new').register(trigger='slowup')", "ID", "up", "UPGRADE").Val())
+	assert.Equal(t, []any{[]any{"ID", "up", "sessionDescription", nil, "refCount", int64(1), "linked", "None", "dead", "true",
+		"requirementInstallationNeeded", int64(0), "requirements", []any{}, "registrations", []any{}}},
+		rdb.Do(ctx, "RG.PYDUMPSESSIONS", "DEAD").Val())
+	assert.Equal(t, []any{"old"}, <-res)
+	assert.Equal(t, []any{}, rdb.Do(ctx, "RG.PYDUMPSESSIONS", "DEAD").Val())
+	assert.Equal(t, []any{"new"}, rdb.Do(ctx, "RG.TRIGGER", "slowup").Val())
+}

@@ -280,6 +280,8 @@ func (st *state) commit(ss *session, old *session, regs []value) {
 			}
 		}
 		delete(st.sessions, old.id)
+		old.regIDs = nil
+		st.unlinkLocked(old)
 	}
 	st.sessSeq++
 	ss.seq = st.sessSeq
@@ -336,6 +338,9 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 		return errNonSyncInMulti
 	}
 	r.numTriggered++
+	if r.sess != nil {
+		r.sess.running++
+	}
 	e := &execution{num: st.epID, status: "running", trigger: true, start: time.Now(), done: make(chan struct{})}
 	st.epID++
 	e.id = makeID(e.num)
@@ -403,6 +408,12 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 	if st.execs[e.id] == e {
 		delete(st.execs, e.id)
 	}
+	if ss := r.sess; ss != nil {
+		ss.running--
+		if ss.dead && ss.running == 0 {
+			delete(st.dead, ss)
+		}
+	}
 	st.mu.Unlock()
 	close(e.done)
 	if len(errs) > 0 {
@@ -451,6 +462,7 @@ func cmdUnregister(s *Server, c *client, args [][]byte) value {
 		}
 		if len(ss.regIDs) == 0 && st.sessions[ss.id] == ss {
 			delete(st.sessions, ss.id)
+			st.unlinkLocked(ss)
 			dropSession = true
 		}
 	}
@@ -677,8 +689,12 @@ func (st *state) sessionEntryLocked(ss *session, verbose bool) value {
 			regs = append(regs, bulk(id))
 		}
 	}
+	linked, dead := "primary", "false"
+	if ss.dead {
+		linked, dead = "None", "true"
+	}
 	return array(bulk("ID"), bulk(ss.id), bulk("sessionDescription"), descValue(ss.desc, ss.hasDesc),
-		bulk("refCount"), integer(ss.refCount()), bulk("linked"), bulk("primary"), bulk("dead"), bulk("false"),
+		bulk("refCount"), integer(ss.refCount()), bulk("linked"), bulk(linked), bulk("dead"), bulk(dead),
 		bulk("requirementInstallationNeeded"), integer(needed), bulk("requirements"), array(reqs...),
 		bulk("registrations"), array(regs...))
 }
@@ -707,10 +723,18 @@ func cmdPyDumpSessions(s *Server, c *client, args [][]byte) value {
 	st := s.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	// DEAD lists the sessions that were replaced or unregistered while executions of theirs still ran.
+	pool := st.sessions
+	if dead {
+		pool = map[string]*session{}
+		for ss := range st.dead {
+			pool[ss.id] = ss
+		}
+	}
 	if bySession {
 		out := make([]value, len(names))
 		for i, n := range names {
-			if ss := st.sessions[n]; ss != nil && !dead {
+			if ss := pool[n]; ss != nil {
 				out[i] = st.sessionEntryLocked(ss, verbose)
 			} else {
 				out[i] = bulk("Session " + n + " does not exists")
@@ -718,18 +742,14 @@ func cmdPyDumpSessions(s *Server, c *client, args [][]byte) value {
 		}
 		return array(out...)
 	}
-	if dead {
-		// Replaced sessions are dropped at once here: no execution outlives its session in gearstest.
-		return array()
-	}
-	ids := make([]string, 0, len(st.sessions))
-	for id := range st.sessions {
+	ids := make([]string, 0, len(pool))
+	for id := range pool {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
 	out := make([]value, len(ids))
 	for i, id := range ids {
-		out[i] = st.sessionEntryLocked(st.sessions[id], verbose)
+		out[i] = st.sessionEntryLocked(pool[id], verbose)
 	}
 	return array(out...)
 }

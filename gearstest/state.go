@@ -39,23 +39,37 @@ type state struct {
 	execs     map[string]*execution
 	execOrder []*execution // creation order, for the MaxExecutions cap
 	reqs      map[string]*requirement
+	dead      map[*session]bool
 }
 
 type session struct {
-	id       string
-	desc     string
-	hasDesc  bool
-	reqs     []string
-	regIDs   []string
-	script   string
-	seq      int64
-	upgraded bool
+	id      string
+	desc    string
+	hasDesc bool
+	reqs    []string
+	regIDs  []string
+	script  string
+	seq     int64
+	running int64 // trigger executions in flight
+	dead    bool  // unlinked while executions still ran (RG.PYDUMPSESSIONS DEAD)
 }
 
 // refCount is the session's reference count as RedisGears shows it: every registered flat execution
 // plan holds one reference to its session (PythonSessionCtx_ShallowCopyWithFep).
 func (ss *session) refCount() int64 {
+	if ss.dead {
+		return ss.running
+	}
 	return max(int64(len(ss.regIDs)), 1)
+}
+
+// unlinkLocked retires a session that left the session dictionary: it stays listed as dead while
+// executions of its registrations still run.
+func (st *state) unlinkLocked(ss *session) {
+	if ss.running > 0 {
+		ss.dead = true
+		st.dead[ss] = true
+	}
 }
 
 type registration struct {
@@ -103,7 +117,7 @@ func newState(s *Server) *state {
 	return &state{
 		s: s, cfg: newConfig(),
 		sessions: map[string]*session{}, regs: map[string]*registration{}, triggers: map[string]*registration{},
-		execs: map[string]*execution{}, reqs: map[string]*requirement{},
+		execs: map[string]*execution{}, reqs: map[string]*requirement{}, dead: map[*session]bool{},
 	}
 }
 
