@@ -64,6 +64,16 @@ def _strip_carets(lines):
     return out
 
 
+def _no_suggestions():
+    # Python >= 3.12 appends "Did you mean: ...?" / "Did you forget to import ...?" to NameError,
+    # AttributeError and ImportError lines in traceback.format_exception; 3.7 never does.
+    if hasattr(traceback, '_compute_suggestion_error'):
+        traceback._compute_suggestion_error = lambda *args, **kwargs: None
+
+
+_no_suggestions()
+
+
 def traceback_lines(exc):
     """Returns traceback.format_exception lines for exc with the worker's own frames removed."""
     seen = set()
@@ -76,6 +86,11 @@ def traceback_lines(exc):
         seen.add(id(e))
         if e.__traceback__ is not None:
             e.__traceback__ = _clean_tb(e.__traceback__)
+        if isinstance(e, (NameError, AttributeError)) and getattr(e, 'name', None) is not None:
+            try:
+                e.name = None  # no "Did you mean"/"Did you forget to import" (Python >= 3.10)
+            except (AttributeError, TypeError):
+                pass
         stack.append(e.__cause__)
         stack.append(e.__context__)
     lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
