@@ -326,12 +326,9 @@ def _cache_get_idle_cap(timeout_ms):
     # callers get cache_get's own timeout error and the entry is cleaned up by us.
     idle = None
     try:
-        # RedisGears 1.2's configGet() only knows the "extra" (user-defined) settings; gearstest's
-        # also answers built-in ones. RG.CONFIGGET through execute() answers either way.
-        idle = configGet('ExecutionMaxIdleTime')
-        if idle is None:
-            idle = execute('RG.CONFIGGET', 'ExecutionMaxIdleTime')[0]
-        idle = int(idle)
+        # configGet() only knows the "extra" (user-defined) settings; the built-in one is read with
+        # RG.CONFIGGET, which execute() reaches like any other command.
+        idle = int(execute('RG.CONFIGGET', 'ExecutionMaxIdleTime')[0])
     except Exception:
         idle = None
     if idle is None or idle <= 0:

@@ -401,14 +401,15 @@ class CacheGetTest(unittest.TestCase):
         self.assertEqual(str(cm.exception), 'cache_get: GET %s: timed out after 0.35s' % url)
         self.assertTrue(any('capped to 350 ms' in m for _, m in self.rt.logs), self.rt.logs)
 
-    def test_timeout_cap_read_through_config_get(self):
-        # gearstest's configGet() also answers built-in settings.
+    def test_timeout_cap_read_through_rg_configget(self):
+        # The built-in setting comes from RG.CONFIGGET (configGet() knows only extra settings).
         self.rt.local.step = True  # as inside cache_get's step
         self.addCleanup(setattr, self.rt.local, 'step', False)
-        self.rt.config['ExecutionMaxIdleTime'] = '1000'
-        self.assertEqual(self.rt.g['_cache_get_idle_cap'](10000), 800)
-        self.rt.config.clear()
+        self.rt.config['ExecutionMaxIdleTime'] = '1000'  # an extra setting of that name is ignored
         self.assertEqual(self.rt.g['_cache_get_idle_cap'](10000), 4400)
+        self.rt.rg_config['ExecutionMaxIdleTime'] = 1000
+        self.assertEqual(self.rt.g['_cache_get_idle_cap'](10000), 800)
+        self.rt.rg_config['ExecutionMaxIdleTime'] = 5000
         self.rt.rg_config.clear()  # RG.CONFIGGET fails: RedisGears' default
         self.assertEqual(self.rt.g['_cache_get_idle_cap'](10000), 4400)
         self.assertEqual(self.rt.g['_cache_get_idle_cap'](300), 300)
