@@ -74,3 +74,50 @@ class Syntax37Test(unittest.TestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+RUNTIME_CASES = [
+    'failure',
+    '1/0',
+    "def f(x):\n    return x['a']\nf({})",
+    "int('a')",
+    '[][1]',
+    'None.foo',
+    'def f(a):\n    pass\nf(1, 2)',
+    "raise Exception('x')",
+    'import nosuchmodule_gears',
+    'x = {}\nx.append(1)',
+    "try:\n    1/0\nexcept Exception:\n    raise ValueError('v')",
+    "def g():\n    raise KeyError('k')\ndef f():\n    g()\nf()",
+    "class A(object):\n    notexist = 1\nA().notexists",
+    'import sys as s2\nsys',
+]
+
+
+class Traceback37Test(unittest.TestCase):
+    def test_runtime_tracebacks_match_python37(self):
+        py = find37()
+        if py is None:
+            self.skipTest('no Python 3.7 interpreter found (set PYTHON37)')
+        # The real server: PyRun_String(script, "<string>") then str(format_exception(...)) with
+        # only the script's frames (no harness frame above them).
+        code = ('import json, sys, traceback\nout = []\nfor src in json.load(sys.stdin):\n'
+                '    try:\n        exec(compile(src, "<string>", "exec"), {"__name__": "not_main"})\n'
+                '        out.append("OK")\n'
+                '    except Exception as e:\n'
+                '        tb = e.__traceback__.tb_next\n'
+                '        out.append(str(traceback.format_exception(type(e), e, tb)))\n'
+                'print(json.dumps(out))\n')
+        p = subprocess.run([py, '-c', code], input=json.dumps(RUNTIME_CASES).encode(),
+                           stdout=subprocess.PIPE, check=True)
+        want = json.loads(p.stdout.decode())
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from fakego import FakeGo
+        g = FakeGo()
+        try:
+            for i, (src, w) in enumerate(zip(RUNTIME_CASES, want)):
+                got = g.exec_(src, sid='s%d' % i)
+                self.assertEqual(got[0], b'err', src)
+                self.assertEqual(got[1].decode(), w, src)
+        finally:
+            g.close()
