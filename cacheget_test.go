@@ -627,44 +627,9 @@ func TestCacheGetFailures(t *testing.T) {
 	})
 }
 
-// cgRedisServer starts a redis-server on a free loopback port for the test and returns its URL, or ""
-// when there is no redis-server binary.
-func cgRedisServer(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return ""
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-	require.NoError(t, ln.Close())
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port})
-	defer c.Close()
-	require.Eventually(t, func() bool { return c.Ping(context.Background()).Err() == nil }, 10*time.Second, 20*time.Millisecond)
-	return "redis://127.0.0.1:" + port
-}
-
 func TestCacheGetExpiry(t *testing.T) {
 	ctx := context.Background()
-	var e *cgEnv
-	if os.Getenv("GEARS_ADDR") == "" {
-		// Expiry is Redis' own clock at work: gearstest's in-process store does not advance TTLs in real
-		// time, so this test gives gearstest a real Redis as its data store when one is installed.
-		if url := cgRedisServer(t); url != "" {
-			srv := gearstest.Run(t, gearstest.WithRedis(url))
-			t.Setenv("GEARS_ADDR", srv.Addr())
-		} else {
-			t.Log("no redis-server (apt-get install redis-server): using gearstest's in-process store")
-		}
-	}
-	e = cgStart(t, gears.CacheExpiry(500*time.Millisecond))
+	e := cgStart(t, gears.CacheExpiry(500*time.Millisecond))
 	o := cgNewOrigin(t)
 	url := o.URL + "/exp.png"
 
@@ -679,7 +644,7 @@ func TestCacheGetExpiry(t *testing.T) {
 	require.Eventually(t, func() bool {
 		n, err := e.rdb.Exists(ctx, e.key(url)).Result()
 		return err == nil && n == 0
-	}, 10*time.Second, 20*time.Millisecond, "the key never expired (gearstest's in-process store must advance TTLs in real time)")
+	}, 10*time.Second, 20*time.Millisecond, "the key never expired")
 	_, err = e.cache(ctx, url)
 	require.NoError(t, err)
 	assert.Equal(t, 2, o.requests("/exp.png"))
