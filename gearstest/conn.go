@@ -185,10 +185,7 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 			return
 		}
 	case "HELLO":
-		raw := s.forward(conn, c, name, cmd.Args)
-		if len(raw) > 0 && raw[0] != '-' && len(cmd.Args) > 1 {
-			c.resp3 = string(cmd.Args[1]) == "3"
-		}
+		s.hello(conn, c, cmd.Args)
 		return
 	}
 	if s.st.mini != nil && !s.st.knownCommand(name) {
@@ -462,4 +459,77 @@ func crlf(b []byte) []byte {
 		out = append(out, ch)
 	}
 	return out
+}
+
+// hello runs HELLO on the client's store connection (which switches its protocol and applies AUTH and
+// SETNAME) and remembers the client's protocol. The store's own reply is relayed for an external
+// Redis; for the in-process store it is replaced by what a RedisGears 1.2.13 server (Redis 7.0.15 with
+// the rg module) answers, since miniredis introduces itself under its own name and version.
+func (s *Server) hello(conn redcon.Conn, c *client, args [][]byte) {
+	be, err := s.backend(c)
+	if err != nil {
+		conn.WriteError("ERR gearstest: data store unavailable: " + err.Error())
+		return
+	}
+	s.lock.acquire(c.token)
+	raw, err := be.do(args...)
+	s.lock.release(c.token)
+	if err != nil {
+		be.close()
+		c.be = nil
+		conn.WriteError("ERR gearstest: data store: " + err.Error())
+		return
+	}
+	if len(raw) == 0 || raw[0] == '-' {
+		conn.WriteRaw(raw)
+		return
+	}
+	if len(args) > 1 {
+		c.resp3 = string(args[1]) == "3"
+	}
+	if s.st.mini == nil {
+		conn.WriteRaw(raw)
+		return
+	}
+	for i := 2; i+1 < len(args); i++ {
+		if strings.EqualFold(string(args[i]), "SETNAME") {
+			// miniredis accepts SETNAME in HELLO but ignores it.
+			_, _ = be.do([]byte("CLIENT"), []byte("SETNAME"), args[i+1])
+		}
+	}
+	proto := int64(2)
+	if c.resp3 {
+		proto = 3
+	}
+	kv := func(b []byte, k string, v value) []byte {
+		return appendValue(appendValue(b, bulk(k), c.resp3), v, c.resp3)
+	}
+	b := appendMapHeader(c.out[:0], 7, c.resp3)
+	b = kv(b, "server", bulk("redis"))
+	b = kv(b, "version", bulk("7.0.15"))
+	b = kv(b, "proto", integer(proto))
+	b = kv(b, "id", integer(c.id))
+	b = kv(b, "mode", bulk("standalone"))
+	b = kv(b, "role", bulk("master"))
+	b = appendValue(b, bulk("modules"), c.resp3)
+	b = append(b, "*1\r\n"...)
+	b = appendMapHeader(b, 4, c.resp3)
+	b = kv(b, "name", bulk("rg"))
+	b = kv(b, "ver", integer(10213))
+	b = kv(b, "path", bulk("/var/opt/redislabs/lib/modules/redisgears.so"))
+	b = kv(b, "args", array(bulk("Plugin"), bulk("/var/opt/redislabs/modules/rg/plugin/gears_python.so")))
+	c.out = b
+	conn.WriteRaw(b)
+}
+
+// appendMapHeader starts a map of n pairs: a RESP3 map, or a flat array of 2n elements for RESP2.
+func appendMapHeader(b []byte, n int, resp3 bool) []byte {
+	if resp3 {
+		b = append(b, '%')
+		b = strconv.AppendInt(b, int64(n), 10)
+	} else {
+		b = append(b, '*')
+		b = strconv.AppendInt(b, int64(2*n), 10)
+	}
+	return append(b, '\r', '\n')
 }

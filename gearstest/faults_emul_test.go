@@ -431,3 +431,21 @@ func TestBlockingCommandInsideTransactionDoesNotBlock(t *testing.T) {
 		assert.Equal(t, []any{"['tx" + p + "']"}, cmds[2].(*redis.Cmd).Val())
 	}
 }
+
+func TestHello(t *testing.T) {
+	srv := Run(t)
+	ctx := ctxT(t)
+	rdb := newRDB(t, srv.Addr(), 2)
+	v := rdb.Do(ctx, "HELLO", "3", "SETNAME", "me").Val()
+	m, ok := v.(map[any]any)
+	require.True(t, ok, "%#v", v)
+	assert.Equal(t, "redis", m["server"])
+	assert.Equal(t, "7.0.15", m["version"])
+	assert.Equal(t, int64(3), m["proto"])
+	assert.Equal(t, "me", rdb.Do(ctx, "CLIENT", "GETNAME").Val())
+	assert.EqualError(t, rdb.Do(ctx, "HELLO", "4").Err(), "NOPROTO unsupported protocol version")
+	v2 := newRDB(t, srv.Addr(), 2).Do(ctx, "HELLO", "2").Val()
+	arr, ok := v2.([]any)
+	require.True(t, ok, "%#v", v2)
+	assert.Equal(t, []any{"server", "redis", "version", "7.0.15", "proto", int64(2)}, arr[:6])
+}
