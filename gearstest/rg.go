@@ -341,7 +341,7 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 	if r.sess != nil {
 		r.sess.running++
 	}
-	e := &execution{num: st.epID, status: "running", trigger: true, start: time.Now(), done: make(chan struct{})}
+	e := &execution{num: st.epID, status: "running", trigger: true, regID: r.id, start: time.Now(), done: make(chan struct{})}
 	st.epID++
 	e.id = makeID(e.num)
 	st.execs[e.id] = e
@@ -386,10 +386,12 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 		held = false
 	}
 	var records, errs []value
+	aborted := false
 	if err != nil {
 		errs = []value{bulk(err.Error())}
 	} else if a := resultArr(res); len(a) >= 3 && a[0].String() == "ok" {
 		records, errs = a[1].Arr, a[2].Arr
+		aborted = len(a) >= 4 && a[3].String() == "aborted"
 	} else {
 		errs = []value{bulk(resultText(res))}
 	}
@@ -397,10 +399,15 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 	st.mu.Lock()
 	r.lastMS = ms
 	r.totalMS += ms
-	if len(errs) > 0 {
+	switch {
+	case aborted:
+		// An aborted execution (RG.ABORTEXECUTION, RG.UNREGISTER … ABORTPENDING) replies with the
+		// records it had, and counts as aborted (CommandReader_OnDone).
+		r.numAborted++
+	case len(errs) > 0:
 		r.numFailures++
 		r.lastError, r.hasLastError = errs[0].String(), true
-	} else {
+	default:
 		r.numSuccess++
 		r.hasLastError = false
 	}
@@ -451,6 +458,16 @@ func cmdUnregister(s *Server, c *client, args [][]byte) value {
 	if st.triggers[r.trigger] == r {
 		delete(st.triggers, r.trigger)
 	}
+	// ABORTPENDING (any other third argument is ignored, as in execution_plan.c) aborts the
+	// registration's executions that are still running; their callers get the records they had.
+	var abort []string
+	if len(args) == 3 && strings.EqualFold(string(args[2]), "abortpending") {
+		for eid, e := range st.execs {
+			if e.regID == id && !e.finished {
+				abort = append(abort, eid)
+			}
+		}
+	}
 	ss := r.sess
 	dropSession := false
 	if ss != nil {
@@ -473,6 +490,13 @@ func cmdUnregister(s *Server, c *client, args [][]byte) value {
 	if dropSession {
 		if _, err := s.request("dropsession", nil, bulk(ss.id)); err != nil {
 			s.logf('#', "gearstest: dropsession %s: %v", ss.id, err)
+		}
+	}
+	if len(abort) > 0 {
+		if wk, err := s.worker(); err == nil {
+			for _, eid := range abort {
+				_ = wk.send(bulk("abort"), bulk(eid))
+			}
 		}
 	}
 	return status("OK")

@@ -99,6 +99,7 @@ type execution struct {
 	steps      value
 	registered bool
 	trigger    bool
+	regID      string // the registration a trigger execution runs (RG.UNREGISTER … ABORTPENDING)
 	start      time.Time
 	dur        time.Duration
 	done       chan struct{}

@@ -550,7 +550,7 @@ class Worker(object):
             raw = resp.records_raw([])
             ctx.errors.append(error_text(e))
         if ctx.kind == 'trigger':
-            self.send([b'done', ctx.rid, [b'ok', raw, ctx.errors]])
+            self.send([b'done', ctx.rid, [b'ok', raw, ctx.errors, status]])
         else:
             self.send([b'execdone', ctx.execid, status, raw, ctx.errors])
             if ctx.run_future is not None:
