@@ -93,8 +93,20 @@ def traceback_lines(exc):
                 pass
         stack.append(e.__cause__)
         stack.append(e.__context__)
-    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-    return _strip_carets(lines)
+    lines = _strip_carets(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if lines and isinstance(exc, TypeError):
+        lines[-1] = _typeerror_37(lines[-1])
+    return lines
+
+
+_QUALNAME_CALL = re.compile(r'^TypeError: [\w.<>]+\.(\w+\(\) )')
+
+
+def _typeerror_37(line):
+    # Python >= 3.10 names functions by __qualname__ in call errors ("A.m() takes ...") and says
+    # "a real number" where 3.7 says "a number".
+    line = _QUALNAME_CALL.sub(r'TypeError: \1', line)
+    return line.replace(' a real number', ' a number')
 
 
 def error_text(exc):

@@ -30,6 +30,7 @@ class FakeGo(object):
         self.locks = []
         self.unlocks = []
         self.stderr = []
+        self.last_status = None
         self.next_id = 0
         self.next_exec = 0
         self.rids = itertools.count(1)
@@ -168,4 +169,10 @@ class FakeGo(object):
         return rid
 
     def trigger(self, regid, *args, **kw):
-        return self.wait(self.trigger_async(regid, *args, **kw))
+        """Triggers and returns ["ok", records, errors]; the end status goes to last_status."""
+        return self.wait_trigger(self.trigger_async(regid, *args, **kw))
+
+    def wait_trigger(self, rid, timeout=10):
+        got = self.wait(rid, timeout)
+        self.last_status = got[3] if len(got) > 3 else None
+        return got[:3]

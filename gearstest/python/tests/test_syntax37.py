@@ -91,6 +91,9 @@ RUNTIME_CASES = [
     "def g():\n    raise KeyError('k')\ndef f():\n    g()\nf()",
     "class A(object):\n    notexist = 1\nA().notexists",
     'import sys as s2\nsys',
+    'class A:\n    def m(self):\n        pass\nA().m(1)',
+    'def f():\n    def g():\n        pass\n    g(1)\nf()',
+    'int(None)',
 ]
 
 

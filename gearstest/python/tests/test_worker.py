@@ -88,6 +88,7 @@ class EncodingTest(WorkerTest):
         [reg] = self.register("GB('CommandReader').register(trigger='t', mode='sync')")
         self.assertEqual(reg, rid(1))
         self.assertEqual(self.g.trigger(reg, 't', 'foo', 'bar'), [b'ok', [b"['t', 'foo', 'bar']"], []])
+        self.assertEqual(self.g.last_status, b'done')
 
 
 class OperationsTest(WorkerTest):
@@ -389,7 +390,7 @@ class FutureTest(WorkerTest):
                               "    threading.Thread(target=resolve).start()\n    return fut\n"
                               "GB('CommandReader').map(f).map(lambda r: r + '!').register(trigger='fut', mode='sync')")
         r = self.g.trigger_async(reg, 'fut', 'a', execid=b'e1')
-        self.assertEqual(self.g.wait(r), [b'ok', [b'resolved a!'], []])
+        self.assertEqual(self.g.wait_trigger(r), [b'ok', [b'resolved a!'], []])
         self.assertEqual(self.g.yields, [r])
         self.assertEqual(self.g.trigger(reg, 'fut', 'bad'), [b'ok', [], [b'failed bad']])
 
@@ -431,7 +432,7 @@ class ConcurrencyTest(WorkerTest):
                               "GB('CommandReader').map(f).register(trigger='sl', mode='async')")
         t = time.time()
         rids = [self.g.trigger_async(reg, 'sl', str(i), execid=b'e%d' % i) for i in range(60)]
-        res = [self.g.wait(r) for r in rids]
+        res = [self.g.wait_trigger(r) for r in rids]
         self.assertLess(time.time() - t, 1.0)
         self.assertEqual(res[7], [b'ok', [b'7'], []])
 
@@ -444,7 +445,7 @@ class ConcurrencyTest(WorkerTest):
         s = self.g.trigger_async(slow, 'slow', execid=b'e1')
         self.assertEqual(self.g.trigger(fast, 'fast', execid=b'e2'), [b'ok', [b'v'], []])
         self.assertLess(time.time() - t, 0.4)
-        self.assertEqual(self.g.wait(s), [b'ok', [b'slow'], []])
+        self.assertEqual(self.g.wait_trigger(s), [b'ok', [b'slow'], []])
         # and the reading goes on afterwards
         self.assertEqual(self.g.trigger(fast, 'fast', execid=b'e3'), [b'ok', [b'v'], []])
 
@@ -462,6 +463,15 @@ class AbortTest(WorkerTest):
         time.sleep(0.2)
         self.g.send([b'abort', execid])
         self.assertEqual(self.g.wait_exec(execid.decode(), timeout=3), [b'aborted', [], []])
+
+
+    def test_abort_waiting_trigger(self):
+        [reg] = self.register("GB('CommandReader').map(lambda x: gearsFuture()).register(trigger='t')")
+        r = self.g.trigger_async(reg, 't', execid=b'e9')
+        time.sleep(0.2)
+        self.g.send([b'abort', b'e9'])
+        self.assertEqual(self.g.wait_trigger(r, timeout=3), [b'ok', [], []])
+        self.assertEqual(self.g.last_status, b'aborted')
 
 
 class RequirementsTest(WorkerTest):
