@@ -3,6 +3,7 @@ package gearstest
 import (
 	"bufio"
 	"context"
+	"math/rand"
 	"net"
 	"strconv"
 	"strings"
@@ -449,3 +450,42 @@ func TestHello(t *testing.T) {
 	require.True(t, ok, "%#v", v2)
 	assert.Equal(t, []any{"server", "redis", "version", "7.0.15", "proto", int64(2)}, arr[:6])
 }
+
+func TestGarbageInput(t *testing.T) {
+	srv := Run(t)
+	// Random bytes, and random mutations of valid commands, on many connections: the server must answer
+	// or close, never crash or hang.
+	valid := []string{
+		respCmd("RG.PYEXECUTE", "GB('CommandReader').register(trigger='g')"),
+		respCmd("RG.TRIGGER", "g", "a"), respCmd("SET", "k", "v"), respCmd("RG.DUMPREGISTRATIONS"),
+		"PING\r\n", respCmd("RG.GETEXECUTION", "x", "y", "z"), respCmd("MULTI"), respCmd("EXEC"),
+	}
+	rnd := newRand(1)
+	for i := 0; i < 150; i++ {
+		var payload []byte
+		if i%2 == 0 {
+			payload = make([]byte, 1+rnd.Intn(512))
+			for j := range payload {
+				payload[j] = byte(rnd.Intn(256))
+			}
+		} else {
+			payload = []byte(valid[rnd.Intn(len(valid))])
+			for k := 0; k < 1+rnd.Intn(3); k++ {
+				const alphabet = "*$\r\n-9:0 "
+				payload[rnd.Intn(len(payload))] = alphabet[rnd.Intn(len(alphabet))]
+			}
+		}
+		c, err := net.DialTimeout("tcp", srv.Addr(), time.Second)
+		require.NoError(t, err)
+		_ = c.SetDeadline(time.Now().Add(50 * time.Millisecond))
+		_, _ = c.Write(payload)
+		buf := make([]byte, 4096)
+		_, _ = c.Read(buf)
+		_ = c.Close()
+	}
+	rc := dialRaw(t, srv.Addr())
+	rc.send(t, "PING\r\n")
+	assert.Equal(t, "+PONG\r\n", rc.reply(t))
+}
+
+func newRand(seed int64) *rand.Rand { return rand.New(rand.NewSource(seed)) }
