@@ -489,3 +489,29 @@ func TestGarbageInput(t *testing.T) {
 }
 
 func newRand(seed int64) *rand.Rand { return rand.New(rand.NewSource(seed)) }
+
+func TestRestoreAfterPartialUnregister(t *testing.T) {
+	srv := Run(t)
+	ctx := ctxT(t)
+	rdb := newRDB(t, srv.Addr(), 2)
+	require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE", `
+GB('CommandReader').map(lambda x: 'one').register(trigger='one', mode='sync')
+GB('CommandReader').map(lambda x: 'two').register(trigger='two', mode='sync')
+`, "ID", "pair").Val())
+	regs := rdb.Do(ctx, "RG.DUMPREGISTRATIONS").Val().([]any)
+	require.Len(t, regs, 2)
+	first := regs[0].([]any)[1].(string)
+	require.Equal(t, "OK", rdb.Do(ctx, "RG.UNREGISTER", first).Val())
+	require.Equal(t, []any{"OK - value was saved in extra config dictionary"}, rdb.Do(ctx, "RG.CONFIGSET", "answer", "42").Val())
+
+	require.NoError(t, srv.KillWorker())
+	require.Eventually(t, func() bool {
+		v, err := rdb.Do(ctx, "RG.TRIGGER", "two").Result()
+		return err == nil && assert.ObjectsAreEqual([]any{"two"}, v)
+	}, 20*time.Second, 50*time.Millisecond)
+	assert.EqualError(t, rdb.Do(ctx, "RG.TRIGGER", "one").Err(), "ERR subcommand not found")
+	// The worker forgot the unregistered trigger too: it can be registered again.
+	require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE",
+		"GB('CommandReader').map(lambda x: configGet('answer')).register(trigger='one', mode='sync')").Val())
+	assert.Equal(t, []any{"42"}, rdb.Do(ctx, "RG.TRIGGER", "one").Val())
+}

@@ -159,6 +159,11 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) value {
 			st.recordReqs(r[1])
 		}
 	}
+	// The worker is fetched before the session lock: a restart restores sessions under that lock.
+	wk, err := s.worker()
+	if err != nil {
+		return errValue(err.Error())
+	}
 	st.sessMu.Lock()
 	locked := true
 	defer func() {
@@ -170,7 +175,7 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) value {
 	if errV != nil {
 		return *errV
 	}
-	res, err := s.request("exec", nil, bulk(id), descValue(desc, hasDesc), bulk(script), bulk(mode), replaced,
+	res, err := wk.request("exec", nil, bulk(id), descValue(desc, hasDesc), bulk(script), bulk(mode), replaced,
 		array(bulks(reqs)...), nilValue())
 	if err != nil {
 		return errValue(err.Error())
@@ -301,6 +306,7 @@ func (st *state) commit(ss *session, old *session, regs []value) {
 		}
 		ss.regIDs = append(ss.regIDs, r.id)
 	}
+	ss.origRegIDs = append([]string(nil), ss.regIDs...)
 	st.sessions[ss.id] = ss
 }
 
@@ -484,19 +490,19 @@ func cmdUnregister(s *Server, c *client, args [][]byte) value {
 		}
 	}
 	st.mu.Unlock()
-	if _, err := s.request("unregister", nil, bulk(id)); err != nil {
-		s.logf('#', "gearstest: unregister %s: %v", id, err)
-	}
-	if dropSession {
-		if _, err := s.request("dropsession", nil, bulk(ss.id)); err != nil {
-			s.logf('#', "gearstest: dropsession %s: %v", ss.id, err)
+	// While the worker restarts there is nothing to tell it: the restore reads the state changed above
+	// (both hold the session lock) and drops this registration itself.
+	if wk := s.currentWorker(); wk != nil {
+		if _, err := wk.request("unregister", nil, bulk(id)); err != nil {
+			s.logf('#', "gearstest: unregister %s: %v", id, err)
 		}
-	}
-	if len(abort) > 0 {
-		if wk, err := s.worker(); err == nil {
-			for _, eid := range abort {
-				_ = wk.send(bulk("abort"), bulk(eid))
+		if dropSession {
+			if _, err := wk.request("dropsession", nil, bulk(ss.id)); err != nil {
+				s.logf('#', "gearstest: dropsession %s: %v", ss.id, err)
 			}
+		}
+		for _, eid := range abort {
+			_ = wk.send(bulk("abort"), bulk(eid))
 		}
 	}
 	return status("OK")
@@ -613,7 +619,7 @@ func cmdAbortExecution(s *Server, c *client, args [][]byte) value {
 	running := !e.finished
 	s.state.mu.Unlock()
 	if running {
-		if wk, err := s.worker(); err == nil {
+		if wk := s.currentWorker(); wk != nil {
 			_ = wk.send(bulk("abort"), bulk(e.id))
 		}
 	}
@@ -806,8 +812,9 @@ func cmdConfigGet(s *Server, c *client, args [][]byte) value {
 
 func cmdConfigSet(s *Server, c *client, args [][]byte) value {
 	v, changed := s.state.cfg.set(args[1:])
+	// A restarting worker gets the whole configuration in its init message.
 	if len(changed) > 0 {
-		if wk, err := s.worker(); err == nil {
+		if wk := s.currentWorker(); wk != nil {
 			for _, kv := range changed {
 				_ = wk.send(bulk("config"), bulk(kv[0]), bulk(kv[1]))
 			}

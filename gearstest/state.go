@@ -43,15 +43,16 @@ type state struct {
 }
 
 type session struct {
-	id      string
-	desc    string
-	hasDesc bool
-	reqs    []string
-	regIDs  []string
-	script  string
-	seq     int64
-	running int64 // trigger executions in flight
-	dead    bool  // unlinked while executions still ran (RG.PYDUMPSESSIONS DEAD)
+	id         string
+	desc       string
+	hasDesc    bool
+	reqs       []string
+	regIDs     []string
+	script     string
+	seq        int64
+	origRegIDs []string // the ids of the registrations the script made, for restores
+	running    int64    // trigger executions in flight
+	dead       bool     // unlinked while executions still ran (RG.PYDUMPSESSIONS DEAD)
 }
 
 // refCount is the session's reference count as RedisGears shows it: every registered flat execution
@@ -289,7 +290,11 @@ func (st *state) abortAll() {
 
 // restore re-runs every committed session in a fresh worker, reusing the registration ids, so that
 // registrations survive a worker crash.
-func (st *state) restore(wk *workerProc) error {
+//
+// It runs under the session lock and calls publish (which makes wk the current worker) before letting
+// go of it, so that a PYEXECUTE or UNREGISTER either changes the state before the restore reads it, or
+// finds the new worker in place.
+func (st *state) restore(wk *workerProc, publish func() error) error {
 	st.sessMu.Lock()
 	defer st.sessMu.Unlock()
 	st.mu.Lock()
@@ -309,16 +314,32 @@ func (st *state) restore(wk *workerProc) error {
 				st.s.logf('#', "gearstest: restoring session %s: requirements: %s", ss.id, resultText(res))
 			}
 		}
+		// The script registers what it registered at first, so it gets all the original ids; the
+		// registrations unregistered since then are dropped again right after.
 		res, err := wk.request("exec", nil, bulk(ss.id), descValue(ss.desc, ss.hasDesc), bulk(ss.script),
-			bulk("restore"), nilValue(), array(bulks(ss.reqs)...), array(bulks(ss.regIDs)...))
+			bulk("restore"), nilValue(), array(bulks(ss.reqs)...), array(bulks(ss.origRegIDs)...))
 		if err != nil {
 			return err
 		}
 		if r := resultArr(res); len(r) == 0 || r[0].String() != "ok" {
 			st.s.logf('#', "gearstest: restoring session %s failed: %s", ss.id, resultText(res))
+			continue
+		}
+		st.mu.Lock()
+		var gone []value
+		for _, id := range ss.origRegIDs {
+			if st.regs[id] == nil {
+				gone = append(gone, bulk(id))
+			}
+		}
+		st.mu.Unlock()
+		if len(gone) > 0 {
+			if _, err := wk.request("unregister", nil, gone...); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	return publish()
 }
 
 func bulks(ss []string) []value {

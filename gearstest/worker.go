@@ -168,6 +168,15 @@ func (wk *workerProc) check() error {
 	return ErrWorkerStart
 }
 
+var errServerClosed = errors.New("ERR gearstest: server closed")
+
+// currentWorker returns the current worker, or nil while it restarts.
+func (s *Server) currentWorker() *workerProc {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.wk
+}
+
 // worker returns the current worker, waiting while it restarts.
 func (s *Server) worker() (*workerProc, error) {
 	for {
@@ -235,18 +244,26 @@ func (s *Server) onWorkerExit(wk *workerProc) {
 		for attempt := 0; !s.closed.Load(); attempt++ {
 			nw, err := s.spawnWorker()
 			if err == nil {
-				err = s.state.restore(nw)
-				if err == nil {
+				err = s.state.restore(nw, func() error {
 					s.wmu.Lock()
+					defer s.wmu.Unlock()
 					if s.closed.Load() {
-						// Close ran while we restored: it did not see this worker, so stop it here.
-						s.wmu.Unlock()
-						nw.stop()
-						return
+						return errServerClosed
 					}
 					s.wk = nw
-					s.wmu.Unlock()
+					// A CONFIGSET made after nw got its init message did not reach it.
+					for k, v := range s.state.cfg.pythonView() {
+						_ = nw.send(bulk("config"), bulk(k), bulk(fmt.Sprint(v)))
+					}
+					return nil
+				})
+				if err == nil {
 					s.logf('*', "gearstest: python worker restarted, sessions restored")
+					return
+				}
+				if errors.Is(err, errServerClosed) {
+					// Close ran while we restored: it did not see this worker, so stop it here.
+					nw.stop()
 					return
 				}
 				_ = nw.cmd.Process.Kill()
