@@ -316,10 +316,17 @@ var errNonSyncInMulti = errValue("ERR can not run a non-sync execution inside a 
 func cmdTrigger(s *Server, c *client, args [][]byte) value {
 	st := s.state
 	// Get the worker before taking the global lock: while it restarts, restoring sessions may run
-	// execute() at a script's top level, which needs the lock.
-	wk, err := s.worker()
-	if err != nil {
-		return errValue(err.Error())
+	// execute() at a script's top level, which needs the lock. EXEC already holds it: no waiting then.
+	var wk *workerProc
+	if c.inExec {
+		if wk = s.currentWorker(); wk == nil {
+			return errValue(errWorkerDied.Error())
+		}
+	} else {
+		var err error
+		if wk, err = s.worker(); err != nil {
+			return errValue(err.Error())
+		}
 	}
 	held := false
 	if !c.inExec {
