@@ -206,7 +206,7 @@ func (s *Server) Close() error {
 	return err
 }
 
-// KillWorker kills the Python worker with SIGKILL, as a crash would; the server restarts it and
+// KillWorker kills the Python worker (and what it started) with SIGKILL, as a crash would; the server restarts it and
 // restores the registered sessions. It is meant for fault-injection tests.
 func (s *Server) KillWorker() error {
 	s.wmu.Lock()
@@ -215,7 +215,7 @@ func (s *Server) KillWorker() error {
 	if wk == nil {
 		return errors.New("gearstest: no worker running")
 	}
-	return wk.cmd.Process.Kill()
+	return killGroup(wk.cmd)
 }
 
 // logf writes one line in Redis' log style: "<pid>:M 28 Nov 2026 18:00:00.000 * <msg>".

@@ -98,6 +98,7 @@ func (s *Server) spawnWorker() (*workerProc, error) {
 	cmd := exec.Command(py, "-u", filepath.Join(dir, "worker.py"))
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8")
+	ownProcessGroup(cmd)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, fmt.Errorf("gearstest: %w", err)
@@ -138,7 +139,7 @@ func (s *Server) spawnWorker() (*workerProc, error) {
 		"shard":   zeroShard,
 	})
 	if err := wk.send(bulk("init"), bulkBytes(init)); err != nil {
-		_ = cmd.Process.Kill()
+		_ = killGroup(cmd)
 		return nil, fmt.Errorf("%w: %v", ErrWorkerStart, err)
 	}
 	return wk, nil
@@ -212,7 +213,7 @@ func (wk *workerProc) stop() {
 	select {
 	case <-wk.exited:
 	case <-time.After(2 * time.Second):
-		_ = wk.cmd.Process.Kill()
+		_ = killGroup(wk.cmd)
 		<-wk.exited
 	}
 }
@@ -266,7 +267,7 @@ func (s *Server) onWorkerExit(wk *workerProc) {
 					nw.stop()
 					return
 				}
-				_ = nw.cmd.Process.Kill()
+				_ = killGroup(nw.cmd)
 			}
 			s.logf('#', "gearstest: restarting python worker: %v", err)
 			select {
@@ -364,7 +365,7 @@ func (wk *workerProc) readLoop(r *bufio.Reader) {
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !wk.s.closed.Load() {
 				wk.s.logf('#', "gearstest: reading from python worker: %v", err)
-				_ = wk.cmd.Process.Kill()
+				_ = killGroup(wk.cmd)
 			}
 			return
 		}
