@@ -50,13 +50,6 @@ func double(f float64) value {
 func nilValue() value           { return value{Kind: kindNil} }
 func nonNil(vs []value) []value { return append([]value{}, vs...) }
 
-func bulkOrNil(s string) value {
-	if s == "" {
-		return nilValue()
-	}
-	return bulk(s)
-}
-
 // String returns the textual content of a bulk, status or error value (and the decimal form of an integer).
 func (v value) String() string {
 	if v.Kind == kindInt {
