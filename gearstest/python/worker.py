@@ -222,6 +222,7 @@ class Worker(object):
         try:
             msg = resp.read_value(self.inp)
         except EOFError:
+            _dump_profile()
             os._exit(0)
         except (resp.ProtocolError, ValueError) as e:
             self.warn('skipping a broken message: %s' % e)
@@ -571,7 +572,39 @@ class Worker(object):
         self.send([b'done', rid, answer])
 
 
+# GEARS_PROFILE=<file>: profile every thread with cProfile and write the merged pstats to <file>
+# when stdin ends (for measurements only; it slows the worker down).
+_PROFILES = []
+
+
+def _enable_profile():
+    import cProfile
+
+    def start(*_):
+        sys.setprofile(None)
+        pr = cProfile.Profile()
+        _PROFILES.append(pr)
+        pr.enable()
+    threading.setprofile(start)
+    start()
+
+
+def _dump_profile():
+    path = os.environ.get('GEARS_PROFILE')
+    if not path or not _PROFILES:
+        return
+    import pstats
+    for pr in _PROFILES:
+        pr.disable()
+    st = pstats.Stats(_PROFILES[0])
+    for pr in _PROFILES[1:]:
+        st.add(pr)
+    st.dump_stats(path)
+
+
 def main():
+    if os.environ.get('GEARS_PROFILE'):
+        _enable_profile()
     # Keep the real stdin/stdout for the protocol only; user prints and child processes (pip)
     # get stderr and /dev/null instead, so they can never corrupt a frame.
     in_fd = os.dup(0)
