@@ -1,7 +1,9 @@
 """RESP2 framing for the Go <-> Python worker protocol (see PROTOCOL.md).
 
-Decoding reads from a binary buffered stream with readline()/read(); encoding builds bytes.
+Decoding reads from a binary buffered stream with readline()/read(), or from a Reader (own buffer over
+a file descriptor, index-based parsing: the worker's fast path); encoding builds bytes.
 """
+import os
 
 
 class Status(str):
@@ -25,8 +27,115 @@ MAX_BULK = 1 << 31
 MAX_ARRAY = 1 << 24
 
 
+class _Incomplete(Exception):
+    """The buffer ends inside the value; `need` is the buffer length that would let it go on."""
+
+    def __init__(self, need):
+        Exception.__init__(self)
+        self.need = need
+
+
+def _parse(buf, pos):
+    # Parses one value of buf at pos; returns (value, position after it). Same grammar and checks as
+    # read_value's line-based reading, with index arithmetic over one buffer instead of a readline()
+    # call per line (the worker's hot path: a trigger message is a dozen lines).
+    nl = buf.find(b'\n', pos)
+    if nl < 0:
+        raise _Incomplete(len(buf) + 1)
+    if nl == pos or buf[nl - 1] != 13:
+        raise ProtocolError('line without CRLF: %r' % buf[pos:nl + 1][:64])
+    t = buf[pos]
+    if t == 36:  # '$'
+        n = int(buf[pos + 1:nl - 1])
+        if n < 0:
+            return None, nl + 1
+        if n > MAX_BULK:
+            raise ProtocolError('bulk too long')
+        stop = nl + 1 + n
+        if stop + 2 > len(buf):
+            raise _Incomplete(stop + 2)
+        return buf[nl + 1:stop], stop + 2
+    if t == 42:  # '*'
+        n = int(buf[pos + 1:nl - 1])
+        if n < 0:
+            return None, nl + 1
+        if n > MAX_ARRAY:
+            raise ProtocolError('array too long')
+        out = []
+        p = nl + 1
+        for _ in range(n):
+            v, p = _parse(buf, p)
+            out.append(v)
+        return out, p
+    if t == 58:  # ':'
+        return int(buf[pos + 1:nl - 1]), nl + 1
+    if t == 43:  # '+'
+        return Status(buf[pos + 1:nl - 1].decode('utf-8', 'replace')), nl + 1
+    if t == 45:  # '-'
+        return Error(buf[pos + 1:nl - 1].decode('utf-8', 'replace')), nl + 1
+    raise ProtocolError('unknown type byte: %r' % buf[pos:nl + 1][:64])
+
+
+class Reader(object):
+    """Reads RESP2 values from a file descriptor through its own buffer (one os.read per burst).
+
+    before_block, when set, is called right before a read that may block (the buffer holds no
+    complete value), e.g. to flush output that was held back while buffered input was processed.
+    Only one thread may read at a time.
+    """
+
+    CHUNK = 1 << 16
+
+    def __init__(self, fd, before_block=None):
+        self.fd = fd
+        self.buf = b''
+        self.pos = 0
+        self.before_block = before_block
+
+    def read_value(self):
+        """Reads one value; raises EOFError at end of stream, ProtocolError/ValueError on a broken
+        value after skipping exactly what read_value() on a stream would have consumed."""
+        while True:
+            buf, pos = self.buf, self.pos
+            try:
+                v, self.pos = _parse(buf, pos)
+                return v
+            except _Incomplete as e:
+                self._fill(e.need)
+            except (ProtocolError, ValueError):
+                # Replay the line-based reader over the same bytes to skip what it would skip.
+                import io
+                f = io.BytesIO(buf[pos:])
+                try:
+                    read_value(f)
+                finally:
+                    self.pos = pos + f.tell()
+                raise ProtocolError('unparsable value')  # not reached: the replay raises
+
+    def _fill(self, need):
+        if self.pos:
+            self.buf = self.buf[self.pos:]
+            need -= self.pos
+            self.pos = 0
+        chunks = [self.buf]
+        have = len(self.buf)
+        while True:
+            if self.before_block is not None:
+                self.before_block()
+            data = os.read(self.fd, max(self.CHUNK, need - have))
+            if not data:
+                raise EOFError
+            chunks.append(data)
+            have += len(data)
+            if have >= need:
+                break
+        self.buf = b''.join(chunks)
+
+
 def read_value(f):
-    """Reads one RESP2 value from the binary stream f; raises EOFError at end of stream."""
+    """Reads one RESP2 value from the binary stream f (or a Reader); raises EOFError at end of stream."""
+    if type(f) is Reader:
+        return f.read_value()
     line = f.readline()
     if not line:
         raise EOFError

@@ -617,7 +617,7 @@ def main():
     # A short GIL switch interval lets the reading thread hand replies to waiting pool threads
     # quickly while others compute (GEARS_SWITCH_INTERVAL overrides it, for measurements).
     sys.setswitchinterval(float(os.environ.get('GEARS_SWITCH_INTERVAL', '0.0005')))
-    inp = os.fdopen(in_fd, 'rb', buffering=1 << 16)
+    inp = resp.Reader(in_fd)
     w = Worker(inp, out_fd)
     state.worker = w
     threading.Thread(target=w.watchdog, name='gears-watchdog', daemon=True).start()
