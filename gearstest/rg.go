@@ -164,19 +164,28 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) value {
 	if err != nil {
 		return errValue(err.Error())
 	}
-	st.sessMu.Lock()
+	// The script runs and commits as on Redis' main thread (RedisGearsPy_Execute runs it there, the
+	// apply of its registrations and their onRegistered included): under the global lock, owned by
+	// this connection's token, which the worker passes back on the script's own execute()/atomic()
+	// calls. The requirements above were installed without it, as the real server installs them in
+	// the background while the client is blocked.
+	tok := c.token
+	s.lockForScript(tok)
 	locked := true
-	defer func() {
+	unlock := func() {
 		if locked {
+			locked = false
 			st.sessMu.Unlock()
+			s.lock.release(tok)
 		}
-	}()
+	}
+	defer unlock()
 	mode, replaced, old, errV := st.sessionPlan(id, replaceWith, upgrade)
 	if errV != nil {
 		return *errV
 	}
 	res, err := wk.request("exec", nil, bulk(id), descValue(desc, hasDesc), bulk(script), bulk(mode), replaced,
-		array(bulks(reqs)...), nilValue())
+		array(bulks(reqs)...), nilValue(), bulk(tok))
 	if err != nil {
 		return errValue(err.Error())
 	}
@@ -196,8 +205,9 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) value {
 		st.commit(&session{id: id, desc: desc, hasDesc: hasDesc, reqs: reqs, script: script}, old, regs)
 		return status("OK")
 	}
-	st.sessMu.Unlock()
-	locked = false
+	// A run() the script started executes after the script returned, on the real server's thread
+	// pool: nobody waits for it under the lock.
+	unlock()
 	if execID.Kind != kindBulk {
 		return status("OK")
 	}
@@ -215,6 +225,23 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) value {
 	}
 	st.dropExecution(e)
 	return resultsAndErrors(e)
+}
+
+// lockForScript takes the global lock for tok, then the session lock. It only tries the session lock
+// while it holds the global one and else waits for the session lock holding nothing: a restore holds
+// the session lock while its scripts take the global lock per call, and RG.UNREGISTER inside
+// MULTI/EXEC takes the session lock under EXEC's global lock.
+func (s *Server) lockForScript(tok string) {
+	st := s.state
+	for {
+		s.lock.acquire(tok)
+		if st.sessMu.TryLock() {
+			return
+		}
+		s.lock.release(tok)
+		st.sessMu.Lock()
+		st.sessMu.Unlock() //nolint:staticcheck // only waiting for the holder to finish
+	}
 }
 
 // sessionPlan decides how a PYEXECUTE applies to the sessions: its exec mode, the session it replaces

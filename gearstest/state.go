@@ -317,7 +317,10 @@ func (st *state) restore(wk *workerProc, publish func() error) error {
 		// The script registers what it registered at first, so it gets all the original ids; the
 		// registrations unregistered since then are dropped again right after.
 		res, err := wk.request("exec", nil, bulk(ss.id), descValue(ss.desc, ss.hasDesc), bulk(ss.script),
-			bulk("restore"), nilValue(), array(bulks(ss.reqs)...), array(bulks(ss.origRegIDs)...))
+			bulk("restore"), nilValue(), array(bulks(ss.reqs)...), array(bulks(ss.origRegIDs)...),
+			// No lock token: the restore does not hold the global lock (commands keep running while
+			// the worker restarts), so the script's execute() calls lock per use.
+			bulk(""))
 		if err != nil {
 			return err
 		}

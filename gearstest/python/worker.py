@@ -334,6 +334,9 @@ class Worker(object):
         replaced = _s(msg[6])
         specs = [_s(x) for x in (msg[7] or [])]
         regids = [_s(x) for x in msg[8]] if len(msg) > 8 and msg[8] is not None else None
+        # The lock token Go holds the global lock for while the script runs and commits (empty: Go
+        # holds nothing, e.g. a restore; execute()/atomic() then lock per use).
+        lock_token = _s(msg[9]) if len(msg) > 9 and msg[9] is not None else ''
         if self.check37:
             try:
                 py37.check(ast.parse(src, '<string>', 'exec', feature_version=(3, 7)))
@@ -351,7 +354,7 @@ class Worker(object):
             return [b'err', 'Error type: %s, Value: %s' % (type(e), e)], None
         session = runtime.Session(sid, desc, specs)
         g = runtime.new_globals(session)
-        ctx = runtime.ExecCtx('script', session)
+        ctx = runtime.ExecCtx('script', session, lock_token)
         ctx.pending_regs = []
         if mode in ('upgrade', 'replace'):
             ctx.replaced = replaced if replaced is not None else sid
@@ -392,15 +395,16 @@ class Worker(object):
         # RG.PYEXECUTE replies (src/execution_plan.c FlatExecutionPlan_AddToRegisterDict).
         for r in pending:
             if r.on_registered is not None:
-                self.call_on_registered(r)
+                self.call_on_registered(r, lock_token)
         run = ctx.created_exec
         answer = [b'ok', [r.describe() for r in pending], run.execid if run is not None else None]
         if run is None:
             return answer, None
         return answer, lambda: self.pool.submit(self.run_execution, run)
 
-    def call_on_registered(self, reg):
-        ctx = runtime.ExecCtx('onregistered', reg.session)
+    def call_on_registered(self, reg, lock_token=''):
+        # Runs during the apply, while Go still holds the global lock for the script's token.
+        ctx = runtime.ExecCtx('onregistered', reg.session, lock_token)
         tok = CUR.set(ctx)
         try:
             reg.on_registered()

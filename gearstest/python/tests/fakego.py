@@ -157,9 +157,10 @@ class FakeGo(object):
     def rid(self):
         return b'%d' % next(self.rids)
 
-    def exec_(self, script, sid='s1', mode='create', replaced=None, desc=None, specs=(), regids=None):
+    def exec_(self, script, sid='s1', mode='create', replaced=None, desc=None, specs=(), regids=None,
+              token=''):
         rid = self.rid()
-        self.send([b'exec', rid, sid, desc, script, mode, replaced, list(specs), regids])
+        self.send([b'exec', rid, sid, desc, script, mode, replaced, list(specs), regids, token])
         return self.wait(rid)
 
     def trigger_async(self, regid, *args, execid='x', token='', flags=''):

@@ -313,6 +313,25 @@ class SessionTest(WorkerTest):
         self.assertEqual(r[0], b'ok')
         self.assertEqual(self.g.data.get(b'reg'), b'yes')
 
+    def test_script_calls_use_exec_token(self):
+        # Go holds the global lock for the exec's token while the script runs and commits: the
+        # script's execute()/atomic() and onRegistered pass it back; a thread the script starts
+        # (outside the execution) sends the empty token.
+        r = self.g.exec_("import threading\nexecute('set', 'a', '1')\nwith atomic():\n"
+                         "    execute('set', 'b', '2')\n"
+                         "def t():\n    execute('set', 'c', '3')\n"
+                         "th = threading.Thread(target=t)\nth.start()\nth.join()\n"
+                         "def f():\n    execute('set', 'd', '4')\n"
+                         "GB('CommandReader').register(trigger='t', onRegistered=f)", token='c7')
+        self.assertEqual(r[0], b'ok', r)
+        self.assertEqual(self.g.calls, [[b'c7', b'set', b'a', b'1'], [b'c7', b'set', b'b', b'2'],
+                                        [b'', b'set', b'c', b'3'], [b'c7', b'set', b'd', b'4']])
+        self.assertEqual((self.g.locks, self.g.unlocks), ([b'c7'], [b'c7']))
+        # Without a token (a restore) the script's calls lock per use, without the thread warning.
+        r = self.g.exec_("execute('set', 'e', '5')", sid='s2', mode='restore', regids=[])
+        self.assertEqual(r, [b'ok', [], None])
+        self.assertEqual(self.g.calls[-1], [b'', b'set', b'e', b'5'])
+
     def test_restore_reuses_ids(self):
         r = self.g.exec_("GB('CommandReader').register(trigger='t')", sid='s', mode='restore',
                          regids=[rid(7)])
