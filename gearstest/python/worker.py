@@ -11,6 +11,7 @@ requirement installs always run on the pool.
 """
 import ast
 import asyncio
+import collections
 import concurrent.futures
 import itertools
 import json
@@ -36,6 +37,9 @@ IDLE_TEXT = 'Execution max idle reached'
 
 # How long an inline execution may stay in user code before another thread takes over reading.
 STEAL_AFTER = float(os.environ.get('GEARS_STEAL_AFTER_MS', '10')) / 1000.0
+# How many triggers may run nested on the reading thread (see run_nested); beyond, they wait for it
+# to unwind (0: nothing nests, triggers read while an execution waits run after it).
+NEST_MAX = int(os.environ.get('GEARS_NEST_MAX', '32'))
 
 
 class Pool(object):
@@ -110,6 +114,8 @@ class Worker(object):
         self.exec_since = None
         self.exec_reg = None
         self.pool = Pool()
+        # Triggers read while the reading thread was nested NEST_MAX deep (see on_trigger).
+        self.deferred = collections.deque()
         self.reg_lock = threading.RLock()
         self.regs = {}
         self.triggers = {}
@@ -145,13 +151,29 @@ class Worker(object):
         role = getattr(tls, 'role', None)
         if role is not None:
             # Nested reading: while this thread holds the reader role it reads on until its answer.
+            # A trigger read meanwhile may run right here, on top of this one (see on_trigger),
+            # only while every execution on this thread waits for an execute() reply holding no lock.
+            prev_ok = tls.nest_ok
+            if parts[0] == b'call' and prev_ok is not False:
+                ctx = CUR.get()
+                tls.nest_ok = (ctx is not None and ctx.kind == 'trigger' and not ctx.multi
+                               and ctx.reg.mode != 'sync' and not getattr(tls, 'atomic_token', None))
+            else:
+                tls.nest_ok = False
             mu = self.mu
-            while slot[1] is None:
-                with mu:
-                    if self.role is not role:
-                        break
-                    self.exec_since = None
-                self.read_one(True)
+            deferred = self.deferred
+            try:
+                while slot[1] is None:
+                    with mu:
+                        if self.role is not role:
+                            break
+                        self.exec_since = None
+                    if deferred and tls.nest_ok and tls.nest_depth < NEST_MAX:
+                        self.run_deferred(deferred.popleft(), True)
+                        continue
+                    self.read_one(True)
+            finally:
+                tls.nest_ok = prev_ok
             with mu:
                 if self.role is role:
                     self.exec_since = time.monotonic()
@@ -179,6 +201,8 @@ class Worker(object):
             self.role = role
             self.exec_since = None
         tls.role = role
+        tls.nest_ok = None  # no execution waits below the serving loop
+        tls.nest_depth = 0
         try:
             mu = self.mu
             while True:
@@ -187,6 +211,9 @@ class Worker(object):
                         return
                     self.exec_since = None
                     self.exec_reg = None
+                if self.deferred:
+                    self.run_deferred(self.deferred.popleft(), False)
+                    continue
                 self.read_one(False)
         finally:
             tls.role = None
@@ -453,13 +480,56 @@ class Worker(object):
         if reg is None:
             self.send([b'done', msg[1], [b'ok', resp.records_raw([]), ['ERR subcommand not found']]])
             return
-        if nested or reg.slow:
+        if nested:
+            if tls.nest_ok and not reg.slow and not reg.steals and b'm' not in msg[5]:
+                if tls.nest_depth < NEST_MAX:
+                    self.run_nested(reg, msg)
+                else:
+                    # Too deep: run it on this thread once the stack unwinds a little. A pool
+                    # thread would cost more: it contends for the GIL with this busy thread.
+                    self.deferred.append((reg, msg))
+            else:
+                self.pool.submit(self.run_trigger, reg, msg, False)
+            return
+        if reg.slow:
             self.pool.submit(self.run_trigger, reg, msg, False)
             return
         with self.mu:
             self.exec_since = time.monotonic()
             self.exec_reg = reg
         self.run_trigger(reg, msg, True)
+
+    def run_deferred(self, item, nested):
+        reg, msg = item
+        if reg.slow or (nested and reg.steals):
+            self.pool.submit(self.run_trigger, reg, msg, False)
+        elif nested:
+            self.run_nested(reg, msg)
+        else:
+            with self.mu:
+                self.exec_since = time.monotonic()
+                self.exec_reg = reg
+            self.run_trigger(reg, msg, True)
+
+    def run_nested(self, reg, msg):
+        # Runs a trigger read while the executions below it on this thread wait for execute()
+        # replies (async ones, outside atomic(): they hold no lock the new one could need). It
+        # saves handing it to a pool thread and back, which costs more than the execution.
+        # Registrations that ever blocked the reader are not nested (they could delay the ones below).
+        role = tls.role
+        with self.mu:
+            prev_reg = self.exec_reg
+            self.exec_since = time.monotonic()
+            self.exec_reg = reg
+        tls.nest_depth += 1
+        try:
+            self.run_trigger(reg, msg, True)
+        finally:
+            tls.nest_depth -= 1
+            with self.mu:
+                if self.role is role:
+                    self.exec_since = None
+                    self.exec_reg = prev_reg
 
     def run_trigger(self, reg, msg, inline):
         ctx = runtime.ExecCtx('trigger', reg.session, _s(msg[4]), b'm' in msg[5])
