@@ -97,6 +97,9 @@ class Reader(object):
         value after skipping exactly what read_value() on a stream would have consumed."""
         while True:
             buf, pos = self.buf, self.pos
+            if pos >= len(buf):
+                self._fill(1)  # the usual case: every value read so far was handled
+                continue
             try:
                 v, self.pos = _parse(buf, pos)
                 return v
@@ -183,7 +186,10 @@ def encode(v, out):
     if t is list:
         out.append(b'*%d\r\n' % len(v))
         for x in v:
-            encode(x, out)
+            if type(x) is bytes:
+                out.append(b'$%d\r\n%s\r\n' % (len(x), x))
+            else:
+                encode(x, out)
         return out
     if isinstance(v, Raw):
         out.append(v)
