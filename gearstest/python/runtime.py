@@ -268,7 +268,10 @@ class GearsFuture(object):
     __slots__ = ('_ev', '_used', '_returned', 'value', 'failed', 'ctype')
 
     def __init__(self):
-        self._ev = threading.Event()
+        # A held lock is the unset event: release() sets it. Cheaper than threading.Event (a
+        # Condition in Python), which counts when a herd of waiters is resumed at once.
+        self._ev = threading.Lock()
+        self._ev.acquire()
         self._used = False
         self._returned = False
         self.value = None
@@ -283,7 +286,7 @@ class GearsFuture(object):
             raise error('Can not handle future untill it returned from the callback')
         self._used = True
         self.value = args[0]
-        self._ev.set()
+        self._set()
 
     def continueFailed(self, *args):
         if len(args) != 1:
@@ -293,16 +296,25 @@ class GearsFuture(object):
         self._used = True
         self.value = str(args[0])
         self.failed = True
-        self._ev.set()
+        self._set()
 
     def mark_returned(self):
         self._returned = True
 
+    def _set(self):
+        try:
+            self._ev.release()
+        except RuntimeError:  # already set (an abort's wake() raced a continueRun)
+            pass
+
     def wait(self, timeout):
-        return self._ev.wait(timeout)
+        if not self._ev.acquire(True, timeout):
+            return False
+        self._set()  # stays set
+        return True
 
     def wake(self):
-        self._ev.set()
+        self._set()
 
 
 GearsFuture.__name__ = 'Future'
