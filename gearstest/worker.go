@@ -398,10 +398,14 @@ func (wk *workerProc) dispatch(m []value) {
 		delete(wk.pending, rid)
 		wk.mu.Unlock()
 		if pr != nil {
+			// Hand the result over first, then release: the goroutine that the release wakes (the next
+			// command waiting for the global lock) then is the one the scheduler runs next, ahead of the
+			// requester's reply to its client, which is off that critical path. The requester releases
+			// too (idempotently) before it replies, so the lock is always free before the reply leaves.
+			pr.ch <- arg(2)
 			if pr.release != nil {
 				pr.release()
 			}
-			pr.ch <- arg(2)
 		}
 	case "yield":
 		rid, _ := strconv.ParseInt(arg(1).String(), 10, 64)
