@@ -482,11 +482,12 @@ func cmdDumpRegistrations(s *Server, c *client, args [][]byte) value {
 }
 
 // cmdUnregister implements RG.UNREGISTER. It takes the session lock but not the global lock: a
-// concurrent PYEXECUTE holds the session lock while its script may call execute().
+// restore holds the session lock while its scripts' execute() calls take the global lock.
 func cmdUnregister(s *Server, c *client, args [][]byte) value {
 	st := s.state
-	st.sessMu.Lock()
-	defer st.sessMu.Unlock()
+	if st.lockSessionsInExec(c) {
+		defer st.sessMu.Unlock()
+	}
 	id, ok := canonicalID(string(args[1]))
 	st.mu.Lock()
 	r := st.regs[id]
@@ -540,6 +541,25 @@ func cmdUnregister(s *Server, c *client, args [][]byte) value {
 		}
 	}
 	return status("OK")
+}
+
+// lockSessionsInExec takes the session lock for a command and reports whether it did. Inside
+// MULTI/EXEC, which holds the global lock, it never waits for a restore (whose scripts wait for the
+// global lock; the restore drops what was unregistered meanwhile when it publishes the worker) and
+// polls otherwise: the other holders (an RG.UNREGISTER outside EXEC, PYEXECUTE's checks) do not need
+// the global lock, and a PYEXECUTE holds the session lock only while it owns the global lock.
+func (st *state) lockSessionsInExec(c *client) bool {
+	if !c.inExec {
+		st.sessMu.Lock()
+		return true
+	}
+	for !st.sessMu.TryLock() {
+		if st.restoring.Load() > 0 {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
 }
 
 func cmdDumpExecutions(s *Server, c *client, args [][]byte) value {

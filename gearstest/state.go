@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,6 +29,9 @@ type state struct {
 	cfg *config
 
 	sessMu sync.Mutex // serializes RG.PYEXECUTE commits, RG.UNREGISTER and restores
+	// restoring is non-zero while a restore wants or holds sessMu (RG.UNREGISTER inside MULTI/EXEC
+	// must not wait for it: see cmdUnregister).
+	restoring atomic.Int32
 
 	mu        sync.Mutex // guards everything below
 	fepID     int64
@@ -293,8 +297,12 @@ func (st *state) abortAll() {
 //
 // It runs under the session lock and calls publish (which makes wk the current worker) before letting
 // go of it, so that a PYEXECUTE or UNREGISTER either changes the state before the restore reads it, or
-// finds the new worker in place.
-func (st *state) restore(wk *workerProc, publish func() error) error {
+// finds the new worker in place. publish runs final first, under the lock that guards the current
+// worker: an RG.UNREGISTER inside MULTI/EXEC does not wait for the session lock of a restore (the
+// restore's scripts take the global lock EXEC holds), and final drops what it removed meanwhile.
+func (st *state) restore(wk *workerProc, publish func(final func() error) error) error {
+	st.restoring.Add(1)
+	defer st.restoring.Add(-1)
 	st.sessMu.Lock()
 	defer st.sessMu.Unlock()
 	st.mu.Lock()
@@ -304,6 +312,7 @@ func (st *state) restore(wk *workerProc, publish func() error) error {
 	}
 	st.mu.Unlock()
 	sort.Slice(sessions, func(i, j int) bool { return sessions[i].seq < sessions[j].seq })
+	var restored []*session
 	for _, ss := range sessions {
 		if len(ss.reqs) > 0 {
 			res, err := wk.request("reqs", nil, append([]value{bulk("0")}, bulks(ss.reqs)...)...)
@@ -328,21 +337,38 @@ func (st *state) restore(wk *workerProc, publish func() error) error {
 			st.s.logf('#', "gearstest: restoring session %s failed: %s", ss.id, resultText(res))
 			continue
 		}
-		st.mu.Lock()
-		var gone []value
+		restored = append(restored, ss)
+	}
+	return publish(func() error { return st.dropGone(wk, restored) })
+}
+
+// dropGone tells a restored worker about the registrations (and sessions) unregistered since their
+// session was committed: the script registered them again under their original ids.
+func (st *state) dropGone(wk *workerProc, restored []*session) error {
+	var gone, dropped []value
+	st.mu.Lock()
+	for _, ss := range restored {
 		for _, id := range ss.origRegIDs {
 			if st.regs[id] == nil {
 				gone = append(gone, bulk(id))
 			}
 		}
-		st.mu.Unlock()
-		if len(gone) > 0 {
-			if _, err := wk.request("unregister", nil, gone...); err != nil {
-				return err
-			}
+		if st.sessions[ss.id] != ss {
+			dropped = append(dropped, bulk(ss.id))
 		}
 	}
-	return publish()
+	st.mu.Unlock()
+	if len(gone) > 0 {
+		if _, err := wk.request("unregister", nil, gone...); err != nil {
+			return err
+		}
+	}
+	for _, sid := range dropped {
+		if _, err := wk.request("dropsession", nil, sid); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func bulks(ss []string) []value {

@@ -245,11 +245,14 @@ func (s *Server) onWorkerExit(wk *workerProc) {
 		for attempt := 0; !s.closed.Load(); attempt++ {
 			nw, err := s.spawnWorker()
 			if err == nil {
-				err = s.state.restore(nw, func() error {
+				err = s.state.restore(nw, func(final func() error) error {
 					s.wmu.Lock()
 					defer s.wmu.Unlock()
 					if s.closed.Load() {
 						return errServerClosed
+					}
+					if err := final(); err != nil {
+						return err
 					}
 					s.wk = nw
 					// A CONFIGSET made after nw got its init message did not reach it.
