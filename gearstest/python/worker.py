@@ -3,7 +3,11 @@
 Started as `python3 -u worker.py` by gearstest; speaks the protocol of PROTOCOL.md on stdin/stdout.
 One thread at a time holds the reader role: it reads frames and dispatches them. Triggers run
 right on that thread (no thread switch on the hot path); while such an execution waits for an RPC
-reply, the thread keeps reading ("nested" reading) and dispatches everything else. If an execution
+reply, the thread keeps reading ("nested" reading) and dispatches everything else; a trigger read
+then runs right there too, on top of the waiting one, when every execution below it is an async one
+waiting for an execute() reply outside atomic() (so it holds no lock the new one could need), up to
+NEST_MAX deep (deeper ones wait in `deferred` for the stack to unwind); otherwise it goes to the pool.
+Frames go out through a combining writer (Worker.write). If an execution
 stays in user code longer than STEAL_AFTER (it blocks on I/O, sleeps, computes), a watchdog hands
 the reader role to a new thread, so nothing else stalls, and marks the registration slow: its later
 executions go straight to a pool of reusable threads that grows without bound. Scripts and
