@@ -193,7 +193,11 @@ func (s *Server) Close() error {
 		return nil
 	}
 	close(s.stop)
-	err := s.rc.Close()
+	// redcon's Close does nothing ("not serving") when its Serve goroutine has not started yet, which
+	// left that Serve accepting forever and Close waiting for it. Closing our listener ends a Serve
+	// that is running and one that starts later (its Accept fails with net.ErrClosed).
+	_ = s.rc.Close()
+	err := s.ln.Close()
 	s.bridges.closeAll()
 	s.shutdownWorker()
 	s.state.abortAll()
