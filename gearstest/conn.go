@@ -203,27 +203,36 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 // forward sends a data command to this client's store connection and relays the reply byte for byte.
 // Blocking commands run without the global lock so that they do not stall everybody else.
 func (s *Server) forward(conn redcon.Conn, c *client, name string, args [][]byte) []byte {
+	raw, ok := s.storeDo(conn, c, args, !mayBlock(name, args))
+	if ok {
+		conn.WriteRaw(raw)
+	}
+	return raw
+}
+
+// storeDo runs one command on this client's store connection, under the global lock when locked is
+// set, and returns its raw reply. When the store cannot be reached it writes the error to the client,
+// drops the broken connection and returns ok false.
+func (s *Server) storeDo(conn redcon.Conn, c *client, args [][]byte, locked bool) (raw []byte, ok bool) {
 	be, err := s.backend(c)
 	if err != nil {
 		conn.WriteError("ERR gearstest: data store unavailable: " + err.Error())
-		return nil
+		return nil, false
 	}
-	blocking := mayBlock(name, args)
-	if !blocking {
+	if locked {
 		s.lock.acquire(c.token)
 	}
-	raw, err := be.do(args...)
-	if !blocking {
+	raw, err = be.do(args...)
+	if locked {
 		s.lock.release(c.token)
 	}
 	if err != nil {
 		be.close()
 		c.be = nil
 		conn.WriteError("ERR gearstest: data store: " + err.Error())
-		return nil
+		return nil, false
 	}
-	conn.WriteRaw(raw)
-	return raw
+	return raw, true
 }
 
 func (c *client) resetMulti() {
@@ -398,11 +407,6 @@ func configGet(patterns [][]byte) value {
 // info answers INFO for the in-process store: miniredis' sections plus a Server section, which
 // clients read for redis_version.
 func (s *Server) info(conn redcon.Conn, c *client, args [][]byte) {
-	be, err := s.backend(c)
-	if err != nil {
-		conn.WriteError("ERR gearstest: data store unavailable: " + err.Error())
-		return
-	}
 	wantServer := len(args) == 1
 	storeArgs := args
 	for _, a := range args[1:] {
@@ -418,13 +422,8 @@ func (s *Server) info(conn redcon.Conn, c *client, args [][]byte) {
 			}
 		}
 	}
-	s.lock.acquire(c.token)
-	raw, err := be.do(storeArgs...)
-	s.lock.release(c.token)
-	if err != nil {
-		be.close()
-		c.be = nil
-		conn.WriteError("ERR gearstest: data store: " + err.Error())
+	raw, ok := s.storeDo(conn, c, storeArgs, true)
+	if !ok {
 		return
 	}
 	if len(raw) == 0 || raw[0] != '$' {
@@ -466,18 +465,8 @@ func crlf(b []byte) []byte {
 // Redis; for the in-process store it is replaced by what a RedisGears 1.2.13 server (Redis 7.0.15 with
 // the rg module) answers, since miniredis introduces itself under its own name and version.
 func (s *Server) hello(conn redcon.Conn, c *client, args [][]byte) {
-	be, err := s.backend(c)
-	if err != nil {
-		conn.WriteError("ERR gearstest: data store unavailable: " + err.Error())
-		return
-	}
-	s.lock.acquire(c.token)
-	raw, err := be.do(args...)
-	s.lock.release(c.token)
-	if err != nil {
-		be.close()
-		c.be = nil
-		conn.WriteError("ERR gearstest: data store: " + err.Error())
+	raw, ok := s.storeDo(conn, c, args, true)
+	if !ok {
 		return
 	}
 	if len(raw) == 0 || raw[0] == '-' {
@@ -494,7 +483,7 @@ func (s *Server) hello(conn redcon.Conn, c *client, args [][]byte) {
 	for i := 2; i+1 < len(args); i++ {
 		if strings.EqualFold(string(args[i]), "SETNAME") {
 			// miniredis accepts SETNAME in HELLO but ignores it.
-			_, _ = be.do([]byte("CLIENT"), []byte("SETNAME"), args[i+1])
+			_, _ = c.be.do([]byte("CLIENT"), []byte("SETNAME"), args[i+1])
 		}
 	}
 	proto := int64(2)
