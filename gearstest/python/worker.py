@@ -585,12 +585,7 @@ class Worker(object):
                         return
                     res = self.wait_pending(ctx, pending)
                     if res is None:
-                        gen.close()
-                        if ctx.aborted:
-                            self.finish(ctx, [], b'aborted')
-                        else:
-                            ctx.errors.append(IDLE_TEXT)
-                            self.finish(ctx, [], b'done')
+                        self.end_unresolved(ctx, gen)
                         return
                     pending = gen.send(res)
             except StopIteration as si:
@@ -609,14 +604,18 @@ class Worker(object):
         finally:
             CUR.reset(tok)
         if res is None:
-            gen.close()
-            if ctx.aborted:
-                self.finish(ctx, [], b'aborted')
-            else:
-                ctx.errors.append(IDLE_TEXT)
-                self.finish(ctx, [], b'done')
+            self.end_unresolved(ctx, gen)
             return
         self.drive(ctx, gen, res, False)
+
+    def end_unresolved(self, ctx, gen):
+        """Ends an execution whose wait ended without a value: aborted, or idle past ExecutionMaxIdleTime."""
+        gen.close()
+        if ctx.aborted:
+            self.finish(ctx, [], b'aborted')
+        else:
+            ctx.errors.append(IDLE_TEXT)
+            self.finish(ctx, [], b'done')
 
     def wait_pending(self, ctx, pending):
         """Waits for a future or coroutine; returns (OK, v), (ERR, text) or None (idle/abort)."""
