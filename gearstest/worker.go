@@ -600,7 +600,7 @@ func (wk *workerProc) doRGCall(cid []byte, name string, h *rgCommand, args [][]b
 		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk("ERR gearstest: "+name+" can not be called with execute() from a gear function\r\n")))
 		return
 	}
-	v := h.fn(wk.s, &client{token: "x-execute"}, args)
+	v := h.fn(wk.s, &client{}, args) // a RESP2 caller; the lock is the one the gear already holds
 	raw := appendValue(nil, v, false)
 	if len(raw) > 0 && raw[0] == '-' {
 		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk(string(raw[1:len(raw)-2])+"\r\n")))
