@@ -20,12 +20,19 @@
 #     threading.Lock cannot be pickled. Locks are created inside calls (per in-flight entry), never
 #     serialized. Cross-call state lives in plain dicts.
 #
+# Safety: any client that may call RG.TRIGGER chooses the URL, and the server sits inside a private
+# network. A download connects only to public addresses unless the allowlist names the host literally or
+# private networks are allowed (see "addresses" below); the check is on the address connected to, for
+# every redirect hop, on misses only (a hit is served without it).
+#
 # Valid Python 3.7 (RedisGears 1.2 embeds 3.7): no walrus, no positional-only parameters, no f-strings.
 
 import hashlib
+import ipaddress
+import socket
 import threading
 import time
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
@@ -35,6 +42,7 @@ CACHE_GET_EXPIRY_MS = 3600000
 CACHE_GET_TIMEOUT_MS = 10000
 CACHE_GET_MAX_BYTES = 33554432
 CACHE_GET_ALLOW_HOSTS = []
+CACHE_GET_ALLOW_PRIVATE_NETWORKS = False
 # --- end of cache_get settings ---
 
 # How many redirects a download follows; every hop is checked like the URL itself.
@@ -89,6 +97,18 @@ def _cache_get_host_allowed(host):
     return False
 
 
+def _cache_get_host_named(host):
+    # True when an allowlist entry names host literally (not through a wildcard): the one way, besides
+    # CACHE_GET_ALLOW_PRIVATE_NETWORKS, to fetch from a private address. A wildcard never does: who
+    # controls the DNS of *.example.com could point a name at 127.0.0.1.
+    host = host.lower().rstrip('.')
+    for allowed in CACHE_GET_ALLOW_HOSTS:
+        allowed = allowed.lower().rstrip('.')
+        if not allowed.startswith('*.') and host == allowed:
+            return True
+    return False
+
+
 def _cache_get_check_url(url):
     """Returns None when url may be fetched, else the reason it may not."""
     if not isinstance(url, str) or url == '':
@@ -118,6 +138,150 @@ def _cache_get_check_url(url):
     if not _cache_get_host_allowed(host):
         return 'host "%s" is not in the allowlist' % host
     return None
+
+
+# --- addresses: cache_get is not a door into the server's network ---
+#
+# Any client that may call RG.TRIGGER chooses the URL, and the server usually sits deep in a private
+# network. So by default a download may only connect to a public address: every address a host resolves
+# to is checked, the connection goes to the checked address itself (no second lookup that DNS rebinding
+# could answer differently), and so does every redirect hop. Refused, unless CACHE_GET_ALLOW_HOSTS names
+# the host literally or CACHE_GET_ALLOW_PRIVATE_NETWORKS is set:
+#
+# (network, what it is). Written out rather than taken from ipaddress' is_private/is_global, whose
+# answers changed between Python versions (3.7's miss some of these ranges).
+_CACHE_GET_NOT_PUBLIC = (
+    ('0.0.0.0/8', 'unspecified'),  # 0.0.0.0 connects to this host on Linux
+    ('10.0.0.0/8', 'private'),
+    ('100.64.0.0/10', 'shared'),
+    ('127.0.0.0/8', 'loopback'),
+    ('169.254.0.0/16', 'link-local'),  # cloud metadata endpoints (169.254.169.254) live here
+    ('172.16.0.0/12', 'private'),
+    ('192.0.0.0/24', 'IETF protocol assignments'),
+    ('192.0.2.0/24', 'documentation'),
+    ('192.168.0.0/16', 'private'),
+    ('198.18.0.0/15', 'benchmarking'),
+    ('198.51.100.0/24', 'documentation'),
+    ('203.0.113.0/24', 'documentation'),
+    ('224.0.0.0/4', 'multicast'),
+    ('240.0.0.0/4', 'reserved'),
+    ('255.255.255.255/32', 'broadcast'),
+    ('::/128', 'unspecified'),
+    ('::1/128', 'loopback'),
+    ('::/96', 'IPv4-compatible'),  # deprecated; no public host has one
+    ('64:ff9b:1::/48', 'local NAT64'),
+    ('100::/64', 'discard-only'),
+    ('2001:db8::/32', 'documentation'),
+    ('fc00::/7', 'unique-local'),
+    ('fe80::/10', 'link-local'),
+    ('fec0::/10', 'site-local'),
+    ('ff00::/8', 'multicast'),
+)
+# IPv6 ranges that carry an IPv4 address: that address is checked as well. (network, name, where the
+# IPv4 address sits: how far to shift the 128-bit value right).
+_CACHE_GET_V4_IN_V6 = (
+    ('::ffff:0:0/96', 'IPv4-mapped', 0),
+    ('64:ff9b::/96', 'NAT64', 0),
+    ('2002::/16', '6to4', 80),
+)
+
+
+def _cache_get_networks():
+    nets = _CACHE_GET_STATE.get('nets')
+    if nets is None:
+        # Parsed on first use, not at import: register() pickles this module's globals.
+        nets = ([(ipaddress.ip_network(n), what) for n, what in _CACHE_GET_NOT_PUBLIC],
+                [(ipaddress.ip_network(n), what, shift) for n, what, shift in _CACHE_GET_V4_IN_V6])
+        _CACHE_GET_STATE['nets'] = nets
+    return nets
+
+
+def _cache_get_not_public(addr):
+    """Returns why addr (an ipaddress address) is not public, e.g. 'loopback 127.0.0.0/8', else None."""
+    table, embedded = _cache_get_networks()
+    for net, what in table:
+        if addr.version == net.version and addr in net:
+            return '%s %s' % (what, net)
+    if addr.version == 6:
+        for net, what, shift in embedded:
+            if addr in net:
+                why = _cache_get_not_public(ipaddress.IPv4Address((int(addr) >> shift) & 0xffffffff))
+                if why is not None:
+                    return '%s %s' % (what, why)
+    return None
+
+
+def _cache_get_addrinfo(host, port, numeric):
+    # The one place cache_get resolves names (the harness stubs it). numeric: AI_NUMERICHOST, never DNS;
+    # it reads every spelling of an address (2130706433, 0x7f000001, 0177.0.0.1, 127.1, 127.000.000.001,
+    # ::ffff:127.0.0.1) exactly as the OS does when it connects, which ipaddress.ip_address() does not.
+    return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP,
+                              socket.AI_NUMERICHOST if numeric else 0)
+
+
+def _cache_get_ascii_host(host):
+    # The host as it goes on the wire (DNS, Host header, TLS name): IDNA like requests encodes it.
+    try:
+        host.encode('ascii')
+        return host
+    except UnicodeEncodeError:
+        pass
+    try:
+        import idna  # a dependency of requests
+        return idna.encode(host, uts46=True).decode('ascii')
+    except Exception:
+        return host.encode('idna').decode('ascii')
+
+
+def _cache_get_addresses(url, numeric):
+    """Resolves url's host once and checks every address.
+
+    Returns ('ok', addresses, parts) with the addresses to connect to in order, ('refused', why, None),
+    ('unresolved', message, None), or, with numeric, ('name', None, None) when the host is a name (left to
+    the download thread: a DNS lookup must not run on a RedisGears thread, let alone Redis' own).
+    """
+    parts = urlsplit(url)
+    host = parts.hostname.replace('%25', '%')  # an IPv6 zone: [fe80::1%25eth0]
+    try:
+        wire = _cache_get_ascii_host(host)
+    except Exception:
+        return ('refused', 'host "%s" is not a valid name' % host, None)
+    port = parts.port or (443 if parts.scheme.lower() == 'https' else 80)
+    try:
+        infos = _cache_get_addrinfo(wire, port, numeric)
+    except socket.gaierror as e:
+        if numeric:
+            return ('name', None, None)
+        return ('unresolved', str(e), None)
+    except (UnicodeError, ValueError) as e:
+        return ('refused', 'host "%s" is not a valid name (%s)' % (host, e), None)
+    addresses = []
+    for info in infos:
+        a = info[4][0]
+        if a not in addresses:
+            addresses.append(a)
+    if not addresses:
+        return ('unresolved', 'no address for host "%s"' % host, None)
+    if not (CACHE_GET_ALLOW_PRIVATE_NETWORKS or _cache_get_host_named(host)):
+        # Every address, not only the one connected to first: a name with one private address among
+        # public ones is refused as a whole.
+        for a in addresses:
+            try:
+                why = _cache_get_not_public(ipaddress.ip_address(a.split('%', 1)[0]))
+            except ValueError:
+                why = 'not an IP address'
+            if why is not None:
+                if a == host:
+                    return ('refused', 'address %s is not public (%s)' % (a, why), None)
+                return ('refused', 'host "%s" resolves to %s, which is not public (%s)' % (host, a, why), None)
+    return ('ok', addresses, parts)
+
+
+def _cache_get_shown(url):
+    shown = url if isinstance(url, str) else ''
+    if len(shown) > 200:
+        shown = shown[:200] + '...'
+    return shown
 
 
 def _cache_get_ms_arg(name, value, default, allow_zero):
@@ -159,6 +323,59 @@ def _cache_get_conn_reason(e):
     return text or e.__class__.__name__
 
 
+def _cache_get_tls_adapter(name):
+    """A requests transport adapter whose TLS connections send SNI for name and check the certificate
+    against name, whatever address the URL carries.
+
+    The URL names the checked IP so that nothing resolves the host again; TLS must still be about the
+    host. HTTPAdapter.init_poolmanager is requests' documented hook for connection-pool settings (its
+    own docs' example overrides it), and urllib3 passes server_hostname (SNI, and the name the
+    certificate is matched against) and assert_hostname (the name matched) through to every HTTPS
+    connection: both long-stable, in urllib3 since 1.24 (2018) through 2.x and in requests 2.x, so this
+    works with whatever versions pip installs next to Python 3.7 on a RedisGears 1.2 server. The class
+    is made per download rather than at module level so that register() has no class to pickle.
+    """
+    class PinnedTLSAdapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            kwargs['server_hostname'] = name
+            kwargs['assert_hostname'] = name
+            return requests.adapters.HTTPAdapter.init_poolmanager(self, *args, **kwargs)
+    return PinnedTLSAdapter()
+
+
+def _cache_get_request(parts, addresses, deadline):
+    """GETs the URL in parts from the first of addresses (already checked) that accepts a connection.
+
+    The host's name goes in the Host header and, for https, in SNI and the certificate check; the
+    connection goes to the address. Proxies from the environment still apply: they then fetch the
+    address, not the name. Raises requests' exceptions like requests.get.
+    """
+    scheme = parts.scheme.lower()
+    host = _cache_get_ascii_host(parts.hostname.replace('%25', '%'))
+    netloc_host = '[%s]' % host if ':' in host else host
+    port = parts.port
+    host_header = netloc_host if port is None or port == (443 if scheme == 'https' else 80) \
+        else '%s:%d' % (netloc_host, port)
+    userinfo = parts.netloc.rpartition('@')[0] if '@' in parts.netloc else ''
+    last = None
+    for a in addresses:
+        remaining = deadline - time.time()
+        if remaining <= 0:
+            raise requests.exceptions.Timeout()
+        literal = '[%s]' % a.replace('%', '%25') if ':' in a else a
+        netloc = (userinfo + '@' if userinfo else '') + literal + (':%d' % port if port is not None else '')
+        target = urlunsplit((scheme, netloc, parts.path, parts.query, ''))
+        with requests.Session() as session:  # as requests.get does; a streamed response outlives it
+            if scheme == 'https':
+                session.mount('https://', _cache_get_tls_adapter(host))
+            try:
+                return session.get(target, headers={'Host': host_header}, stream=True,
+                                   allow_redirects=False, timeout=(remaining, remaining))
+            except requests.exceptions.ConnectionError as e:
+                last = e  # the next checked address, as a client would (GET is safe to repeat)
+    raise last
+
+
 def _cache_get_download(url, deadline):
     """Fetches url; returns ('ok', body, status) or ('fail', message, status). Touches no Redis."""
     what = 'cache_get: GET %s' % url
@@ -166,11 +383,15 @@ def _cache_get_download(url, deadline):
     resp = None
     try:
         for _hop in range(CACHE_GET_MAX_REDIRECTS + 1):
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                raise requests.exceptions.Timeout()
-            resp = requests.get(current, stream=True, allow_redirects=False,
-                                timeout=(remaining, remaining))
+            # Every hop: resolve once, check every address, connect to a checked one.
+            kind, addresses, parts = _cache_get_addresses(current, False)
+            if kind == 'refused':
+                if current == url:
+                    return ('fail', 'cache_get: refused "%s": %s' % (_cache_get_shown(url), addresses), None)
+                return ('fail', '%s: redirect to %s refused: %s' % (what, current, addresses), None)
+            if kind != 'ok':
+                return ('fail', '%s: connection failed: %s' % (what, addresses), None)
+            resp = _cache_get_request(parts, addresses, deadline)
             if resp.status_code in (301, 302, 303, 307, 308) and resp.headers.get('Location'):
                 target = urljoin(current, resp.headers.get('Location'))
                 resp.close()
@@ -348,6 +569,11 @@ def _cache_get_wait(entry, n, url, timeout_ms):
         return _cache_get_join(entry, False, timeout_ms)
 
 
+def _cache_get_refuse(n, url, why):
+    log('cache_get: request #%d refused: %s' % (n, why), level='warning')
+    _cache_get_fail('cache_get: refused "%s": %s' % (_cache_get_shown(url), why))
+
+
 def cache_get(url=None, expiry=None, timeout=None):
     """Returns the body of url (bytes), downloading it at most once at a time per URL on this shard.
 
@@ -357,11 +583,7 @@ def cache_get(url=None, expiry=None, timeout=None):
     n = _cache_get_next_request()
     why = _cache_get_check_url(url)
     if why is not None:
-        log('cache_get: request #%d refused: %s' % (n, why), level='warning')
-        shown = url if isinstance(url, str) else ''
-        if len(shown) > 200:
-            shown = shown[:200] + '...'
-        _cache_get_fail('cache_get: refused "%s": %s' % (shown, why))
+        _cache_get_refuse(n, url, why)
     expiry_ms = _cache_get_ms_arg('expiry', expiry, CACHE_GET_EXPIRY_MS, True)
     timeout_ms = min(_cache_get_ms_arg('timeout', timeout, CACHE_GET_TIMEOUT_MS, False), CACHE_GET_TIMEOUT_MS)
     key = _cache_get_key(url)
@@ -382,6 +604,12 @@ def cache_get(url=None, expiry=None, timeout=None):
     f = _cache_get_wait(inflight.get(key), n, url, timeout_ms)
     if f is not None:
         return f
+    # A miss. A host written as an address (in any spelling) is checked here, without DNS, so that such a
+    # refusal starts no download; a name is resolved and checked by the download itself. (Hits above
+    # check nothing: what is stored was checked when it was downloaded.)
+    kind, why, _ = _cache_get_addresses(url, True)
+    if kind == 'refused':
+        _cache_get_refuse(n, url, why)
 
     leader = False
     with atomic():
@@ -452,7 +680,7 @@ def cache_get_store(x):
         return x
     if x['cache_get'] != 'ok':
         if x.get('leader'):
-            log('cache_get: %s' % x['error'], level='warning')
+            log(x['error'], level='warning')
         _cache_get_fail(x['error'])
     body = x['body']
     if not x.get('leader'):

@@ -28,6 +28,10 @@ def read_script():
         return f.read()
 
 
+# The settings under which the flow tests reach their origin on 127.0.0.1.
+LOCAL = {'CACHE_GET_ALLOW_HOSTS': ['127.0.0.1']}
+
+
 class FlatError(Exception):
     pass
 
@@ -66,10 +70,15 @@ class Runtime(object):
         self.rg_config = {'ExecutionMaxIdleTime': 5000}  # RG.CONFIGGET
         src = read_script()
         if settings:
+            # Replaces the given settings' lines; the others keep the script's defaults.
             start = src.index('# --- cache_get settings')
             end = src.index('# --- end of cache_get settings ---')
-            lines = ['%s = %r' % (k, v) for k, v in sorted(settings.items())]
-            src = src[:start] + '# --- cache_get settings\n' + '\n'.join(lines) + '\n' + src[end:]
+            lines = src[start:end].split('\n')
+            for k, v in settings.items():
+                i = [j for j, line in enumerate(lines) if line.startswith(k + ' = ')]
+                assert len(i) == 1, 'no setting %s' % k
+                lines[i[0]] = '%s = %r' % (k, v)
+            src = src[:start] + '\n'.join(lines) + src[end:]
         self.g = {
             'execute': self.execute, 'atomic': self.atomic, 'log': self.log, 'gearsFuture': self.future,
             'flat_error': FlatError, 'isAsyncAllow': lambda: self.async_allowed, '__name__': 'not_main',
@@ -257,7 +266,9 @@ def wait_for(cond, what):
 class CacheGetTest(unittest.TestCase):
     def setUp(self):
         self.origin = Origin()
-        self.rt = Runtime()
+        # The origin is on 127.0.0.1: allowed by name, as a deployment would (AddressTest checks the
+        # defaults).
+        self.rt = Runtime(LOCAL)
 
     def tearDown(self):
         self.origin.close()
@@ -443,7 +454,8 @@ class CacheGetTest(unittest.TestCase):
 
     def test_oversized(self):
         self.rt = Runtime({'CACHE_GET_MAX_BYTES': 10, 'CACHE_GET_KEY_PREFIX': 'cg:',
-                           'CACHE_GET_EXPIRY_MS': 0, 'CACHE_GET_TIMEOUT_MS': 5000, 'CACHE_GET_ALLOW_HOSTS': []})
+                           'CACHE_GET_EXPIRY_MS': 0, 'CACHE_GET_TIMEOUT_MS': 5000,
+                           'CACHE_GET_ALLOW_HOSTS': ['127.0.0.1']})
         self.origin.body = b'y' * 11
         url = self.origin.base + '/big'
         with self.assertRaises(FlatError) as cm:
