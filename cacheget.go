@@ -42,7 +42,8 @@ const (
 //	body, err := cache(ctx, url)
 //
 // or, from any language, RG.TRIGGER cache_get <url> [expiry_ms] [timeout_ms]. NewCacheGet builds a
-// variant with other settings.
+// variant with other settings. It refuses URLs whose host is, or resolves to, a loopback, private or
+// otherwise non-public address (see CacheAllowPrivateNetworks and CacheAllowHosts to opt in).
 var CacheGet = NewCacheGet()
 
 // cacheGetSettings are the values NewCacheGet bakes into the Python source.
@@ -50,8 +51,9 @@ type cacheGetSettings struct {
 	expiry     time.Duration
 	timeout    time.Duration
 	maxBytes   int64
-	keyPrefix  string
-	allowHosts []string
+	keyPrefix    string
+	allowHosts   []string
+	allowPrivate bool
 }
 
 // CacheOption changes one setting of NewCacheGet.
@@ -73,11 +75,28 @@ func CacheTimeout(d time.Duration) CacheOption {
 	return func(s *cacheGetSettings) { s.timeout = d }
 }
 
-// CacheAllowHosts restricts downloads to these host names (compared case-insensitively; "*.example.com"
-// allows every subdomain of example.com). Redirects are checked too. No hosts, the default, allows any
-// host. Calling it again replaces the list.
+// CacheAllowHosts restricts downloads to these hosts (names or IP addresses, compared case-insensitively;
+// "*.example.com" allows every subdomain of example.com). Redirects are checked too. No hosts, the
+// default, allows any host. Calling it again replaces the list.
+//
+// An entry that names a host literally ("127.0.0.1", "images.internal") also lets cache_get connect to
+// it when it is, or resolves to, a private address, which cache_get otherwise refuses (see
+// CacheAllowPrivateNetworks). A wildcard entry does not: whoever controls the DNS of a domain could
+// point any of its names at an internal address.
 func CacheAllowHosts(hosts ...string) CacheOption {
 	return func(s *cacheGetSettings) { s.allowHosts = append([]string(nil), hosts...) }
+}
+
+// CacheAllowPrivateNetworks lets cache_get download from any address, for deployments that cache
+// internal services. By default it refuses a URL whose host is, or resolves to, an address that is not
+// public: loopback, private (RFC 1918), shared (100.64.0.0/10), link-local (169.254.0.0/16, where cloud
+// metadata endpoints answer, and fe80::/10), unique-local (fc00::/7), unspecified, multicast, broadcast,
+// documentation and reserved ranges, in every spelling and in IPv4-mapped form. Any client that may call
+// RG.TRIGGER chooses the URL, so without this check cache_get would fetch the server's own network for
+// it. The check applies to the address actually connected to, at every redirect hop. To allow only some
+// internal hosts, name them in CacheAllowHosts instead.
+func CacheAllowPrivateNetworks() CacheOption {
+	return func(s *cacheGetSettings) { s.allowPrivate = true }
 }
 
 // CacheMaxBytes sets the largest body cache_get downloads; a larger one fails the call and is not stored.
@@ -171,6 +190,7 @@ func renderCacheGet(s cacheGetSettings) string {
 		b.WriteString(pyString(strings.ToLower(strings.TrimSpace(h))))
 	}
 	b.WriteString("]\n")
+	b.WriteString("CACHE_GET_ALLOW_PRIVATE_NETWORKS = " + pyBool(s.allowPrivate) + "\n")
 	b.WriteString(cacheGetSource[end:])
 	return b.String()
 }
@@ -182,6 +202,14 @@ func durationMillis(d time.Duration) int64 {
 		return 0
 	}
 	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// pyBool is b as a Python literal.
+func pyBool(b bool) string {
+	if b {
+		return "True"
+	}
+	return "False"
 }
 
 // pyString quotes s as a Python 3 string literal. A JSON string is one: its escapes (\", \\, \n, \uXXXX,
