@@ -48,9 +48,9 @@ var CacheGet = NewCacheGet()
 
 // cacheGetSettings are the values NewCacheGet bakes into the Python source.
 type cacheGetSettings struct {
-	expiry     time.Duration
-	timeout    time.Duration
-	maxBytes   int64
+	expiry       time.Duration
+	timeout      time.Duration
+	maxBytes     int64
 	keyPrefix    string
 	allowHosts   []string
 	allowPrivate bool
