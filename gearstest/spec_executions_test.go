@@ -171,6 +171,8 @@ func TestMaxExecutionsDropsOldestDone(t *testing.T) {
 	})
 }
 
+// TestRunWithPartialErrors checks spec §8: in a run(), a step that raises for one record ends the
+// execution there; the records already produced come back with the error, the rest are not read.
 func TestRunWithPartialErrors(t *testing.T) {
 	forEachProtocol(t, func(t *testing.T, c *client) {
 		script := `
@@ -183,6 +185,30 @@ def f(x):
     return x * 10
 GB('PythonReader').map(f).run(gen)
 `
-		c.expect(L(L("0", "10", "30"), L(tracebackErr("ValueError: two"))), "RG.PYEXECUTE", script)
+		c.expect(L(L("0", "10"), L(tracebackErr("ValueError: two"))), "RG.PYEXECUTE", script)
+		// The same with a flat error, and through a later step: the first error ends it.
+		c.expect(L(L("1"), L("stop at 2")), "RG.PYEXECUTE",
+			"GB('PythonReader').map(lambda x: x + 1).map(lambda x: flat_error('stop at %d' % x) if x == 2 else x).run(lambda: (i for i in range(4)))")
+	})
+}
+
+// TestRunModes checks run()'s mode argument (redisgears_python.c run()): async and async_local are
+// accepted, anything else is refused with "unknown execution mode" (spec §8), a non-string too.
+func TestRunModes(t *testing.T) {
+	forEachProtocol(t, func(t *testing.T, c *client) {
+		for _, mode := range []string{"async", "async_local"} {
+			c.expect(L(L("1"), L()), "RG.PYEXECUTE", fmt.Sprintf("GB('ShardsIDReader').run(mode=%s)", pyQuote(mode)))
+		}
+		for _, mode := range []string{"sync", "SYNC", "nosuchmode"} {
+			c.match(tracebackErr("gears.error: unknown execution mode"),
+				c.doErr("RG.PYEXECUTE", fmt.Sprintf("GB('ShardsIDReader').run(mode=%s)", pyQuote(mode))), "run(mode="+mode+")")
+		}
+		c.match(tracebackErr("gears.error: unknown execution mode"),
+			c.doErr("RG.PYEXECUTE", "GB('PythonReader').run(lambda: (i for i in [1]), mode='sync')"), "PythonReader run(mode='sync')")
+		c.match(tracebackErr("gears.error: execution mode must be a string"),
+			c.doErr("RG.PYEXECUTE", "GB('ShardsIDReader').run(mode=1)"), "run(mode=1)")
+		// The reader is checked first: CommandReader cannot run at all.
+		c.match(tracebackErr("gears.error: Given reader do not support run or not exists"),
+			c.doErr("RG.PYEXECUTE", "GB('CommandReader').run(mode='sync')"), "CommandReader run(mode='sync')")
 	})
 }

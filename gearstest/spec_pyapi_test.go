@@ -332,17 +332,23 @@ GB('CommandReader').map(one).register(trigger=%s, mode='sync')
 func TestFlatErrorInStep(t *testing.T) {
 	forEachProtocol(t, func(t *testing.T, c *client) {
 		sid := uniq(t, "s")
-		trig, run := uniq(t, "t"), uniq(t, "run")
+		trig, expr := uniq(t, "t"), uniq(t, "expr")
 		c.registerScript(sid, fmt.Sprintf(`
 def f(x):
     raise flat_error('flat message ' + x[1])
 GB('CommandReader').map(f).register(trigger=%s, mode='sync')
-`, pyQuote(trig)))
-		_ = run
+GB('CommandReader').map(lambda x: flat_error('flat expression ' + x[1])).register(trigger=%s, mode='async_local')
+`, pyQuote(trig), pyQuote(expr)))
 		c.expectErr("flat message a", "RG.TRIGGER", trig, "a")
 		entry := c.registrationByTrigger(trig)
 		require.Equal(t, "flat message a", field(t, entry[7].([]any), "lastError"))
 		c.expect(L(L(), L("flat in run")), "RG.PYEXECUTE", "def f(x):\n    raise flat_error('flat in run')\nGB('ShardsIDReader').map(f).run()")
+		// flat_error(msg) raises by itself (redisgears.flatError): used as an expression it fails the
+		// execution with exactly msg too (spec §8).
+		c.expectErr("flat expression b", "RG.TRIGGER", expr, "b")
+		c.expect(L(L(), L("m")), "RG.PYEXECUTE", "GB('ShardsIDReader').map(lambda x: flat_error('m')).run()")
+		c.match(tracebackErr("gears.error: not enough arguments for time flat error"),
+			c.doErr("RG.PYEXECUTE", "flat_error()"), "flat_error()")
 	})
 }
 

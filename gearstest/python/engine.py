@@ -116,150 +116,204 @@ def _extract(ctx, fn, r):
     return OK, k if isinstance(k, str) else repr(k)
 
 
-def run_steps(ctx, steps, records):
-    """Generator: runs steps over records; yields pending awaitables; returns the records."""
-    errors = ctx.errors
-    for s in steps:
-        kind = s.kind
-        if kind == 'topy' or kind == 'collect':
-            continue
-        fn = s.f1
+class _Err(object):
+    """An error record on its way up the plan (the C steps pass error records on untouched)."""
+
+    __slots__ = ('text',)
+
+    def __init__(self, text):
+        self.text = text
+
+
+_END = object()  # no more records from this step
+
+
+class _Source(object):
+    """The reader: a list (a trigger's one record) or a Python generator (run()), read lazily."""
+
+    def __init__(self, ctx, records=None, reader_fn=None):
+        self.ctx = ctx
+        self.it = iter(records) if records is not None else None
+        self.reader_fn = reader_fn
+        self.done = False
+
+    def next(self):
+        if self.done:
+            return _END
+        if self.it is None:
+            # The reader function is called on the first read and what it returns is iterated (None:
+            # no record). An exception ends the reader with that error (PythonReader_Next).
+            try:
+                v = self.reader_fn()
+                self.it = iter(()) if v is None else iter(v)
+            except BaseException as e:
+                self.done = True
+                self.ctx.errors.append(error_text(e))
+                return _END
+        try:
+            return next(self.it)
+        except StopIteration:
+            self.done = True
+            return _END
+        except BaseException as e:
+            self.done = True
+            self.ctx.errors.append(error_text(e))
+            return _END
+
+
+def _pull(ctx, step, prev, st):
+    """Generator: the next record of step (or _Err, or _END), pulling from prev as the C engine does."""
+    kind = step.kind
+    fn = step.f1
+    while True:
+        if kind == 'flatmap' and st['buf']:
+            return st['buf'].pop()
+        if kind in ('accumulate', 'localgroupby', 'groupby', 'batchgroupby') and st.get('out') is not None:
+            return st['out'].pop() if st['out'] else _END
+        if kind == 'limit' and st['taken'] >= step.f1 >= 0:
+            return _END
+        r = yield from _next(ctx, prev)
+        if r is _END:
+            if kind == 'accumulate':
+                st['out'] = [st['acc']] if st['seen'] else []
+                continue
+            if kind in ('localgroupby', 'groupby'):
+                st['out'] = [{'key': k, 'value': v} for k, v in st['groups'].items()][::-1]
+                continue
+            if kind == 'batchgroupby':
+                out = []
+                for k, lst in st['groups'].items():
+                    s, v = _invoke(ctx, step.f2, (k, lst))
+                    if s is PENDING:
+                        # RedisGearsPy_PyCallbackReducer refuses coroutines; a future is just a value.
+                        if type(v) is types.CoroutineType:
+                            v.close()
+                            s, v = ERR, 'coroutine are not allow on reduce'
+                        else:
+                            s = OK
+                    out.append(_Err(v) if s is ERR else {'key': k, 'value': v})
+                st['out'] = out[::-1]
+                continue
+            return _END
+        if isinstance(r, _Err):
+            return r
         if kind == 'map':
-            out = []
-            for r in records:
-                st, v = _invoke(ctx, fn, (r,))
-                if st is PENDING:
-                    st, v = yield v
-                if st is ERR:
-                    errors.append(v)
-                    continue
-                out.append(v)
-            records = out
-        elif kind == 'filter':
-            out = []
-            for r in records:
-                st, v = _invoke(ctx, fn, (r,))
-                if st is PENDING:
-                    st, v = yield v
-                if st is ERR:
-                    errors.append(v)
-                    continue
-                if v:
-                    out.append(r)
-            records = out
-        elif kind == 'flatmap':
-            out = []
-            for r in records:
-                st, v = _invoke(ctx, fn, (r,))
-                if st is PENDING:
-                    st, v = yield v
-                if st is ERR:
-                    errors.append(v)
-                    continue
-                if isinstance(v, list):
-                    # The C step pops from the end of the list record: reverse order (gears-spec 2.3).
-                    out.extend(reversed(v))
-                else:
-                    out.append(v)
-            records = out
-        elif kind == 'foreach':
-            out = []
-            for r in records:
-                st, v = _invoke(ctx, fn, (r,))
-                if st is PENDING:
-                    st, v = yield v
-                if st is ERR:
-                    errors.append(v)
-                    continue
-                out.append(r)
-            records = out
-        elif kind == 'accumulate':
-            acc = None
-            seen = False
-            for r in records:
-                st, v = _invoke(ctx, fn, (acc, r))
-                if st is PENDING:
-                    st, v = yield v
-                if st is ERR:
-                    # RedisGearsPy_PyCallbackAccumulate frees the accumulator on error: the next
-                    # record starts again from None.
-                    errors.append(v)
-                    acc = None
-                    seen = False
-                    continue
-                acc = v
-                seen = True
-            # No record in, no record out (count() over nothing: gears-spec section 8).
-            records = [acc] if seen else []
-        elif kind == 'repartition':
-            out = []
-            for r in records:
-                st, v = _extract(ctx, fn, (r))
-                if st is ERR:
-                    errors.append(v)
-                    continue
-                out.append(r)  # one shard: every record stays here
-            records = out
-        elif kind == 'localgroupby' or kind == 'groupby':
-            groups = {}
-            red = s.f2
-            for r in records:
-                st, k = _extract(ctx, fn, r)
-                if st is ERR:
-                    errors.append(k)
-                    continue
-                st, v = _invoke(ctx, red, (k, groups.get(k), r))
-                if st is PENDING:
-                    st, v = yield v
-                if st is ERR:
-                    # The key's accumulator is freed on error (AccumulateByKey returns NULL).
-                    errors.append(v)
-                    groups.pop(k, None)
-                    continue
-                groups[k] = v
-            records = [{'key': k, 'value': v} for k, v in groups.items()]
-        elif kind == 'batchgroupby':
-            groups = {}
-            for r in records:
-                st, k = _extract(ctx, fn, r)
-                if st is ERR:
-                    errors.append(k)
-                    continue
-                groups.setdefault(k, []).append(r)
-            out = []
-            for k, lst in groups.items():
-                st, v = _invoke(ctx, s.f2, (k, lst))
-                if st is PENDING:
-                    # RedisGearsPy_PyCallbackReducer refuses coroutines; a future is just a value.
-                    if type(v) is types.CoroutineType:
-                        v.close()
-                        st, v = ERR, 'coroutine are not allow on reduce'
-                    else:
-                        st = OK
-                if st is ERR:
-                    errors.append(v)
-                    continue
-                out.append({'key': k, 'value': v})
-            records = out
-        elif kind == 'limit':
-            n, off = s.f1, s.f2
-            records = records[off:off + n] if n >= 0 else records[off:]
-    return records
+            s, v = _invoke(ctx, fn, (r,))
+            if s is PENDING:
+                s, v = yield v
+            return _Err(v) if s is ERR else v
+        if kind == 'filter':
+            s, v = _invoke(ctx, fn, (r,))
+            if s is PENDING:
+                s, v = yield v
+            if s is ERR:
+                return _Err(v)
+            if v:
+                return r
+            continue
+        if kind == 'flatmap':
+            s, v = _invoke(ctx, fn, (r,))
+            if s is PENDING:
+                s, v = yield v
+            if s is ERR:
+                return _Err(v)
+            if isinstance(v, list):
+                # The C step pops from the end of the list record: reverse order (gears-spec 2.3).
+                st['buf'] = list(v)
+                continue
+            return v
+        if kind == 'foreach':
+            s, v = _invoke(ctx, fn, (r,))
+            if s is PENDING:
+                s, v = yield v
+            return _Err(v) if s is ERR else r
+        if kind == 'accumulate':
+            s, v = _invoke(ctx, fn, (st['acc'], r))
+            if s is PENDING:
+                s, v = yield v
+            if s is ERR:
+                # RedisGearsPy_PyCallbackAccumulate frees the accumulator on error: the next
+                # record starts again from None.
+                st['acc'], st['seen'] = None, False
+                return _Err(v)
+            st['acc'], st['seen'] = v, True
+            continue
+        if kind == 'repartition':
+            s, v = _extract(ctx, fn, r)
+            return _Err(v) if s is ERR else r  # one shard: every record stays here
+        if kind in ('localgroupby', 'groupby'):
+            s, k = _extract(ctx, fn, r)
+            if s is ERR:
+                return _Err(k)
+            groups = st['groups']
+            s, v = _invoke(ctx, step.f2, (k, groups.get(k), r))
+            if s is PENDING:
+                s, v = yield v
+            if s is ERR:
+                # The key's accumulator is freed on error (AccumulateByKey returns NULL).
+                groups.pop(k, None)
+                return _Err(v)
+            groups[k] = v
+            continue
+        if kind == 'batchgroupby':
+            s, k = _extract(ctx, fn, r)
+            if s is ERR:
+                return _Err(k)
+            st['groups'].setdefault(k, []).append(r)
+            continue
+        if kind == 'limit':
+            if st['skipped'] < step.f2:
+                st['skipped'] += 1
+                continue
+            st['taken'] += 1
+            return r
+        return r  # topy, collect
 
 
-def read_python_reader(ctx, reader_fn):
-    """Runs a PythonReader generator function; returns its records (errors go to ctx.errors)."""
+def _next(ctx, node):
+    if isinstance(node, _Source):
+        return node.next()
+        yield  # a generator like the steps' (never reached)
+    step, prev, st = node
+    return (yield from _pull(ctx, step, prev, st))
+
+
+def run_steps(ctx, steps, records=None, reader_fn=None):
+    """Generator: runs the plan over the reader's records; yields pending awaitables; returns the records.
+
+    Records are pulled through the steps one at a time, as the C engine does (ExecutionPlan_Execute
+    asks the last step for its next record, which asks the step before it, down to the reader): a
+    record goes all the way up before the next one is read, and accumulate/groupby steps read their
+    whole input before they give anything. An error record goes up to the execution's errors; after
+    it, the reader gives no more records (gears-spec section 8: in a run(), a step that raised for one
+    record ends the execution there, the records already produced are returned with the error). What
+    was already read finishes its way up (the other records a flatmap made of it, the accumulators).
+    """
+    src = _Source(ctx, records, reader_fn)
+    node = src
+    for s in steps:
+        if s.kind in ('topy', 'collect'):
+            continue
+        st = {'buf': None}
+        if s.kind == 'accumulate':
+            st.update(acc=None, seen=False, out=None)
+        elif s.kind in ('localgroupby', 'groupby', 'batchgroupby'):
+            st.update(groups={}, out=None)
+        elif s.kind == 'limit':
+            st.update(skipped=0, taken=0)
+        node = (s, node, st)
     out = []
-    try:
-        it = reader_fn()
-        if it is None:
-            return out
-        for r in it:
-            out.append(r)
-    except BaseException as e:
-        ctx.errors.append(error_text(e))
+    errors = ctx.errors
+    while True:
+        r = yield from _next(ctx, node)
+        if r is _END:
+            break
+        if isinstance(r, _Err):
+            errors.append(r.text)
+            src.done = True
+            continue
+        out.append(r)
     return out
 
 
-__all__ = ['Step', 'run_steps', 'describe_steps', 'callbacks', 'read_python_reader', 'OK', 'ERR',
-           'PENDING']
+__all__ = ['Step', 'run_steps', 'describe_steps', 'callbacks', 'OK', 'ERR', 'PENDING']

@@ -12,7 +12,8 @@ import types
 
 import engine
 import serialcheck
-from pyerrors import error, flat_error
+from pyerrors import error
+from pyerrors import flat_error as GearsFlatError
 from rt import CUR, state, tls
 
 # The readers of the real server; the ones gearstest lacks so far answer with the texts the real
@@ -185,6 +186,17 @@ def make_atomic(session):
 
 def isInAtomicBlock():
     return bool(getattr(tls, 'atomic_token', None))
+
+
+def flat_error(*args):
+    """redisgears.flatError (GearsBuilder.py imports it as flat_error): it RAISES gears.flat_error(msg).
+
+    So `raise flat_error('m')` and a bare `flat_error('m')` (e.g. `lambda x: flat_error('m')`) both
+    fail the execution with exactly `m` (gears-spec section 8).
+    """
+    if len(args) != 1:
+        raise error('not enough arguments for time flat error')
+    raise GearsFlatError(args[0])
 
 
 _LEVELS = ('debug', 'verbose', 'notice', 'warning')
@@ -582,7 +594,18 @@ class GearsBuilder(object):
         else:
             if not isinstance(arg, str):
                 raise error('regex argument must be a string')
-            # KeysReader/StreamReader come in a later issue; CommandReader cannot run.
+            if self.reader not in ('KeysReader', 'StreamReader'):
+                raise error(_RUN_UNSUPPORTED)
+        # run() takes only async and async_local (redisgears_python.c run(): checked after the
+        # reader's argument, before the execution is created).
+        pymode = kargs.get('mode')
+        if pymode is not None:
+            if not isinstance(pymode, str):
+                raise error('execution mode must be a string')
+            if pymode not in ('async', 'async_local'):
+                raise error('unknown execution mode')
+        if self.reader != 'PythonReader':
+            # KeysReader/StreamReader come in a later issue.
             raise error(_RUN_UNSUPPORTED)
         steps = list(self._steps)
         return state.worker.create_run(ctx, self._session, steps, reader_fn)
@@ -792,7 +815,8 @@ def _redisgears_module():
     m.getCommand = get_command
     m.overrideReply = override_reply
     m.error = error
-    m.flat_error = flat_error
+    m.flatError = flat_error
+    m.GearsFlatError = GearsFlatError
     m.GearsBuilder = GearsBuilder
     sys.modules.setdefault('redisgears', m)
     return m

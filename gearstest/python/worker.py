@@ -487,12 +487,8 @@ class Worker(object):
 
     def run_execution(self, rctx):
         self.execs[rctx.execid.encode()] = rctx
-        tok = CUR.set(rctx)
-        try:
-            records = engine.read_python_reader(rctx, rctx.reader_fn)
-        finally:
-            CUR.reset(tok)
-        self.drive(rctx, engine.run_steps(rctx, rctx.steps, records), None, False)
+        # The reader is read lazily, record by record, inside the plan (engine.run_steps).
+        self.drive(rctx, engine.run_steps(rctx, rctx.steps, reader_fn=rctx.reader_fn), None, False)
 
     # ---------------------------------------------------------------- triggers
 
