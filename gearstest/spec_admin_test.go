@@ -7,6 +7,7 @@ package gearstest_test
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -45,19 +46,22 @@ func TestConfigGetBuiltinDefaults(t *testing.T) {
 			"MaxExecutions", "MaxExecutionsPerRegistration", "ProfileExecutions", "ExecutionThreads", "ExecutionMaxIdleTime", "SendMsgRetries")
 		c.expect(L(1, 0, 0, 0, 1, 30000), "RG.CONFIGGET",
 			"PythonAttemptTraceback", "CreateVenv", "DownloadDeps", "ForeceDownloadDepsOnEnterprise", "OverridePythonAllocators", "PythonInstallReqMaxIdleTime")
-		strList := matchFunc{"<list of strings>", func(_ int, got any) error {
+		// The installation's own values (spec §8: they differ between a docker image, a package and a
+		// source build): only their shape is checked. Plugin is a non-empty list of absolute paths.
+		absPath := regexp.MustCompile(`^/\S+$`)
+		pluginList := matchFunc{"<list of absolute paths>", func(_ int, got any) error {
 			arr, ok := got.([]any)
-			if !ok {
-				return fmt.Errorf("want an array, got %#v", got)
+			if !ok || len(arr) == 0 {
+				return fmt.Errorf("want a non-empty array, got %#v", got)
 			}
 			for _, e := range arr {
-				if _, ok := e.(string); !ok {
-					return fmt.Errorf("element %#v is not a string", e)
+				if s, ok := e.(string); !ok || !absPath.MatchString(s) {
+					return fmt.Errorf("element %#v is not an absolute path", e)
 				}
 			}
 			return nil
 		}}
-		c.expect(L(strList, anyString, anyString, "/var/opt/redislabs/modules/rg"), "RG.CONFIGGET",
+		c.expect(L(pluginList, anyString, regexpMatch(`^(?i:[0-9a-f]{64})?$`), regexpMatch(`^/\S+$`)), "RG.CONFIGGET",
 			"Plugin", "DependenciesUrl", "DependenciesSha256", "PythonInstallationDir")
 		// Built-in names are case-sensitive for CONFIGGET; unknown keys are error elements.
 		c.expect(L(errElem("(error) Unsupported config parameter: maxexecutions"), 1000), "RG.CONFIGGET", "maxexecutions", "MaxExecutions")
