@@ -12,6 +12,8 @@
 //
 // --addr uses an existing RedisGears 1.2 server instead; the local origin must then be reachable from
 // that server (it listens on --origin, 127.0.0.1 by default). --url fetches real URLs in part 1.
+// cache_get only downloads from the origin's and the --url hosts (gears.CacheAllowHosts): naming the
+// origin's private address there is what lets cache_get reach it at all.
 package main
 
 import (
@@ -28,8 +30,10 @@ import (
 	"math/rand"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,7 +142,9 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 	}
 
 	// The whole client side of the cache: register once (on first call), then call like a function.
-	cache := gears.Command[[]byte]("cache_get", rdb, gears.CacheGet)
+	// cache_get refuses private addresses such as the local origin's 127.0.0.1 unless told otherwise
+	// (any client may name any URL): allow the origin, and the hosts of --url, by name.
+	cache := gears.Command[[]byte]("cache_get", rdb, gears.NewCacheGet(gears.CacheAllowHosts(allowedHosts(origin.base, cfg.urls)...)))
 
 	fmt.Fprintln(out, "Registering cache_get (RG.PYEXECUTE, once)...")
 	start := time.Now()
@@ -202,6 +208,19 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 		fmt.Fprintln(out, "  go run ./cmd/gears serve --addr 127.0.0.1:6379, then this example with --addr 127.0.0.1:6379")
 	}
 	return nil
+}
+
+// allowedHosts is the host of every URL given, in order, without repeats.
+func allowedHosts(base string, urls []string) []string {
+	var hosts []string
+	for _, raw := range append([]string{base}, urls...) {
+		u, err := url.Parse(raw)
+		if err != nil || u.Hostname() == "" || slices.Contains(hosts, u.Hostname()) {
+			continue // cache_get refuses it with its own error
+		}
+		hosts = append(hosts, u.Hostname())
+	}
+	return hosts
 }
 
 // fetchAll gets every URL through cache, one after the other, and reports each.

@@ -114,3 +114,11 @@ func TestOrigin(t *testing.T) {
 	require.NoError(t, resp.Body.Close())
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
+
+// TestAllowedHosts checks the allowlist the example registers cache_get with: the origin's host first,
+// then each --url host once. Without the origin's 127.0.0.1 in it, cache_get refuses the local images.
+func TestAllowedHosts(t *testing.T) {
+	assert.Equal(t, []string{"127.0.0.1"}, allowedHosts("http://127.0.0.1:4321", nil))
+	assert.Equal(t, []string{"127.0.0.1", "cdn.example.com", "::1"},
+		allowedHosts("http://127.0.0.1:4321", []string{"https://cdn.example.com/a.png", "http://cdn.example.com/b", "http://[::1]:8080/c", "not a url\x7f"}))
+}
