@@ -37,7 +37,7 @@ func BenchmarkCacheGetHit(b *testing.B) {
 		}
 	})
 	// The same function registered in sync mode: a hit runs inline, a miss still waits on a future.
-	syncCache := gears.Command[[]byte](e.trigger+"_sync", e.rdb, gears.NewCacheGet(gears.CacheKeyPrefix(e.prefix)), gears.WithMode(gears.Sync))
+	syncCache := gears.Command[[]byte](e.trigger+"_sync", e.rdb, gears.NewCacheGet(gears.CacheAllowHosts("127.0.0.1"), gears.CacheKeyPrefix(e.prefix)), gears.WithMode(gears.Sync))
 	b.Run("cache_get-sync", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {

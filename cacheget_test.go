@@ -94,7 +94,10 @@ func cgStart(t testing.TB, opts ...gears.CacheOption) *cgEnv {
 		prefix:  "cgtest:" + cgRandom() + ":",
 		trigger: "cache_get_" + regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "_"),
 	}
-	opts = append(opts, gears.CacheKeyPrefix(e.prefix))
+	// The test origins listen on 127.0.0.1, which cache_get refuses unless allowed: allow it by name, as
+	// a deployment would. A test's own CacheAllowHosts replaces this (CacheAllowHosts() with no hosts
+	// restores the defaults).
+	opts = append(append([]gears.CacheOption{gears.CacheAllowHosts("127.0.0.1")}, opts...), gears.CacheKeyPrefix(e.prefix))
 	e.cache = gears.Command[[]byte](e.trigger, rdb, gears.NewCacheGet(opts...))
 	// Register now, with a call that is refused before any key or origin is touched, so that the tests'
 	// concurrent first calls are triggers, not a registration.
@@ -321,7 +324,7 @@ func TestCacheGetOneDownloadForManyCallers(t *testing.T) {
 				bodies[i], errs[i] = []byte(strings.TrimSuffix(out, "\n")), err
 				return
 			}
-			c := gears.Command[[]byte](e.trigger, clients[i%len(clients)], gears.NewCacheGet(gears.CacheKeyPrefix(e.prefix)))
+			c := gears.Command[[]byte](e.trigger, clients[i%len(clients)], gears.NewCacheGet(gears.CacheAllowHosts("127.0.0.1"), gears.CacheKeyPrefix(e.prefix)))
 			bodies[i], errs[i] = c(ctx, url)
 		}()
 	}
@@ -440,7 +443,7 @@ func TestCacheGetSyncMode(t *testing.T) {
 	e := cgStart(t)
 	o := cgNewOrigin(t)
 	o.set(func(o *cgOrigin) { o.latency = 300 * time.Millisecond })
-	cache := gears.Command[[]byte](e.trigger+"_sync", e.rdb, gears.NewCacheGet(gears.CacheKeyPrefix(e.prefix)), gears.WithMode(gears.Sync))
+	cache := gears.Command[[]byte](e.trigger+"_sync", e.rdb, gears.NewCacheGet(gears.CacheAllowHosts("127.0.0.1"), gears.CacheKeyPrefix(e.prefix)), gears.WithMode(gears.Sync))
 	url := o.URL + "/sync.png"
 
 	var wg sync.WaitGroup
