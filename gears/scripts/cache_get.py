@@ -164,8 +164,8 @@ _CACHE_GET_NOT_PUBLIC = (
     ('198.51.100.0/24', 'documentation'),
     ('203.0.113.0/24', 'documentation'),
     ('224.0.0.0/4', 'multicast'),
-    ('240.0.0.0/4', 'reserved'),
     ('255.255.255.255/32', 'broadcast'),
+    ('240.0.0.0/4', 'reserved'),
     ('::/128', 'unspecified'),
     ('::1/128', 'loopback'),
     ('::/96', 'IPv4-compatible'),  # deprecated; no public host has one
@@ -320,6 +320,11 @@ def _cache_get_conn_reason(e):
         if j < 0:
             j = text.find(')', i)
         return text[i:j] if j > i else text[i:]
+    # "HTTPSConnectionPool(host='203.0.113.7', ...): Max retries exceeded ... (Caused by SSLError(...))":
+    # the cause is the news; the pool names the address connected to, not the URL's host.
+    i = text.find('(Caused by ')
+    if i >= 0 and text.endswith(')'):
+        return text[i + len('(Caused by '):-1]
     return text or e.__class__.__name__
 
 

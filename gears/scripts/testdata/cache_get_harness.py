@@ -12,9 +12,15 @@ RedisGears-compatible server is covered by cacheget_test.go.
 import ast
 import http.server
 import importlib.util
+import ipaddress
 import os
 import pickle
+import shutil
+import socket
+import ssl
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import types
@@ -171,8 +177,10 @@ class Runtime(object):
 class Origin(object):
     """A local HTTP origin with a counter, a concurrency gauge and per-path behaviour."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
         self.count = 0
+        self.hosts = []  # the Host header of every request
+        self.sni = []  # the TLS server name of every handshake (tls only)
         self.active = 0
         self.max_active = 0
         self.mu = threading.Lock()
@@ -192,6 +200,7 @@ class Origin(object):
             def do_GET(self):
                 with origin.mu:
                     origin.count += 1
+                    origin.hosts.append(self.headers.get('Host'))
                     origin.active += 1
                     origin.max_active = max(origin.max_active, origin.active)
                 try:
@@ -225,6 +234,18 @@ class Origin(object):
         self.srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)
         self.srv.daemon_threads = True
         self.base = 'http://127.0.0.1:%d' % self.srv.server_address[1]
+        self.port = self.srv.server_address[1]
+        if tls is not None:
+            # tls: (certfile, keyfile). The handshake runs on the handler thread, not in accept().
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls[0], tls[1])
+
+            def sni(sock, name, _ctx):
+                with origin.mu:
+                    origin.sni.append(name)
+            ctx.sni_callback = sni
+            self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True, do_handshake_on_connect=False)
+            self.base = 'https://127.0.0.1:%d' % self.port
         self.thread = threading.Thread(target=self.srv.serve_forever)
         self.thread.daemon = True
         self.thread.start()
@@ -544,6 +565,258 @@ class CacheGetTest(unittest.TestCase):
             self.rt.trigger(url)
         self.assertIn('cannot be waited for inside MULTI/EXEC or Lua', str(cm.exception))
         self.assertEqual(self.origin.count, 0)
+
+
+class Resolver(object):
+    """A resolver stub in place of cache_get's _cache_get_addrinfo: names map to fixed addresses, and
+    every lookup is recorded. Numeric hosts go to the real getaddrinfo (no DNS); any other name fails, so
+    that no test depends on, or sends a query to, real DNS."""
+
+    def __init__(self, rt, names):
+        self.names = names  # name -> [address, ...] or a function returning that list
+        self.lookups = []
+        self.real = rt.g['_cache_get_addrinfo']
+        rt.g['_cache_get_addrinfo'] = self.addrinfo
+
+    def addrinfo(self, host, port, numeric):
+        if host in self.names:
+            if numeric:
+                raise socket.gaierror(socket.EAI_NONAME, 'Name or service not known')
+            self.lookups.append(host)
+            addrs = self.names[host]
+            if callable(addrs):
+                addrs = addrs()
+            return [(socket.AF_INET6 if ':' in a else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP,
+                     '', (a, port, 0, 0) if ':' in a else (a, port)) for a in addrs]
+        try:
+            return self.real(host, port, True)
+        except socket.gaierror:
+            if numeric:
+                raise
+            raise socket.gaierror(socket.EAI_NONAME, 'Name or service not known')
+
+
+LOOPBACK = 'loopback 127.0.0.0/8'
+
+
+class AddressTest(unittest.TestCase):
+    """The rule that keeps cache_get out of the server's network (issue 13). Traffic only ever goes to
+    loopback origins; every other private range is tested at the classification level."""
+
+    def setUp(self):
+        self.origin = Origin()
+        self.origin.latency = 0
+        self.rt = Runtime()  # the defaults: no allowlist, private networks refused
+
+    def tearDown(self):
+        self.origin.close()
+        self.assertEqual(self.rt.thread_violations, [], 'a thread the script started touched Redis')
+
+    def refused(self, url, *args):
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger(url, *args)
+        return str(cm.exception)
+
+    def test_classification(self):
+        # Every range of the table, its edges, and public neighbours. Only the function is called: no
+        # traffic goes to any of these addresses.
+        cases = {
+            '0.0.0.0': 'unspecified 0.0.0.0/8', '0.255.255.255': 'unspecified 0.0.0.0/8',
+            '10.0.0.1': 'private 10.0.0.0/8', '10.255.255.255': 'private 10.0.0.0/8',
+            '11.0.0.1': None, '9.255.255.255': None,
+            '100.64.0.0': 'shared 100.64.0.0/10', '100.127.255.255': 'shared 100.64.0.0/10',
+            '100.63.255.255': None, '100.128.0.0': None,
+            '127.0.0.1': LOOPBACK, '127.255.255.254': LOOPBACK, '128.0.0.1': None,
+            '169.254.169.254': 'link-local 169.254.0.0/16', '169.254.0.1': 'link-local 169.254.0.0/16',
+            '169.255.0.1': None,
+            '172.16.0.1': 'private 172.16.0.0/12', '172.31.255.255': 'private 172.16.0.0/12',
+            '172.15.255.255': None, '172.32.0.0': None,
+            '192.0.0.8': 'IETF protocol assignments 192.0.0.0/24', '192.0.2.1': 'documentation 192.0.2.0/24',
+            '192.168.0.1': 'private 192.168.0.0/16', '192.168.255.255': 'private 192.168.0.0/16',
+            '192.169.0.1': None,
+            '198.18.0.1': 'benchmarking 198.18.0.0/15', '198.51.100.7': 'documentation 198.51.100.0/24',
+            '203.0.113.9': 'documentation 203.0.113.0/24',
+            '224.0.0.1': 'multicast 224.0.0.0/4', '239.255.255.250': 'multicast 224.0.0.0/4',
+            '240.0.0.1': 'reserved 240.0.0.0/4', '255.255.255.254': 'reserved 240.0.0.0/4',
+            '255.255.255.255': 'broadcast 255.255.255.255/32',
+            '8.8.8.8': None, '1.1.1.1': None, '93.184.216.34': None, '223.255.255.255': None,
+            '::': 'unspecified ::/128', '::1': 'loopback ::1/128',
+            '::127.0.0.1': 'IPv4-compatible ::/96', '::8.8.8.8': 'IPv4-compatible ::/96',
+            'fe80::1': 'link-local fe80::/10', 'febf:ffff::1': 'link-local fe80::/10',
+            'fec0::1': 'site-local fec0::/10',
+            'fc00::1': 'unique-local fc00::/7', 'fd12:3456::1': 'unique-local fc00::/7',
+            'ff02::1': 'multicast ff00::/8', 'ff0e::fb': 'multicast ff00::/8',
+            '100::1': 'discard-only 100::/64', '2001:db8::1': 'documentation 2001:db8::/32',
+            '64:ff9b:1::a': 'local NAT64 64:ff9b:1::/48',
+            '::ffff:127.0.0.1': 'IPv4-mapped ' + LOOPBACK, '::ffff:10.1.2.3': 'IPv4-mapped private 10.0.0.0/8',
+            '::ffff:169.254.169.254': 'IPv4-mapped link-local 169.254.0.0/16',
+            '::ffff:0.0.0.0': 'IPv4-mapped unspecified 0.0.0.0/8', '::ffff:8.8.8.8': None,
+            '64:ff9b::7f00:1': 'NAT64 ' + LOOPBACK, '64:ff9b::808:808': None,
+            '2002:c0a8:101::1': '6to4 private 192.168.0.0/16', '2002:808:808::1': None,
+            '2606:4700:4700::1111': None, '2001:4860:4860::8888': None,
+        }
+        f = self.rt.g['_cache_get_not_public']
+        for a, want in cases.items():
+            self.assertEqual(f(ipaddress.ip_address(a)), want, a)
+
+    def test_every_spelling_of_loopback_is_refused(self):
+        # Numeric hosts are refused in cache_get's own step, without DNS: no download thread, no
+        # connection, no key, a warning in the log.
+        port = self.origin.port
+        cases = {
+            '127.0.0.1': 'address 127.0.0.1 is not public (%s)' % LOOPBACK,
+            '127.0.0.2': 'address 127.0.0.2 is not public (%s)' % LOOPBACK,
+            '2130706433': 'host "2130706433" resolves to 127.0.0.1, which is not public (%s)' % LOOPBACK,
+            '0x7f000001': 'host "0x7f000001" resolves to 127.0.0.1, which is not public (%s)' % LOOPBACK,
+            '0177.0.0.1': 'host "0177.0.0.1" resolves to 127.0.0.1, which is not public (%s)' % LOOPBACK,
+            '127.1': 'host "127.1" resolves to 127.0.0.1, which is not public (%s)' % LOOPBACK,
+            '127.000.000.001': 'host "127.000.000.001" resolves to 127.0.0.1, which is not public (%s)' % LOOPBACK,
+            '0x7f.1': 'host "0x7f.1" resolves to 127.0.0.1, which is not public (%s)' % LOOPBACK,
+            '0.0.0.0': 'address 0.0.0.0 is not public (unspecified 0.0.0.0/8)',
+            '0': 'host "0" resolves to 0.0.0.0, which is not public (unspecified 0.0.0.0/8)',
+            '[::1]': 'address ::1 is not public (loopback ::1/128)',
+            '[::]': 'address :: is not public (unspecified ::/128)',
+            '[0:0:0:0:0:0:0:1]': 'host "0:0:0:0:0:0:0:1" resolves to ::1, which is not public (loopback ::1/128)',
+            '[::ffff:127.0.0.1]': 'address ::ffff:127.0.0.1 is not public (IPv4-mapped %s)' % LOOPBACK,
+            '[::ffff:7f00:1]': 'host "::ffff:7f00:1" resolves to ::ffff:127.0.0.1, which is not public '
+                               '(IPv4-mapped %s)' % LOOPBACK,
+        }
+        for host, why in cases.items():
+            url = 'http://%s:%d/secret' % (host, port)
+            self.assertEqual(self.refused(url), 'cache_get: refused "%s": %s' % (url, why))
+            self.assertEqual(self.rt.logs[-1], ('warning', 'cache_get: request #%d refused: %s'
+                                                % (self.rt.g['_CACHE_GET_STATE']['counter'][0], why)))
+        self.assertEqual(self.origin.count, 0)
+        self.assertEqual(self.rt.store, {})
+        self.assertEqual([c[0] for c in self.rt.commands if c[0] != 'GET'], [], 'a refusal only looks')
+        self.assertEqual(self.rt.g['_CACHE_GET_STATE']['inflight'], {}, 'no download started')
+
+    def test_name_resolving_to_loopback_is_refused(self):
+        # DNS answers 127.0.0.1 for a name: refused by the download, before any connection.
+        self.rt = Runtime({'CACHE_GET_ALLOW_HOSTS': ['*.example.test']})  # a wildcard does not opt in
+        resolver = Resolver(self.rt, {'cache.example.test': ['127.0.0.1'],
+                                      'mixed.example.test': ['93.184.216.34', '127.0.0.1'],
+                                      'six.example.test': ['::1']})
+        for name, addr, net in (('cache.example.test', '127.0.0.1', LOOPBACK),
+                                ('mixed.example.test', '127.0.0.1', LOOPBACK),  # every address counts
+                                ('six.example.test', '::1', 'loopback ::1/128')):
+            url = 'http://%s:%d/x' % (name, self.origin.port)
+            why = 'host "%s" resolves to %s, which is not public (%s)' % (name, addr, net)
+            self.assertEqual(self.refused(url), 'cache_get: refused "%s": %s' % (url, why))
+            self.assertEqual(self.rt.logs[-1], ('warning', 'cache_get: refused "%s": %s' % (url, why)))
+        self.assertEqual(resolver.lookups, ['cache.example.test', 'mixed.example.test', 'six.example.test'])
+        self.assertEqual(self.origin.count, 0)
+        self.assertEqual(self.rt.store, {})
+        self.assertEqual(self.rt.g['_CACHE_GET_STATE']['inflight'], {})
+        # The refusal is not cached: the next call asks DNS again.
+        self.refused('http://cache.example.test:%d/x' % self.origin.port)
+        self.assertEqual(len(resolver.lookups), 4)
+
+    def test_localhost_is_refused(self):
+        url = 'http://localhost:%d/x' % self.origin.port
+        msg = self.refused(url)
+        self.assertRegex(msg, r'^cache_get: refused "%s": host "localhost" resolves to (127\.0\.0\.1|::1), '
+                              r'which is not public \(loopback (127\.0\.0\.0/8|::1/128)\)$' % url)
+        self.assertEqual(self.origin.count, 0)
+
+    def test_literal_allowlist_entry_connects_to_the_checked_address(self):
+        # images.internal exists only in the stub: the download can only succeed by connecting to the
+        # address the stub gave, once, with the name in the Host header (no second lookup for DNS
+        # rebinding to answer differently).
+        self.rt = Runtime({'CACHE_GET_ALLOW_HOSTS': ['images.internal', '127.0.0.1']})
+        answers = [['127.0.0.1'], ['10.255.255.1']]  # a second lookup would get another answer
+        resolver = Resolver(self.rt, {'images.internal': lambda: answers.pop(0)})
+        url = 'http://images.internal:%d/a.png' % self.origin.port
+        self.assertEqual(self.rt.trigger(url), b'hello')
+        self.assertEqual(resolver.lookups, ['images.internal'])
+        self.assertEqual(self.origin.hosts, ['images.internal:%d' % self.origin.port])
+        # An IP named literally works the same.
+        self.assertEqual(self.rt.trigger(self.origin.base + '/b.png'), b'hello')
+        self.assertEqual(self.origin.hosts[-1], '127.0.0.1:%d' % self.origin.port)
+        self.assertEqual(self.origin.count, 2)
+
+    def test_next_checked_address_when_one_refuses(self):
+        # Nothing listens on 127.0.0.2 at the origin's port (it is bound to 127.0.0.1): the download
+        # goes on to the next checked address, as a client would.
+        self.rt = Runtime({'CACHE_GET_ALLOW_HOSTS': ['two.internal']})
+        Resolver(self.rt, {'two.internal': ['127.0.0.2', '127.0.0.1']})
+        url = 'http://two.internal:%d/x' % self.origin.port
+        self.assertEqual(self.rt.trigger(url), b'hello')
+        self.assertEqual(self.origin.count, 1)
+
+    def test_redirect_hop_checked_by_address(self):
+        # The origin (named literally) redirects to a name the wildcard allows, which resolves to
+        # loopback: refused at that hop, before connecting.
+        self.rt = Runtime({'CACHE_GET_ALLOW_HOSTS': ['127.0.0.1', '*.example.test']})
+        resolver = Resolver(self.rt, {'loop.example.test': ['127.0.0.1']})
+        target = 'http://loop.example.test:%d/final' % self.origin.port
+        url = self.origin.base + '/redirect' + target
+        self.assertEqual(self.refused(url), 'cache_get: GET %s: redirect to %s refused: host "loop.example.test" '
+                                            'resolves to 127.0.0.1, which is not public (%s)' % (url, target, LOOPBACK))
+        self.assertEqual(self.origin.count, 1, 'only the redirect was fetched')
+        self.assertEqual(resolver.lookups, ['loop.example.test'])
+        # A hop to another spelling of the very same loopback address is refused too: only the wildcard
+        # matches it, and a wildcard does not opt in.
+        self.rt = Runtime({'CACHE_GET_ALLOW_HOSTS': ['127.0.0.1', '*.0.0.1']})
+        target = 'http://0x7f.0.0.1:%d/final' % self.origin.port
+        url = self.origin.base + '/redirect' + target
+        self.assertEqual(self.refused(url), 'cache_get: GET %s: redirect to %s refused: host "0x7f.0.0.1" '
+                                            'resolves to 127.0.0.1, which is not public (%s)' % (url, target, LOOPBACK))
+        self.assertEqual(self.origin.count, 2)
+        self.assertEqual(self.rt.store, {})
+
+    def test_private_networks_option(self):
+        self.rt = Runtime({'CACHE_GET_ALLOW_PRIVATE_NETWORKS': True})
+        self.assertEqual(self.rt.trigger(self.origin.base + '/a'), b'hello')
+        self.assertEqual(self.rt.trigger('http://2130706433:%d/b' % self.origin.port), b'hello')
+        self.assertEqual(self.rt.trigger('http://localhost:%d/c' % self.origin.port), b'hello')
+        self.assertEqual(self.origin.count, 3)
+
+    def test_hit_checks_nothing(self):
+        # What is stored was checked when downloaded: a hit neither resolves nor classifies.
+        self.rt = Runtime({'CACHE_GET_ALLOW_HOSTS': ['cdn.example.test']})
+        resolver = Resolver(self.rt, {'cdn.example.test': ['127.0.0.1']})
+        url = 'http://cdn.example.test:%d/a' % self.origin.port
+        self.assertEqual(self.rt.trigger(url), b'hello')
+        calls = []
+        self.rt.g['_cache_get_addresses'] = lambda *a: calls.append(a)
+        self.assertEqual(self.rt.trigger(url), b'hello')
+        self.assertEqual(calls, [])
+        self.assertEqual(resolver.lookups, ['cdn.example.test'])
+
+    @unittest.skipUnless(shutil.which('openssl'), 'no openssl to make a test certificate')
+    def test_https_to_the_checked_address_keeps_sni_and_certificate_check(self):
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        cert, key = os.path.join(d, 'cert.pem'), os.path.join(d, 'key.pem')
+        subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+                        '-subj', '/CN=secure.example.test', '-addext', 'subjectAltName=DNS:secure.example.test',
+                        '-keyout', key, '-out', cert], check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        tls = Origin(tls=(cert, key))
+        self.addCleanup(tls.close)
+        tls.latency = 0
+        self.rt = Runtime({'CACHE_GET_ALLOW_HOSTS': ['secure.example.test', 'wrong.example.test']})
+        Resolver(self.rt, {'secure.example.test': ['127.0.0.1'], 'wrong.example.test': ['127.0.0.1']})
+        old = os.environ.get('REQUESTS_CA_BUNDLE')
+        os.environ['REQUESTS_CA_BUNDLE'] = cert  # trust the test certificate, as a deployment trusts its CA
+
+        def restore():
+            if old is None:
+                os.environ.pop('REQUESTS_CA_BUNDLE', None)
+            else:
+                os.environ['REQUESTS_CA_BUNDLE'] = old
+        self.addCleanup(restore)
+        url = 'https://secure.example.test:%d/a' % tls.port
+        self.assertEqual(self.rt.trigger(url), b'hello')
+        self.assertEqual(tls.sni, ['secure.example.test'])
+        self.assertEqual(tls.hosts, ['secure.example.test:%d' % tls.port])
+        # The certificate is still checked against the name asked for, not the address connected to.
+        url = 'https://wrong.example.test:%d/a' % tls.port
+        msg = self.refused(url)
+        self.assertTrue(msg.startswith('cache_get: GET %s: connection failed: ' % url), msg)
+        self.assertIn("hostname 'wrong.example.test' doesn't match 'secure.example.test'", msg)
+        self.assertNotIn('127.0.0.1', msg, 'the error is about the URL, not the address connected to')
+        self.assertEqual(tls.count, 1)
 
 
 if __name__ == '__main__':
