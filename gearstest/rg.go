@@ -451,6 +451,8 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 		r.numSuccess++
 		r.hasLastError = false
 	}
+	// Close's abortAll may have finished it already: done is closed once, by whoever finishes first.
+	finishedBefore := e.finished
 	e.finished = true
 	if st.execs[e.id] == e {
 		delete(st.execs, e.id)
@@ -462,7 +464,9 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 		}
 	}
 	st.mu.Unlock()
-	close(e.done)
+	if !finishedBefore {
+		close(e.done)
+	}
 	if len(errs) > 0 {
 		return errValue(errs[0].String())
 	}

@@ -277,12 +277,14 @@ func (st *state) workerDied() {
 	}
 }
 
-// abortAll ends every running execution (Close), so no handler waits forever.
+// abortAll ends every running run() execution (Close), so no handler waits forever. A trigger's
+// execution is finished by its RG.TRIGGER handler, whose worker request fails once the worker is gone
+// (as in workerDied).
 func (st *state) abortAll() {
 	st.mu.Lock()
 	var running []*execution
 	for _, e := range st.execs {
-		if !e.finished {
+		if !e.finished && !e.trigger {
 			running = append(running, e)
 		}
 	}
