@@ -171,6 +171,10 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 			return
 		}
 	case "INFO":
+		if len(cmd.Args) == 2 && strings.EqualFold(string(cmd.Args[1]), "gearstest") {
+			c.write(conn, bulk(s.hazardInfo())) // with either store
+			return
+		}
 		if s.st.mini != nil {
 			s.info(conn, c, cmd.Args)
 			return
@@ -405,14 +409,17 @@ func configGet(patterns [][]byte) value {
 }
 
 // info answers INFO for the in-process store: miniredis' sections plus a Server section, which
-// clients read for redis_version.
+// clients read for redis_version, and the "# gearstest" section (hazards.go) with the default ones.
 func (s *Server) info(conn redcon.Conn, c *client, args [][]byte) {
 	wantServer := len(args) == 1
+	wantHazards := len(args) == 1
 	storeArgs := args
 	for _, a := range args[1:] {
 		switch strings.ToLower(string(a)) {
+		case "gearstest":
+			wantHazards = true
 		case "all", "everything", "default":
-			wantServer = true
+			wantServer, wantHazards = true, true
 			storeArgs = args[:1] // miniredis only knows its own section names
 		case "server":
 			wantServer = true
@@ -438,6 +445,15 @@ func (s *Server) info(conn redcon.Conn, c *client, args [][]byte) {
 			server += "\r\n"
 		}
 		body = append([]byte(server), body...)
+	}
+	if wantHazards {
+		if len(body) > 0 && !bytes.HasSuffix(body, []byte("\r\n\r\n")) {
+			if !bytes.HasSuffix(body, []byte("\r\n")) {
+				body = append(body, '\r', '\n')
+			}
+			body = append(body, '\r', '\n')
+		}
+		body = append(body, s.hazardInfo()...)
 	}
 	c.write(conn, bulkBytes(body))
 }

@@ -44,7 +44,7 @@ func init() {
 		"RG.PYPROFILE":               {2, -1, false, cmdPyProfile},
 		"RG.INFOCLUSTER":             {1, -1, false, func(*Server, *client, [][]byte) value { return bulk("no cluster mode") }},
 		"RG.REFRESHCLUSTER":          {1, -1, false, okHandler},
-		"RG.NETWORKTEST":             {1, -1, false, okHandler},
+		"RG.NETWORKTEST":             {1, -1, false, cmdNetworkTest},
 		"RG.CONFIGGET":               {1, -1, false, cmdConfigGet},
 		"RG.CONFIGSET":               {1, -1, false, cmdConfigSet},
 		"RG.PAUSEREGISTRATIONS":      {2, 2, false, cmdPause},
@@ -129,9 +129,16 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) value {
 			return errValue("Unknown arguments were given: " + w)
 		}
 	}
+	// K1 (hazards.go): the session ids this command names are in flight from here, before it waits
+	// for anything (requirements, the locks), until its reply; a second one meanwhile is refused.
+	end, refused := s.beginPyExecute(id, replaceWith)
+	if refused != nil {
+		return *refused
+	}
+	defer end()
 	st := s.state
 	if id == "" {
-		id = randomHex40()
+		id = randomHex40() // a random id cannot collide: not marked
 	}
 	// The session checks come first (as in RedisGearsPy_Execute); requirements are installed without
 	// the session lock, as the real server installs them on a background thread, and the checks are

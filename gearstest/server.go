@@ -25,6 +25,8 @@ type options struct {
 	logw     io.Writer
 	logger   *log.Logger
 	check37  bool
+
+	allowHazards bool // AllowHazards: Run does not fail the test on hazards
 }
 
 // WithAddr sets the address to listen on (default "127.0.0.1:0", a free loopback port).
@@ -80,6 +82,8 @@ type Server struct {
 
 	bridges  bridges      // Pub/Sub connections, detached from the command loop
 	commands commandTable // COMMAND replies for the in-process store
+
+	hz hazards // hazards that happened (hazards.go)
 
 	wg   sync.WaitGroup // every goroutine the server owns
 	stop chan struct{}  // closed by Close
@@ -143,7 +147,9 @@ func (s *Server) storeName() string {
 	return s.st.addr
 }
 
-// Run starts a server for a test and stops it when the test ends.
+// Run starts a server for a test and stops it when the test ends. The test fails when a hazard
+// happened on the server meanwhile (an action that crashes or hangs a real RedisGears 1.2.13, see
+// Hazards), unless the server was started with AllowHazards.
 func Run(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	tl := &testLog{t: t}
@@ -157,6 +163,7 @@ func Run(t testing.TB, opts ...Option) *Server {
 		tl.mu.Lock()
 		tl.done = true
 		tl.mu.Unlock()
+		reportHazards(t, s)
 	})
 	return s
 }

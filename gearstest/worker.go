@@ -463,6 +463,8 @@ func (wk *workerProc) dispatch(m []value) {
 		_ = wk.send(bulk("reply"), arg(1), bulk("v"), bulk(id))
 	case "execdone":
 		s.state.runDone(arg(1).String(), arg(2).String(), arg(3), arg(4))
+	case "hazard":
+		wk.hazardMessage(arg(1).Str, arg(2).String(), arg(3).String())
 	case "configget":
 		v := s.state.cfg.getForPython(arg(2).String())
 		_ = wk.send(bulk("reply"), arg(1), bulk("v"), v)

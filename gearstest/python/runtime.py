@@ -11,6 +11,7 @@ import threading
 import types
 
 import engine
+import pyerrors
 import serialcheck
 from pyerrors import error
 from pyerrors import flat_error as GearsFlatError
@@ -35,7 +36,6 @@ class Session(object):
         self.desc = desc
         self.reqs = reqs
         self.regs = []  # registration ids owned by this session
-        self.warned_thread = False
         self.globals = None
 
 
@@ -44,7 +44,7 @@ class ExecCtx(object):
 
     __slots__ = ('kind', 'session', 'token', 'multi', 'fut', 'rid', 'execid', 'errors',
                  'created_exec', 'pending_regs', 'restore_ids', 'replaced', 'reg', 'aborted',
-                 'waiting', 'yielded', 'steps', 'reader_fn', 'mode', 'run_future')
+                 'waiting', 'yielded', 'steps', 'reader_fn', 'mode', 'run_future', 'coro', 'in_rpc')
 
     def __init__(self, kind, session, token='', multi=False):
         self.kind = kind
@@ -62,6 +62,8 @@ class ExecCtx(object):
         self.reg = None
         self.aborted = False
         self.waiting = None
+        self.coro = None  # the async def coroutine the execution waits for (H1)
+        self.in_rpc = 0  # RPCs to Go (execute(), atomic(), …) the execution waits for (H1)
         self.yielded = False
         self.run_future = None
         self.steps = None
@@ -128,18 +130,137 @@ def _current_token(session):
     ctx = CUR.get()
     if ctx is not None:
         return ctx.token
-    _warn_thread(session)
-    return ''
+    raise _thread_hazard('execute()', session)
 
 
-def _warn_thread(session):
-    if session is not None and not session.warned_thread:
-        session.warned_thread = True
-        state.worker.warn(
-            "session %s: execute()/atomic() called from a thread the script started. This works in "
-            "gearstest but deadlocks a real RedisGears 1.2 under concurrent triggers "
-            "(gears-spec.md section 8): resolve a gearsFuture from the thread and do the Redis "
-            "work in the registration's next step instead." % session.sid)
+# ------------------------------------------------------------------------------------------
+# hazards: what crashes or hangs a real RedisGears 1.2.13 (gears-spec.md 8.1; the list, its texts
+# and evidence are in gearstest/hazards.go). Each check here is one detection point.
+
+
+def hazard(hid, detail=''):
+    """Reports hazard hid to Go (which logs and counts it) and returns the exception to raise.
+
+    It is a flat error (its text is the whole execution error, without a traceback), so the caller
+    gets an error whose code is HAZARD; user code can still catch it.
+    """
+    return pyerrors.flat_error(state.worker.hazard(hid, detail))
+
+
+def _thread_hazard(what, session):
+    # K2: execute()/atomic() from a thread the script started (no execution context) takes the Redis
+    # lock while holding the GIL on the real server: it hangs the whole server.
+    if session is not None:
+        what = "%s in session '%s'" % (what, session.sid)
+    return hazard('K2', what)
+
+
+# C2-C4: commands that crash the real server when a gear function runs them (any mode).
+_CRASHING_COMMANDS = {'WAIT': 'C2', 'SYNC': 'C3', 'PSYNC': 'C4'}
+
+
+# Not hazards: commands that need a real connection, which Redis refuses to RedisModule_Call's client
+# (flagged CLIENT_DENY_BLOCKING): a clean error on the real server (gears-spec 8.1). The texts are
+# Redis 7.0's (monitorCommand, subscribeCommand, psubscribeCommand, ssubscribeCommand), with the
+# trailing CRLF execute() errors keep (gears-spec 8); assumed, not recorded from a real server.
+_DENY_BLOCKING = {
+    'MONITOR': "MONITOR isn't allowed for DENY BLOCKING client\r\n",
+    'SUBSCRIBE': "SUBSCRIBE isn't allowed for a DENY BLOCKING client\r\n",
+    'PSUBSCRIBE': "PSUBSCRIBE isn't allowed for a DENY BLOCKING client\r\n",
+    'SSUBSCRIBE': "SSUBSCRIBE isn't allowed for a DENY BLOCKING client\r\n",
+}
+
+
+def _check_command(cmd, args):
+    """Raises the hazard of execute(cmd, *args) if it has one (or the error of a refused command)."""
+    up = cmd.upper()
+    hid = _CRASHING_COMMANDS.get(up)
+    if hid is not None:
+        raise hazard(hid)
+    refused = _DENY_BLOCKING.get(up)
+    if refused is not None:
+        raise error(refused)
+    if up == 'CLIENT' and len(args) > 1 and _text(args[1]).upper() == 'KILL':
+        sync, caller = _sync_caller()
+        if sync and _client_kill_may_hit_caller([_text(a) for a in args[2:]], caller):
+            raise hazard('C5', ', '.join(repr(_text(a)) for a in args[2:]))
+
+
+def _text(a):
+    if isinstance(a, (bytes, bytearray)):
+        return bytes(a).decode('utf-8', 'replace')
+    return str(a)
+
+
+def _sync_caller():
+    """Returns (sync, caller id): whether the running code runs synchronously for a client (a sync
+    trigger, the top level of an RG.PYEXECUTE script, its onRegistered) and that client's id, taken
+    from the lock token Go gives it (c<CLIENT ID>, PROTOCOL.md), or None."""
+    ctx = CUR.get()
+    if ctx is None:
+        return False, None
+    if ctx.kind == 'trigger':
+        sync = ctx.reg is not None and ctx.reg.mode == 'sync'
+    else:
+        # A script or onRegistered with a token runs for the RG.PYEXECUTE client (a restore has
+        # none); run() executions run on their own.
+        sync = ctx.kind in ('script', 'onregistered') and bool(ctx.token)
+    caller = None
+    tok = ctx.token or ''
+    if tok.startswith('c') and tok[1:].isdigit():
+        caller = int(tok[1:])
+    return sync, caller
+
+
+def _client_kill_may_hit_caller(rest, caller):
+    """C5: whether CLIENT KILL <rest> may kill the calling client (Redis 7.0 CLIENT KILL syntax).
+
+    Conservative: the caller's address, local address and user are not known here, so those filters
+    may match; only an ID other than the caller's or a TYPE the caller cannot have rules it out.
+    Arguments the real server refuses (a syntax error kills nobody) are left to it.
+    """
+    if len(rest) == 1:
+        return ':' in rest[0]  # the old form CLIENT KILL ip:port: may be the caller's address
+    if not rest or len(rest) % 2:
+        return False
+    for i in range(0, len(rest), 2):
+        f, v = rest[i].lower(), rest[i + 1]
+        if f == 'id':
+            try:
+                n = int(v)
+            except ValueError:
+                return False
+            if caller is not None and n != caller:
+                return False
+        elif f == 'type':
+            if v.lower() in ('master', 'replica', 'slave'):
+                return False
+        elif f not in ('addr', 'laddr', 'user', 'skipme', 'maxage'):
+            return False
+    return True
+
+
+# C7: a recursion limit far above the default lets recursion overflow the C stack of the real
+# server (Python 3.7 recurses on the C stack; the crash was seen with 1,000,000). The bound is 10x
+# the default 1000: 10,000 levels stay within the 8 MB stacks of Redis' main thread and RedisGears'
+# worker threads; limits above it are refused when they are set.
+MAX_RECURSION_LIMIT = 10000
+_orig_setrecursionlimit = None
+
+
+def _setrecursionlimit(limit):
+    if isinstance(limit, int) and limit > MAX_RECURSION_LIMIT:
+        raise hazard('C7', 'sys.setrecursionlimit(%d) above %d' % (limit, MAX_RECURSION_LIMIT))
+    return _orig_setrecursionlimit(limit)
+
+
+def install_guards():
+    """Installs the process-wide hazard checks (sys.setrecursionlimit); called once by the worker."""
+    global _orig_setrecursionlimit
+    import sys
+    if _orig_setrecursionlimit is None:
+        _orig_setrecursionlimit = sys.setrecursionlimit
+        sys.setrecursionlimit = _setrecursionlimit
 
 
 def make_execute(session):
@@ -150,6 +271,7 @@ def make_execute(session):
         if not isinstance(cmd, str):
             raise error('the given command must be a string')
         token = _current_token(session)
+        _check_command(cmd, args)
         parts = [b'call', None, token, cmd]
         parts.extend(_arg_bytes(a) for a in args[1:])
         return _reply_to_py(state.worker.call(parts, 1))
@@ -168,7 +290,7 @@ def make_atomic(session):
                 tok = ctx.token
             else:
                 if ctx is None:
-                    _warn_thread(session)
+                    raise _thread_hazard('atomic()', session)
                 tok = state.worker.new_token()
             state.worker.call([b'lock', None, tok], 1)
             tls.atomic_token = tok

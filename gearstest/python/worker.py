@@ -167,6 +167,17 @@ class Worker(object):
 
     def call(self, parts, cid_index):
         """Sends an RPC (parts[cid_index] gets a fresh cid) and returns the reply value."""
+        ctx = CUR.get()
+        if ctx is None:
+            return self._call(parts, cid_index)
+        # Counted for H1: a coroutine waiting for an RPC is not busy in its own code.
+        ctx.in_rpc += 1
+        try:
+            return self._call(parts, cid_index)
+        finally:
+            ctx.in_rpc -= 1
+
+    def _call(self, parts, cid_index):
         cid = b'%d' % next(self.cids)
         parts[cid_index] = cid
         lk = threading.Lock()
@@ -217,6 +228,14 @@ class Worker(object):
     def warn(self, text):
         sys.stderr.write('gearstest WARNING: %s\n' % text)
         sys.stderr.flush()
+
+    def hazard(self, hid, detail, wait=True):
+        """Reports hazard hid (gearstest/hazards.go) to Go and returns its error text; with wait
+        False (on the reading thread) it only reports it."""
+        if not wait:
+            self.send([b'hazard', b'', hid, detail])
+            return None
+        return _s(self.call([b'hazard', None, hid, detail], 1))
 
     # ---------------------------------------------------------------- input
 
@@ -318,6 +337,13 @@ class Worker(object):
         elif name == b'abort':
             ctx = self.execs.get(msg[1])
             if ctx is not None:
+                coro = ctx.coro
+                if coro is not None and coro.cr_running and not ctx.in_rpc:
+                    # H1: its async def function is busy in its own code (not suspended at an
+                    # await, not waiting for execute()). The real server replies OK, but a function
+                    # that never yields keeps running and blocks the event loop of every other
+                    # async def function. Conservative: one that would yield later is reported too.
+                    self.hazard('H1', "execution '%s'" % _s(msg[1]), wait=False)
                 ctx.aborted = True
                 if ctx.waiting is not None:
                     ctx.waiting.wake()
@@ -628,6 +654,7 @@ class Worker(object):
         async def wrap():
             CUR.set(ctx)
             return await pending
+        ctx.coro = pending if asyncio.iscoroutine(pending) else None
         cf = asyncio.run_coroutine_threadsafe(wrap(), runtime.get_loop())
         try:
             return engine.OK, cf.result(self.max_idle)
@@ -636,12 +663,22 @@ class Worker(object):
             return None
         except BaseException as e:
             return engine.ERR, error_text(e)
+        finally:
+            ctx.coro = None
 
     def finish(self, ctx, records, status):
         eid = ctx.execid
         self.execs.pop(eid if isinstance(eid, bytes) else eid.encode(), None)
         try:
             raw = resp.records_raw(records)
+        except RecursionError:
+            # Nested deeper than the recursive encoder goes: encode without recursion, up to the
+            # bound of hazard C6.
+            try:
+                raw = encode_deep(records)
+            except pyerrors.flat_error as e:
+                raw = resp.records_raw([])
+                ctx.errors.append(str(e))
         except BaseException as e:
             raw = resp.records_raw([])
             ctx.errors.append(error_text(e))
@@ -665,6 +702,31 @@ class Worker(object):
             answer = [b'err', 'Could not satisfy requirements (look at redis log file for more information)']
             self.warn('requirements failed: %s' % traceback.format_exc())
         self.send([b'done', rid, answer])
+
+
+# C6: a reply nested ~100,000 deep crashes the real server (stack overflow while it writes the
+# reply). The bound is ten times lower: the C stack a level takes differs between builds and threads
+# (executions run on RedisGears' own threads), and no realistic reply comes near it.
+MAX_REPLY_DEPTH = 10000
+
+
+def encode_deep(records):
+    """resp.records_raw without recursion; raises the C6 hazard for a record nested deeper than
+    MAX_REPLY_DEPTH (a list inside the records is depth 1)."""
+    out = [b'*%d\r\n' % len(records)]
+    stack = [iter(records)]
+    while stack:
+        for v in stack[-1]:
+            if isinstance(v, list):
+                if len(stack) > MAX_REPLY_DEPTH:
+                    raise runtime.hazard('C6', 'a reply nested more than %d deep' % MAX_REPLY_DEPTH)
+                out.append(b'*%d\r\n' % len(v))
+                stack.append(iter(v))
+                break
+            resp.encode_record(v, out)
+        else:
+            stack.pop()
+    return resp.Raw(b''.join(out))
 
 
 # GEARS_PROFILE=<file>: profile every thread with cProfile and write the merged pstats to <file>
@@ -715,6 +777,7 @@ def main():
     inp = resp.Reader(in_fd)
     w = Worker(inp, out_fd)
     state.worker = w
+    runtime.install_guards()
     threading.Thread(target=w.watchdog, name='gears-watchdog', daemon=True).start()
     w.serve()
     # The reader role moved to another thread (this one got stuck in user code once); the

@@ -29,6 +29,7 @@ class FakeGo(object):
         self.calls = []
         self.locks = []
         self.unlocks = []
+        self.hazards = []
         self.stderr = []
         self.last_status = None
         self.next_id = 0
@@ -93,7 +94,9 @@ class FakeGo(object):
                 with self.cond:
                     self.yields.append(msg[1])
             elif name == b'log':
-                self.logs.append((msg[1].decode(), msg[2].decode()))
+                with self.cond:
+                    self.logs.append((msg[1].decode(), msg[2].decode()))
+                    self.cond.notify_all()
             elif name == b'newid':
                 with self.cond:
                     i = self.next_id
@@ -112,10 +115,42 @@ class FakeGo(object):
                 self.send([b'reply', msg[1], b'v', resp.Status('OK')])
             elif name == b'unlock':
                 self.unlocks.append(msg[1])
+            elif name == b'hazard':
+                with self.cond:
+                    self.hazards.append((msg[2], msg[3]))
+                    self.cond.notify_all()
+                if msg[1]:
+                    self.send([b'reply', msg[1], b'v', self.hazard_text(msg[2], msg[3])])
             elif name == b'call':
-                self.calls.append(msg[2:])
+                with self.cond:
+                    self.calls.append(msg[2:])
+                    self.cond.notify_all()
                 kind, v = self.command([a for a in msg[3:]])
                 self.send([b'reply', msg[1], kind, v])
+
+    @staticmethod
+    def hazard_text(hid, detail):
+        """The text this fake answers to `hazard` (Go's real texts are in hazards.go)."""
+        return b'HAZARD ' + hid + b': ' + detail
+
+    def wait_call(self, args, timeout=10):
+        """Waits until the worker sent `call` with these arguments (token excluded)."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: any(c[1:] == args for c in self.calls), timeout):
+                raise AssertionError('no call %r; stderr=%s' % (args, ''.join(self.stderr)))
+
+    def wait_log(self, text, timeout=10):
+        """Waits until the worker sent `log` with this message."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: any(m == text for _, m in self.logs), timeout):
+                raise AssertionError('no log %r; stderr=%s' % (text, ''.join(self.stderr)))
+
+    def wait_hazards(self, n, timeout=10):
+        """Waits until n hazards were reported and returns them."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: len(self.hazards) >= n, timeout):
+                raise AssertionError('%d hazards, want %d; stderr=%s' % (len(self.hazards), n, ''.join(self.stderr)))
+            return list(self.hazards)
 
     def command(self, args):
         cmd = args[0].decode().lower()

@@ -316,16 +316,19 @@ class SessionTest(WorkerTest):
     def test_script_calls_use_exec_token(self):
         # Go holds the global lock for the exec's token while the script runs and commits: the
         # script's execute()/atomic() and onRegistered pass it back; a thread the script starts
-        # (outside the execution) sends the empty token.
+        # (outside the execution) gets the K2 hazard and sends nothing.
         r = self.g.exec_("import threading\nexecute('set', 'a', '1')\nwith atomic():\n"
                          "    execute('set', 'b', '2')\n"
-                         "def t():\n    execute('set', 'c', '3')\n"
+                         "got = []\n"
+                         "def t():\n    try:\n        execute('set', 'c', '3')\n"
+                         "    except Exception as e:\n        got.append(str(e))\n"
                          "th = threading.Thread(target=t)\nth.start()\nth.join()\n"
+                         "assert got == [\"HAZARD K2: execute() in session 's1'\"], got\n"
                          "def f():\n    execute('set', 'd', '4')\n"
                          "GB('CommandReader').register(trigger='t', onRegistered=f)", token='c7')
         self.assertEqual(r[0], b'ok', r)
         self.assertEqual(self.g.calls, [[b'c7', b'set', b'a', b'1'], [b'c7', b'set', b'b', b'2'],
-                                        [b'', b'set', b'c', b'3'], [b'c7', b'set', b'd', b'4']])
+                                        [b'c7', b'set', b'd', b'4']])
         self.assertEqual((self.g.locks, self.g.unlocks), ([b'c7'], [b'c7']))
         # Without a token (a restore) the script's calls lock per use, without the thread warning.
         r = self.g.exec_("execute('set', 'e', '5')", sid='s2', mode='restore', regids=[])
@@ -384,18 +387,99 @@ class SessionTest(WorkerTest):
         self.assertEqual(self.g.exec_("assert configGet('ExecutionMaxIdleTime') == '5000'\n"
                                       "assert gearsConfigGet('nosuch', 'd') == 'd'", sid='s3'), [b'ok', [], None])
 
-    def test_thread_execute_warns_once(self):
+    def test_thread_execute_and_atomic_are_hazard_k2(self):
         [reg] = self.register("import threading\ndef f(x):\n    out = []\n    def t():\n"
-                              "        out.append(execute('get', 'k'))\n        execute('get', 'k')\n"
+                              "        for fn in (lambda: execute('get', 'k'), atomic().__enter__,\n"
+                              "                   lambda: redisgears.executeCommand('get', 'k')):\n"
+                              "            try:\n                fn()\n"
+                              "            except Exception as e:\n                out.append(str(e))\n"
                               "    th = threading.Thread(target=t)\n    th.start()\n    th.join()\n"
-                              "    return out[0]\nGB('CommandReader').map(f).register(trigger='t')")
-        self.g.data[b'k'] = b'v'
-        self.assertEqual(self.g.trigger(reg, 't'), [b'ok', [b'v'], []])
-        self.assertEqual(self.g.trigger(reg, 't'), [b'ok', [b'v'], []])
-        time.sleep(0.2)
-        warns = [line for line in self.g.stderr if 'deadlocks a real RedisGears' in line]
-        self.assertEqual(len(warns), 1, self.g.stderr)
-        self.assertEqual(self.g.calls[-1][0], b'')
+                              "    return out\nGB('CommandReader').map(f).register(trigger='t', convertToStr=False)")
+        self.assertEqual(self.g.trigger(reg, 't'), [b'ok', [[b"HAZARD K2: execute() in session 's1'",
+                                                             b"HAZARD K2: atomic() in session 's1'",
+                                                             b'HAZARD K2: execute()']], []])
+        self.assertEqual(self.g.hazards, [(b'K2', b"execute() in session 's1'"), (b'K2', b"atomic() in session 's1'"),
+                                          (b'K2', b'execute()')])
+        self.assertEqual((self.g.calls, self.g.locks), ([], []))
+
+
+class HazardTest(WorkerTest):
+    """The hazards the worker detects (gears-spec 8.1; Go's list: hazards.go)."""
+    config = {'ExecutionMaxIdleTime': '1000'}
+
+    def test_wait_sync_psync(self):
+        [reg] = self.register("def f(x):\n    execute(x[1], *x[2:])\n"
+                              "GB('CommandReader').map(f).register(trigger='t', mode='async_local')")
+        self.assertEqual(self.g.trigger(reg, 't', 'WAIT', '1', '0', token='x1'), [b'ok', [], [b'HAZARD C2: ']])
+        self.assertEqual(self.g.trigger(reg, 't', 'sync', token='x1'), [b'ok', [], [b'HAZARD C3: ']])
+        self.assertEqual(self.g.trigger(reg, 't', 'PSync', '?', '-1', token='x1'), [b'ok', [], [b'HAZARD C4: ']])
+        self.assertEqual(self.g.hazards, [(b'C2', b''), (b'C3', b''), (b'C4', b'')])
+        self.assertEqual(self.g.calls, [])
+        # at a script's top level too
+        self.assertEqual(self.g.exec_("execute('WAIT', '0', '0')", sid='s2', token='c3'), [b'err', b'HAZARD C2: '])
+
+    def test_client_kill_of_the_sync_caller(self):
+        [sync, asyn] = self.register(
+            "def f(x):\n    try:\n        execute('CLIENT', *x[1:])\n    except Exception as e:\n        return str(e)\n"
+            "GB('CommandReader').map(f).register(trigger='s', mode='sync')\n"
+            "GB('CommandReader').map(f).register(trigger='a', mode='async')")
+        kill = lambda reg, *args: self.g.trigger(reg, 'x', *args, token='c7')[1]  # noqa: E731
+        hit = [('KILL', 'ID', '7'), ('kill', '127.0.0.1:5000'), ('KILL', 'ADDR', '1.2.3.4:5'),
+               ('KILL', 'LADDR', '127.0.0.1:6379'), ('KILL', 'USER', 'default'), ('KILL', 'TYPE', 'normal'),
+               ('KILL', 'ID', '7', 'SKIPME', 'yes'), ('KILL', 'MAXAGE', '1')]
+        for args in hit:
+            want = "HAZARD C5: " + ', '.join(repr(a) for a in args[1:])
+            self.assertEqual(kill(sync, *args), [want.encode()], args)
+        # Filters that rule the caller out, syntax errors, and async mode go to Redis.
+        miss = [('KILL', 'ID', '8'), ('KILL', 'TYPE', 'master'), ('KILL', 'ADDR', 'a:1', 'ID', '9'),
+                ('KILL',), ('KILL', 'ID'), ('KILL', 'NOSUCH', 'x'), ('KILL', 'ID', 'abc')]
+        for args in miss:
+            self.assertEqual(kill(sync, *args), [b'No such file or directory'], args)
+        self.assertEqual(kill(asyn, 'KILL', 'ID', '7'), [b'No such file or directory'])
+        self.assertEqual(len(self.g.hazards), len(hit))
+        self.assertEqual(len(self.g.calls), len(miss) + 1)
+
+    def test_deep_reply(self):
+        [reg] = self.register("def f(x):\n    r = 'x'\n    for i in range(int(x[1])):\n        r = [r]\n    return r\n"
+                              "GB('CommandReader').map(f).register(trigger='t', convertToStr=False)")
+        # fakego's (recursive) reader must read 10,000 levels
+        old = sys.getrecursionlimit()
+        sys.setrecursionlimit(40000)
+        self.addCleanup(sys.setrecursionlimit, old)
+        ok = self.g.trigger(reg, 't', '10000')  # the bound: fine, and encoded right
+        v = ok[1][0]
+        for _ in range(9999):
+            v = v[0]
+        self.assertEqual((ok[0], ok[2], v), (b'ok', [], [b'x']))
+        self.assertEqual(self.g.trigger(reg, 't', '10001'), [b'ok', [], [b'HAZARD C6: a reply nested more than 10000 deep']])
+        self.assertEqual(self.g.hazards, [(b'C6', b'a reply nested more than 10000 deep')])
+
+    def test_setrecursionlimit(self):
+        self.assertEqual(self.g.exec_("import sys\nsys.setrecursionlimit(10000)\nsys.setrecursionlimit(1000)"),
+                         [b'ok', [], None])
+        self.assertEqual(self.g.exec_("import sys\nsys.setrecursionlimit(1000000)", sid='s2'),
+                         [b'err', b'HAZARD C7: sys.setrecursionlimit(1000000) above 10000'])
+        self.assertEqual(self.g.hazards, [(b'C7', b'sys.setrecursionlimit(1000000) above 10000')])
+
+    def test_abort_of_a_running_async_def(self):
+        [reg, wreg] = self.register("async def f(x):\n    log('spinning ' + x[1])\n    while True:\n        pass\n"
+                              "GB('CommandReader').map(f).register(trigger='t', mode='async')\n"
+                              "import asyncio\nasync def g(x):\n"
+                              "    asyncio.get_event_loop().call_soon(lambda: execute('set', 'waiting', x[1]))\n"
+                              "    await asyncio.sleep(30)\n"
+                              "GB('CommandReader').map(g).register(trigger='w', mode='async')", sid='s1')
+        # suspended at an await (the call_soon callback runs once it is): a plain abort
+        # (it ends when ExecutionMaxIdleTime, 1 s here, runs out)
+        rw = self.g.trigger_async(wreg, 'w', '1', execid=b'e1')
+        self.g.wait_call([b'set', b'waiting', b'1'])
+        self.g.send([b'abort', b'e1'])
+        self.assertEqual(self.g.wait_trigger(rw, timeout=10), [b'ok', [], []])
+        self.assertEqual(self.g.hazards, [])
+        # running without yielding: H1
+        self.g.trigger_async(reg, 't', '2', execid=b'e2')
+        self.g.wait_log('spinning 2')  # log() waits for no answer: f now spins
+        self.g.send([b'abort', b'e2'])
+        self.assertEqual(self.g.wait_hazards(1), [(b'H1', b"execution 'e2'")])
 
 
 class FutureTest(WorkerTest):
