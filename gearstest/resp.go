@@ -231,11 +231,13 @@ func readRaw(r *bufio.Reader, dst []byte) ([]byte, error) {
 		_, err = readFull(r, dst[start:])
 		return dst, err
 	case '*', '~', '>', '%', '|':
+		// line points into r's buffer, which reading the elements overwrites: keep the type.
+		kind := line[0]
 		n, err := strconv.Atoi(string(line[1:]))
 		if err != nil || n > maxArrayLen {
 			return dst, errProtoArrayLen
 		}
-		if line[0] == '%' || line[0] == '|' {
+		if kind == '%' || kind == '|' {
 			n *= 2
 		}
 		for i := 0; i < n; i++ {
@@ -243,7 +245,7 @@ func readRaw(r *bufio.Reader, dst []byte) ([]byte, error) {
 				return dst, err
 			}
 		}
-		if line[0] == '|' {
+		if kind == '|' {
 			// An attribute is followed by the reply it annotates.
 			return readRaw(r, dst)
 		}
