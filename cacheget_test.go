@@ -25,6 +25,7 @@ import (
 
 	"github.com/gearsgo/gears"
 	"github.com/gearsgo/gears/gearstest"
+	"github.com/gearsgo/gears/internal/testtarget"
 )
 
 // The cache_get suite runs against gearstest by default and against the RedisGears server at GEARS_ADDR
@@ -139,6 +140,7 @@ type cgOrigin struct {
 	status    int
 	body      []byte
 	release   chan struct{} // when set, requests wait for it instead of latency
+	hang      chan struct{} // when set, requests wait for it (before release: a herd's release does not free them)
 	count     map[string]int
 	active    int
 	maxActive int
@@ -157,6 +159,9 @@ func (o *cgOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	o.active++
 	o.maxActive = max(o.maxActive, o.active)
 	latency, status, body, release := o.latency, o.status, o.body, o.release
+	if o.hang != nil {
+		release = o.hang
+	}
 	o.mu.Unlock()
 	defer func() {
 		o.mu.Lock()
@@ -292,8 +297,7 @@ func TestCacheGetOneDownloadForManyCallers(t *testing.T) {
 	ctx := context.Background()
 	e := cgStart(t)
 	o := cgNewOrigin(t)
-	release := make(chan struct{})
-	o.set(func(o *cgOrigin) { o.release = release; o.body = []byte("the one and only download") })
+	o.set(func(o *cgOrigin) { o.body = []byte("the one and only download") })
 	url := o.URL + "/herd.png"
 
 	const callers = 100
@@ -308,33 +312,17 @@ func TestCacheGetOneDownloadForManyCallers(t *testing.T) {
 		clients[i] = redis.NewClient(&redis.Options{Addr: e.addr, PoolSize: callers, ReadTimeout: 30 * time.Second})
 		defer clients[i].Close()
 	}
-
-	var wg sync.WaitGroup
-	bodies := make([][]byte, callers)
-	errs := make([]error, callers)
-	for i := 0; i < callers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if i < cliCallers {
-				out, err := cgRedisCli(ctx, e.addr, "RG.TRIGGER", e.trigger, url)
-				if err == nil && !strings.HasSuffix(out, "\n") {
-					err = fmt.Errorf("redis-cli output %q", out)
-				}
-				bodies[i], errs[i] = []byte(strings.TrimSuffix(out, "\n")), err
-				return
+	bodies, errs := cgHerd(t, e, o, "/herd.png", callers, func(i int) ([]byte, error) {
+		if i < cliCallers {
+			out, err := cgRedisCli(ctx, e.addr, "RG.TRIGGER", e.trigger, url)
+			if err == nil && !strings.HasSuffix(out, "\n") {
+				err = fmt.Errorf("redis-cli output %q", out)
 			}
-			c := gears.Command[[]byte](e.trigger, clients[i%len(clients)], gears.NewCacheGet(gears.CacheAllowHosts("127.0.0.1"), gears.CacheKeyPrefix(e.prefix)))
-			bodies[i], errs[i] = c(ctx, url)
-		}()
-	}
-	// Every caller is in flight (waiting on the one download) before the origin answers. The server
-	// sees the single request at once; the others can only be waiters.
-	require.Eventually(t, func() bool { return o.requests("/herd.png") == 1 }, 10*time.Second, 5*time.Millisecond)
-	cgWaitForWaiters(t, e, callers)
-	close(release)
-	wg.Wait()
-
+			return []byte(strings.TrimSuffix(out, "\n")), err
+		}
+		c := gears.Command[[]byte](e.trigger, clients[i%len(clients)], gears.NewCacheGet(gears.CacheAllowHosts("127.0.0.1"), gears.CacheKeyPrefix(e.prefix)))
+		return c(ctx, url)
+	})
 	for i := 0; i < callers; i++ {
 		require.NoError(t, errs[i], "caller %d", i)
 		assert.Equal(t, "the one and only download", string(bodies[i]), "caller %d", i)
@@ -344,52 +332,161 @@ func TestCacheGetOneDownloadForManyCallers(t *testing.T) {
 	e.assertNoThreadTouchedRedis()
 }
 
-// assertNoThreadTouchedRedis checks gearstest's warning for execute()/atomic() called from a thread the
-// script started, which deadlocks a real RedisGears 1.2 (gears-spec.md section 8).
-func (e *cgEnv) assertNoThreadTouchedRedis() {
-	if e.log != nil {
-		assert.Zero(e.t, e.log.count("deadlocks a real RedisGears"), "a thread cache_get started touched Redis")
+// cgHerd runs call(0) … call(n-1) at once for the URL at path of origin o, while o holds every request:
+// it waits until the one download is at the origin and the other n-1 callers wait for it (so the herd
+// really is concurrent rather than a series of hits or failures), then lets the origin answer and
+// returns what each call returned. It asserts that the origin saw exactly one request meanwhile. The
+// during functions run (in the test's goroutine) while the herd waits.
+func cgHerd(t *testing.T, e *cgEnv, o *cgOrigin, path string, n int, call func(i int) ([]byte, error), during ...func()) ([][]byte, []error) {
+	t.Helper()
+	release := make(chan struct{})
+	o.set(func(o *cgOrigin) { o.release = release })
+	base := e.joinedLines()
+	before := o.requests(path)
+	var wg sync.WaitGroup
+	bodies := make([][]byte, n)
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bodies[i], errs[i] = call(i)
+		}()
+	}
+	released := false
+	defer func() {
+		if !released { // a failed wait: let the callers finish before the test's cleanup
+			close(release)
+			wg.Wait()
+		}
+	}()
+	waitUntil(t, 20*time.Second, "the download to reach the origin", func() bool { return o.requests(path) > before })
+	cgWaitForWaiters(t, e, base, n)
+	require.Equal(t, before+1, o.requests(path), "one download for the whole herd")
+	for _, f := range during {
+		f()
+	}
+	released = true
+	close(release)
+	wg.Wait()
+	return bodies, errs
+}
+
+// waitUntil polls cond until it holds (a state of the server or the origin, not a time) and fails the
+// test after limit.
+func waitUntil(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
-// cgWaitForWaiters waits until n callers wait for the download that the origin holds, so that the herd
-// really is concurrent rather than a series of hits. On gearstest it reads cache_get's own log lines
-// (one per caller that joins a download in flight, besides the one that started it). On another server
-// it waits for INFO's blocked_clients (a real RedisGears blocks a client for every waiting trigger), or
-// a settle time where the server does not count them.
-func cgWaitForWaiters(t *testing.T, e *cgEnv, n int) {
-	t.Helper()
-	const joined = "miss, waiting for the download in flight" // logged at verbose level
+// cgThreadHazard is in the server log of gearstest when a thread the script started called execute()
+// or atomic(), which hangs a real RedisGears 1.2 (gears-spec.md section 8.1 K2). It is part of both the
+// former warning ("execute()/atomic() called from a thread the script started") and the HAZARD error
+// ("HAZARD execute() … from a thread the script started").
+const cgThreadHazard = "from a thread the script started"
+
+// assertNoThreadTouchedRedis checks that gearstest did not report execute()/atomic() called from a
+// thread the script started (TestCacheGetThreadCheckCanFail shows that it would).
+func (e *cgEnv) assertNoThreadTouchedRedis() {
 	if e.log != nil {
-		deadline := time.Now().Add(20 * time.Second)
-		for time.Now().Before(deadline) {
-			switch c := e.log.count(joined); {
-			case c == n-1:
-				return
-			case c == 0 && time.Now().After(deadline.Add(-17*time.Second)):
-				t.Logf("the server log shows no verbose lines; went on after a settle time")
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		t.Fatalf("%d callers did not all wait for the one download (%d did)", n, e.log.count(joined))
+		assert.Zero(e.t, e.log.count(cgThreadHazard), "a thread cache_get started touched Redis")
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
+}
+
+// cgJoined is cache_get's log line (verbose level) for a caller that joins a download in flight.
+const cgJoined = "miss, waiting for the download in flight"
+
+// joinedLines is how many callers joined a download in flight so far (gearstest only; 0 elsewhere).
+func (e *cgEnv) joinedLines() int {
+	if e.log == nil {
+		return 0
+	}
+	return e.log.count(cgJoined)
+}
+
+// cgWaitForWaiters waits until n callers wait for the download that the origin holds, and fails the test
+// when they do not. On gearstest it reads cache_get's own log lines: n-1 more than base (one per caller
+// that joins the download in flight, besides the one that started it). On another server it waits for
+// INFO's blocked_clients (a real RedisGears blocks a client for every waiting trigger), and skips the
+// test when the server does not report it: the herd could not be shown to be concurrent.
+func cgWaitForWaiters(t *testing.T, e *cgEnv, base, n int) {
+	t.Helper()
+	if e.log != nil {
+		waitUntil(t, 20*time.Second, fmt.Sprintf("%d callers to join the one download", n-1), func() bool {
+			return e.log.count(cgJoined)-base >= n-1
+		})
+		require.Equal(t, n-1, e.log.count(cgJoined)-base, "callers that joined the download in flight")
+		return
+	}
+	blocked := func() (int, bool) {
 		info, err := e.rdb.Info(context.Background(), "clients").Result()
 		require.NoError(t, err)
 		m := regexp.MustCompile(`blocked_clients:(\d+)`).FindStringSubmatch(info)
-		if m != nil {
-			var blocked int
-			_, _ = fmt.Sscan(m[1], &blocked)
-			if blocked >= n {
-				return
-			}
+		if m == nil {
+			return 0, false
 		}
-		time.Sleep(20 * time.Millisecond)
+		var b int
+		_, _ = fmt.Sscan(m[1], &b)
+		return b, true
 	}
-	t.Logf("the server did not report %d blocked clients; went on after a settle time", n)
+	if _, ok := blocked(); !ok {
+		t.Skipf("%s server: INFO clients has no blocked_clients, so the herd cannot be shown to be concurrent", testtarget.Kind())
+	}
+	waitUntil(t, 20*time.Second, fmt.Sprintf("%d blocked clients", n), func() bool {
+		b, _ := blocked()
+		return b >= n
+	})
 }
+
+// TestCacheGetThreadCheckCanFail shows that the check assertNoThreadTouchedRedis relies on sees a thread
+// the script started calling execute(): gearstest reports it in its log (as a warning, or as a HAZARD
+// error). The server is started without Run, which would fail this test for the hazard it provokes.
+func TestCacheGetThreadCheckCanFail(t *testing.T) {
+	if testtarget.Kind() != "gearstest" {
+		t.Skip("emulator-only: a thread calling execute() hangs a real RedisGears 1.2")
+	}
+	log := &cgLog{t: t}
+	t.Cleanup(log.stop)
+	srv, err := gearstest.Start(gearstest.WithLogger(log))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Close() })
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	require.NoError(t, rdb.Do(ctx, "RG.PYEXECUTE", `
+import threading
+def touch(x):
+    def run():
+        try:
+            execute('SET', 'touched', '1')
+        except Exception:
+            pass
+    threading.Thread(target=run).start()
+    return 'started'
+GB('CommandReader').map(touch).register(trigger='touch')
+`).Err())
+	require.Zero(t, log.count(cgThreadHazard), "nothing touched Redis from a thread yet")
+	require.Equal(t, []any{"started"}, rdb.Do(ctx, "RG.TRIGGER", "touch").Val())
+	waitUntil(t, 20*time.Second, "gearstest to report the thread's execute()", func() bool { return log.count(cgThreadHazard) > 0 })
+
+	rec := &cgRecordingTB{TB: t}
+	(&cgEnv{t: rec, log: log}).assertNoThreadTouchedRedis()
+	assert.True(t, rec.failed, "assertNoThreadTouchedRedis must fail when a thread touched Redis")
+}
+
+// cgRecordingTB records a failure instead of failing the test (to check that a check can fail).
+type cgRecordingTB struct {
+	testing.TB
+	failed bool
+}
+
+func (r *cgRecordingTB) Errorf(string, ...any) { r.failed = true }
 
 func TestCacheGetManyURLsDownloadInParallel(t *testing.T) {
 	ctx := context.Background()
@@ -436,27 +533,33 @@ func TestCacheGetManyURLsDownloadInParallel(t *testing.T) {
 	e.assertNoThreadTouchedRedis()
 }
 
-// TestCacheGetSyncMode registers cache_get as a sync trigger: a hit then runs inline (no thread pool);
-// a miss still waits on a gearsFuture, which a sync registration may return.
+// TestCacheGetSyncMode registers cache_get as a sync trigger: a hit then runs inline (on the "main
+// thread": it works inside MULTI/EXEC, where only sync executions may run); a miss still waits on a
+// gearsFuture, which a sync registration may return, so a herd of misses waits together without holding
+// the server.
 func TestCacheGetSyncMode(t *testing.T) {
 	ctx := context.Background()
 	e := cgStart(t)
 	o := cgNewOrigin(t)
-	o.set(func(o *cgOrigin) { o.latency = 300 * time.Millisecond })
 	cache := gears.Command[[]byte](e.trigger+"_sync", e.rdb, gears.NewCacheGet(gears.CacheAllowHosts("127.0.0.1"), gears.CacheKeyPrefix(e.prefix)), gears.WithMode(gears.Sync))
 	url := o.URL + "/sync.png"
-
-	var wg sync.WaitGroup
-	bodies := make([][]byte, 20)
-	errs := make([]error, 20)
-	for i := range bodies {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			bodies[i], errs[i] = cache(ctx, url)
-		}()
+	// Register before the herd, with a refused call: the herd's calls are then all triggers.
+	_, err := cache(ctx, "not a url")
+	require.Equal(t, `cache_get: refused "not a url": URL contains whitespace or control characters`, cgServerMsg(t, err))
+	mode := ""
+	for _, r := range e.rdb.Do(ctx, "RG.DUMPREGISTRATIONS").Val().([]any) {
+		reg := cgPairs(r)
+		data := cgPairs(reg["RegistrationData"])
+		if cgPairs(data["args"])["trigger"] == e.trigger+"_sync" {
+			mode, _ = data["mode"].(string)
+		}
 	}
-	wg.Wait()
+	require.Equal(t, "sync", mode, "the registration's mode")
+
+	// 20 callers miss at once: one downloads, 19 wait on futures; meanwhile the server answers others.
+	bodies, errs := cgHerd(t, e, o, "/sync.png", 20, func(int) ([]byte, error) { return cache(ctx, url) }, func() {
+		require.Equal(t, "PONG", e.rdb.Ping(ctx).Val())
+	})
 	for i := range bodies {
 		require.NoError(t, errs[i])
 		assert.Equal(t, []byte("hello from the origin"), bodies[i])
@@ -471,15 +574,38 @@ func TestCacheGetSyncMode(t *testing.T) {
 	cmds, err := e.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Do(ctx, "RG.TRIGGER", e.trigger+"_sync", url)
 		p.Do(ctx, "RG.TRIGGER", e.trigger+"_sync", o.URL+"/cold.png")
+		p.Do(ctx, "RG.TRIGGER", e.trigger, url)
 		return nil
 	})
 	require.Error(t, err)
-	require.Len(t, cmds, 2)
+	require.Len(t, cmds, 3)
 	hit, err := cmds[0].(*redis.Cmd).Slice()
 	require.NoError(t, err)
 	assert.Equal(t, []any{"hello from the origin"}, hit)
 	assert.EqualError(t, cmds[1].Err(), "cache_get: "+o.URL+"/cold.png is not cached and a download cannot be waited for inside MULTI/EXEC or Lua")
+	// The async registration of the same cache cannot run inline at all.
+	assert.EqualError(t, cmds[2].Err(), "ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading.")
 	assert.Equal(t, 0, o.requests("/cold.png"))
+}
+
+// cgPairs turns a flat [k1, v1, k2, v2, …] reply (RESP2) or a map reply into a map.
+func cgPairs(v any) map[string]any {
+	m := map[string]any{}
+	switch x := v.(type) {
+	case []any:
+		for i := 0; i+1 < len(x); i += 2 {
+			if k, ok := x[i].(string); ok {
+				m[k] = x[i+1]
+			}
+		}
+	case map[any]any:
+		for k, v := range x {
+			if ks, ok := k.(string); ok {
+				m[ks] = v
+			}
+		}
+	}
+	return m
 }
 
 // cgFailure runs n concurrent callers of url and checks they all get want and nothing was stored.
@@ -495,9 +621,15 @@ func cgFailure(t *testing.T, e *cgEnv, url, want string, n int) {
 		}()
 	}
 	wg.Wait()
-	for i := 0; i < n; i++ {
-		require.Error(t, errs[i], "caller %d", i)
-		assert.Equal(t, want, cgServerMsg(t, errs[i]), "caller %d", i)
+	cgCheckFailures(t, e, errs, want)
+}
+
+// cgCheckFailures checks that every call failed with the server error want and nothing was stored.
+func cgCheckFailures(t *testing.T, e *cgEnv, errs []error, want string) {
+	t.Helper()
+	for i, err := range errs {
+		require.Error(t, err, "caller %d", i)
+		assert.Equal(t, want, cgServerMsg(t, err), "caller %d", i)
 	}
 	assert.Empty(t, e.keys(), "a failure must not be cached")
 }
@@ -509,39 +641,22 @@ func TestCacheGetFailures(t *testing.T) {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
 			e := cgStart(t)
 			o := cgNewOrigin(t)
-			o.set(func(o *cgOrigin) { o.status = status; o.latency = 200 * time.Millisecond })
+			o.set(func(o *cgOrigin) { o.status = status })
 			url := o.URL + "/img.png"
-			cgFailure(t, e, url, fmt.Sprintf("cache_get: GET %s: status %d", url, status), 10)
-			assert.LessOrEqual(t, o.requests("/img.png"), 10)
+			// Every caller waits for the one download and gets its error.
+			_, errs := cgHerd(t, e, o, "/img.png", 10, func(int) ([]byte, error) { return e.cache(ctx, url) })
+			cgCheckFailures(t, e, errs, fmt.Sprintf("cache_get: GET %s: status %d", url, status))
+			assert.Equal(t, 1, o.requests("/img.png"), "one download, one error for all")
 
 			// The origin recovers: the next call downloads and stores.
-			before := o.requests("/img.png")
 			o.set(func(o *cgOrigin) { o.status = 200 })
 			body, err := e.cache(ctx, url)
 			require.NoError(t, err)
 			assert.Equal(t, []byte("hello from the origin"), body)
-			assert.Equal(t, before+1, o.requests("/img.png"))
+			assert.Equal(t, 2, o.requests("/img.png"))
 			assert.Equal(t, []string{e.key(url)}, e.keys())
 		})
 	}
-
-	t.Run("waiters share the failure", func(t *testing.T) {
-		e := cgStart(t)
-		o := cgNewOrigin(t)
-		release := make(chan struct{})
-		o.set(func(o *cgOrigin) { o.status = 404; o.release = release })
-		url := o.URL + "/gone.png"
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			cgFailure(t, e, url, fmt.Sprintf("cache_get: GET %s: status 404", url), 20)
-		}()
-		require.Eventually(t, func() bool { return o.requests("/gone.png") == 1 }, 10*time.Second, 5*time.Millisecond)
-		cgWaitForWaiters(t, e, 20)
-		close(release)
-		<-done
-		assert.Equal(t, 1, o.requests("/gone.png"), "one download, one error for all")
-	})
 
 	t.Run("connection refused", func(t *testing.T) {
 		e := cgStart(t)
@@ -571,17 +686,19 @@ func TestCacheGetFailures(t *testing.T) {
 	})
 
 	t.Run("slow origin past the timeout", func(t *testing.T) {
-		e := cgStart(t, gears.CacheTimeout(300*time.Millisecond))
+		// The origin never answers on its own: only cache_get's timeout can end the calls. The timeout
+		// leaves the herd time to gather (it is shown to have gathered before the timeout ends it).
+		e := cgStart(t, gears.CacheTimeout(3*time.Second))
 		o := cgNewOrigin(t)
+		url := o.URL + "/slow.png"
 		hang := make(chan struct{})
 		defer close(hang)
-		// The origin never answers on its own: only cache_get's timeout can end the calls.
-		o.set(func(o *cgOrigin) { o.release = hang })
-		url := o.URL + "/slow.png"
-		cgFailure(t, e, url, fmt.Sprintf("cache_get: GET %s: timed out after 0.3s", url), 10)
+		o.set(func(o *cgOrigin) { o.hang = hang })
+		_, errs := cgHerd(t, e, o, "/slow.png", 10, func(int) ([]byte, error) { return e.cache(ctx, url) })
+		cgCheckFailures(t, e, errs, fmt.Sprintf("cache_get: GET %s: timed out after 3s", url))
 		assert.Equal(t, 1, o.requests("/slow.png"))
 
-		o.set(func(o *cgOrigin) { o.release = nil; o.latency = 0 })
+		o.set(func(o *cgOrigin) { o.hang, o.release, o.latency = nil, nil, 0 })
 		body, err := e.cache(ctx, url)
 		require.NoError(t, err)
 		assert.Equal(t, []byte("hello from the origin"), body)
