@@ -388,7 +388,7 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 	if r.sess != nil {
 		r.sess.running++
 	}
-	e := &execution{num: st.epID, status: "running", trigger: true, regID: r.id, start: time.Now(), done: make(chan struct{})}
+	e := &execution{num: st.epID, status: "running", trigger: true, start: time.Now(), done: make(chan struct{})}
 	st.epID++
 	e.id = makeID(e.num)
 	st.execs[e.id] = e
@@ -511,15 +511,9 @@ func cmdUnregister(s *Server, c *client, args [][]byte) value {
 		delete(st.triggers, r.trigger)
 	}
 	// ABORTPENDING (any other third argument is ignored, as in execution_plan.c) aborts the
-	// registration's executions that are still running; their callers get the records they had.
-	var abort []string
-	if len(args) == 3 && strings.EqualFold(string(args[2]), "abortpending") {
-		for eid, e := range st.execs {
-			if e.regID == id && !e.finished {
-				abort = append(abort, eid)
-			}
-		}
-	}
+	// registration's executions that have not started yet (the worker decides when one starts:
+	// see PROTOCOL.md `unregister`); the started ones go on (gears-spec §8).
+	abortPending := len(args) == 3 && strings.EqualFold(string(args[2]), "abortpending")
 	ss := r.sess
 	dropSession := false
 	if ss != nil {
@@ -539,16 +533,17 @@ func cmdUnregister(s *Server, c *client, args [][]byte) value {
 	// While the worker restarts there is nothing to tell it: the restore reads the state changed above
 	// (both hold the session lock) and drops this registration itself.
 	if wk := s.currentWorker(); wk != nil {
-		if _, err := wk.request("unregister", nil, bulk(id)); err != nil {
+		msg := []value{bulk(id)}
+		if abortPending {
+			msg = append(msg, bulk("abortpending"))
+		}
+		if _, err := wk.request("unregister", nil, msg...); err != nil {
 			s.logf('#', "gearstest: unregister %s: %v", id, err)
 		}
 		if dropSession {
 			if _, err := wk.request("dropsession", nil, bulk(ss.id)); err != nil {
 				s.logf('#', "gearstest: dropsession %s: %v", ss.id, err)
 			}
-		}
-		for _, eid := range abort {
-			_ = wk.send(bulk("abort"), bulk(eid))
 		}
 	}
 	return status("OK")

@@ -104,7 +104,6 @@ type execution struct {
 	steps      value
 	registered bool
 	trigger    bool
-	regID      string // the registration a trigger execution runs (RG.UNREGISTER … ABORTPENDING)
 	start      time.Time
 	dur        time.Duration
 	done       chan struct{}

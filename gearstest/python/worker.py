@@ -123,6 +123,10 @@ class Worker(object):
         self.deferred = collections.deque()
         self.reg_lock = threading.RLock()
         self.regs = {}
+        # Registrations unregistered or replaced (UPGRADE) lately: regid -> (reg, abort_pending). A
+        # trigger Go accepted before that and that had not started yet meets its entry: with
+        # abort_pending it is aborted without running (see run_trigger), else it runs the old code.
+        self.retired = collections.OrderedDict()
         self.triggers = {}
         self.sessions = {}
         self.execs = {}
@@ -380,8 +384,12 @@ class Worker(object):
         return self.triggers.get(trigger)
 
     def on_unregister(self, msg):
+        # `unregister <rid> <regid>... [abortpending]` (PROTOCOL.md).
+        abort_pending = b'abortpending' in msg[2:]
         with self.reg_lock:
             for regid in msg[2:]:
+                if regid == b'abortpending':
+                    continue
                 reg = self.regs.pop(_s(regid), None)
                 if reg is None:
                     continue
@@ -391,7 +399,25 @@ class Worker(object):
                     reg.session.regs.remove(reg.regid)
                 except ValueError:
                     pass
+                self.retire(reg, abort_pending)
         self.send([b'done', msg[1], [b'ok']])
+
+    def retire(self, reg, abort_pending):
+        """Records a registration that left (RG.UNREGISTER, UPGRADE/REPLACE_WITH); under reg_lock.
+
+        As command_reader.c CommandReader_UnregisterTrigger with abortPending does: executions of it
+        that have not started are aborted when they would start (their callers get [], the function
+        never runs: gears-spec 8.1 "silent loss"); the started ones (running, or waiting on a
+        gearsFuture) cannot be aborted (RG_AbortExecution fails): they go on and the server logs it.
+        """
+        self.retired[reg.regid] = (reg, abort_pending)
+        while len(self.retired) > RETIRED_MAX:
+            self.retired.popitem(last=False)
+        if not abort_pending:
+            return
+        for ctx in list(self.execs.values()):
+            if ctx.kind == 'trigger' and ctx.reg is reg:
+                self.send([b'log', b'warning', 'Failed aborting execution on unregister.'])
 
     # ---------------------------------------------------------------- scripts
 
@@ -463,6 +489,10 @@ class Worker(object):
                         reg = self.regs.pop(regid, None)
                         if reg is not None and self.triggers.get(reg.trigger) is reg:
                             del self.triggers[reg.trigger]
+                        if reg is not None:
+                            # The upgrade unregisters the old registrations with abortPending
+                            # (FlatExecutionPlan_AddRegistrationToUnregister).
+                            self.retire(reg, True)
                     old.regs = []
             for r in pending:
                 self.regs[r.regid] = r
@@ -519,12 +549,14 @@ class Worker(object):
     # ---------------------------------------------------------------- triggers
 
     def on_trigger(self, msg, nested):
-        reg = self.regs.get(_s(msg[2]))
-        if reg is None and len(msg) > 6:
-            # Go resolved the trigger name just before an UPGRADE/REPLACE_WITH committed here. A real
-            # server resolves the name on its main thread, so a call meets the old or the new code,
-            # never neither: resolve the name again against what is registered now.
-            reg = self.triggers.get(_s(msg[6]))
+        regid = _s(msg[2])
+        reg = self.regs.get(regid)
+        if reg is None:
+            # Go accepted the trigger just before its registration was unregistered or replaced
+            # here: it runs the old registration, or is aborted when it starts (run_trigger).
+            old = self.retired.get(regid)
+            if old is not None:
+                reg = old[0]
         if reg is None:
             self.send([b'done', msg[1], [b'ok', resp.records_raw([]), ['ERR subcommand not found']]])
             return
@@ -585,7 +617,18 @@ class Worker(object):
         ctx.execid = msg[3]
         ctx.reg = reg
         record = [_arg(a) for a in msg[6:]]
-        self.execs[ctx.execid] = ctx
+        # The execution starts here. Until now it was queued (from Go's acceptance: Go's inorder
+        # queue, the pipe, the pool, the deferred list); an async one whose registration left with
+        # abortPending meanwhile is aborted without running (RG_AbortExecution of an execution that
+        # did not start: the caller gets []). A sync one started when Go accepted it.
+        with self.reg_lock:
+            old = self.retired.get(reg.regid) if reg.mode != 'sync' else None
+            if old is None or old[0] is not reg or not old[1]:
+                self.execs[ctx.execid] = ctx
+                old = None
+        if old is not None:
+            self.send([b'done', ctx.rid, [b'ok', resp.records_raw([]), [], b'aborted']])
+            return
         self.drive(ctx, engine.run_steps(ctx, reg.steps, [record]), None, inline)
 
     # ---------------------------------------------------------------- executions
@@ -727,6 +770,10 @@ def encode_deep(records):
         else:
             stack.pop()
     return resp.Raw(b''.join(out))
+
+
+# How many unregistered/replaced registrations the worker remembers for triggers still on their way.
+RETIRED_MAX = 1024
 
 
 # GEARS_PROFILE=<file>: profile every thread with cProfile and write the merged pstats to <file>
