@@ -288,10 +288,9 @@ func TestBlockingCommands(t *testing.T) {
 		got <- v
 	}()
 	time.Sleep(200 * time.Millisecond)
-	start := time.Now()
+	// No elapsed-time check: BLPOP getting the item shows that PING and RPUSH ran while it blocked.
 	require.Equal(t, "PONG", other.Ping(ctx).Val())
 	require.NoError(t, other.RPush(ctx, "q", "item").Err())
-	assert.Less(t, time.Since(start), time.Second)
 	select {
 	case v := <-got:
 		assert.Equal(t, []string{"q", "item"}, v)
@@ -307,10 +306,9 @@ def f(x):
 GB('CommandReader').map(f).register(trigger='nb', mode='sync', convertToStr=False)
 `).Val())
 	require.NoError(t, other.RPush(ctx, "full", "a", "b").Err())
-	start = time.Now()
+	// A blocking form that blocked would never return (timeouts 0): ctx ends the test then.
 	v, err := other.Do(ctx, "RG.TRIGGER", "nb").Result()
 	require.NoError(t, err)
-	assert.Less(t, time.Since(start), 2*time.Second)
 	assert.Equal(t, []any{[]any{"PY RECORD", []any{"full", "b"}, "PY RECORD", "PY RECORD", "PY RECORD"}}, v)
 }
 
@@ -397,9 +395,8 @@ GB('CommandReader').map(f).register(trigger='stuck', mode='async_local')
 	require.Eventually(t, func() bool { return lockedByExecution(srv) }, 5*time.Second, 10*time.Millisecond)
 	require.NoError(t, srv.KillWorker())
 	require.EqualError(t, <-errc, "ERR gearstest: python worker died, execution aborted")
-	start := time.Now()
+	// The lock the dead worker's execution held is free: this SET returns (ctx bounds the wait).
 	require.NoError(t, other.Set(ctx, "after", "1", 0).Err())
-	assert.Less(t, time.Since(start), 2*time.Second)
 	assert.Equal(t, "1", other.Get(ctx, "inside").Val())
 }
 
@@ -418,7 +415,7 @@ func TestBlockingCommandInsideTransactionDoesNotBlock(t *testing.T) {
 		p := strconv.Itoa(proto)
 		require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE", "GB('CommandReader').register(trigger='tx"+p+"', mode='sync')").Val())
 		require.NoError(t, rdb.RPush(ctx, "l2"+p, "x").Err())
-		start := time.Now()
+		// BLPOP 0 inside MULTI that blocked would never return: ctx ends the test then.
 		cmds, err := rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 			pipe.BLPop(ctx, 0, "empty"+p, "l2"+p)
 			pipe.BLPop(ctx, 0, "empty"+p)
@@ -426,7 +423,6 @@ func TestBlockingCommandInsideTransactionDoesNotBlock(t *testing.T) {
 			return nil
 		})
 		require.ErrorIs(t, err, redis.Nil)
-		assert.Less(t, time.Since(start), 2*time.Second)
 		assert.Equal(t, []string{"l2" + p, "x"}, cmds[0].(*redis.StringSliceCmd).Val())
 		assert.ErrorIs(t, cmds[1].Err(), redis.Nil)
 		assert.Equal(t, []any{"['tx" + p + "']"}, cmds[2].(*redis.Cmd).Val())
