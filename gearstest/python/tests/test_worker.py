@@ -293,9 +293,25 @@ class SessionTest(WorkerTest):
         self.assertEqual(r[0], b'ok')
         new = r[1][0][0]
         self.assertEqual(self.g.trigger(new, 'a'), [b'ok', [b'v2'], []])
-        # a trigger Go resolved before the upgrade committed meets the new code (name resolved again)
-        self.assertEqual(self.g.trigger(rid(3), 'a'), [b'ok', [b'v2'], []])
-        self.assertEqual(self.g.trigger(rid(3), 'nosuch'), [b'ok', [], [b'ERR subcommand not found']])
+        # an async trigger Go accepted before the upgrade committed, not started then, is aborted
+        # without running: [] and no error (the upgrade unregisters with abortPending, gears-spec 8.1)
+        self.assertEqual(self.g.trigger(rid(3), 'a'), [b'ok', [], []])
+        self.assertEqual(self.g.last_status, b'aborted')
+        self.assertEqual(self.g.trigger(rid(99), 'a'), [b'ok', [], [b'ERR subcommand not found']])
+
+    def test_unregister_abortpending_and_started_executions(self):
+        # A sync registration that left is still run for a trigger Go accepted before (it started
+        # then); without abortpending an async one runs the old code too; with it, it is aborted.
+        [s, a, b] = self.register("GB('CommandReader').map(lambda x: 's').register(trigger='s', mode='sync')\n"
+                                  "GB('CommandReader').map(lambda x: 'a').register(trigger='a')\n"
+                                  "GB('CommandReader').map(lambda x: 'b').register(trigger='b')")
+        self.unregister(s, b'abortpending')
+        self.assertEqual(self.g.trigger(s, 's'), [b'ok', [b's'], []])
+        self.unregister(a)
+        self.assertEqual(self.g.trigger(a, 'a'), [b'ok', [b'a'], []])
+        self.unregister(b, b'abortpending')
+        self.assertEqual(self.g.trigger(b, 'b'), [b'ok', [], []])
+        self.assertEqual(self.g.last_status, b'aborted')
 
     def test_globals_shared_and_isolated(self):
         [inc] = self.register("n = [0]\ndef f(x):\n    n[0] += 1\n    return n[0]\n"
@@ -345,6 +361,11 @@ class SessionTest(WorkerTest):
         self.assertEqual(r, [b'ok', [r[1][0]], None])
         self.assertEqual((self.g.next_id, self.g.next_exec), (0, 0))
 
+    def unregister(self, *args):
+        rid_ = self.g.rid()
+        self.g.send([b'unregister', rid_] + list(args))
+        self.assertEqual(self.g.wait(rid_), [b'ok'])
+
     def test_unregister(self):
         [reg] = self.register("GB('CommandReader').register(trigger='t')")
         rid_ = self.g.rid()
@@ -370,6 +391,20 @@ class SessionTest(WorkerTest):
         self.assertEqual(self.g.wait_exec(rid(0).decode()), [b'done', [b'2', b'4', b'6'], []])
         r = self.g.exec_("GB('ShardsIDReader').run()", sid='s2')
         self.assertEqual(self.g.wait_exec(r[2].decode()), [b'done', [b'1'], []])
+
+    def test_run_pulls_records_and_stops_at_an_error(self):
+        # Records go through the steps one at a time (the generator is read lazily: 3 is never read)
+        # and the reader stops after a step raised (gears-spec 8): the records before come back.
+        r = self.g.exec_("seen = []\n"
+                         "def gen():\n    for i in range(4):\n        seen.append(i)\n        yield i\n"
+                         "def f(x):\n    if x == 2:\n        raise flat_error('two, seen %s' % seen)\n    return x * 10\n"
+                         "GB('PythonReader').map(f).run(gen)")
+        self.assertEqual(self.g.wait_exec(r[2].decode()), [b'done', [b'0', b'10'], [b'two, seen [0, 1, 2]']])
+        # a flatmap's records of one record all go on; an accumulate sums what was read
+        r = self.g.exec_("GB('PythonReader').flatmap(lambda x: [x, x])"
+                         ".map(lambda x: flat_error('stop') if x == 1 else x)"
+                         ".accumulate(lambda a, x: (a or 0) + 1).run(lambda: (i for i in range(3)))", sid='s2')
+        self.assertEqual(self.g.wait_exec(r[2].decode()), [b'done', [b'2'], [b'stop', b'stop']])
 
     def test_atomic_and_log(self):
         [reg] = self.register("def f(x):\n    with atomic():\n        execute('set', 'k', 'v')\n"
