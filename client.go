@@ -24,7 +24,12 @@ func NewClient(rdb redis.UniversalClient) *Client {
 }
 
 // Redis returns the go-redis client the Client sends through.
-func (c *Client) Redis() redis.UniversalClient { return c.rdb }
+func (c *Client) Redis() redis.UniversalClient {
+	if c == nil {
+		return nil
+	}
+	return c.rdb
+}
 
 // Pipeline returns a Pipeline that queues typed RG.* commands on a new go-redis pipeline of the
 // Client's connection; send them with Exec.

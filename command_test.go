@@ -126,11 +126,27 @@ func TestHashAndSessionID(t *testing.T) {
 	assert.NotEqual(t, odd, sessionIDFor("a.b"), "distinct triggers keep distinct sessions")
 	assert.True(t, validSessionID(odd))
 
-	assert.Equal(t, base.hash, hashOf(withHash("", base.hash)))
-	assert.Equal(t, base.hash, hashOf(withHash("some gears: text", base.hash)))
-	assert.Equal(t, "", hashOf("gears:nothex"))
-	assert.Equal(t, "", hashOf(""))
-	assert.Equal(t, "", hashOf("null"))
+	for _, tc := range []struct {
+		desc    string
+		hash    string
+		version uint64
+	}{
+		{withMarker("", base.hash, 0), base.hash, 0},
+		{withMarker("some gears: text", base.hash, 0), base.hash, 0},
+		{withMarker("", base.hash, 7), base.hash, 7},
+		{withMarker("mine", base.hash, 18446744073709551615), base.hash, 18446744073709551615},
+		{"gears:nothex", "", 0},
+		{"gears:" + base.hash + "/vx", "", 0},
+		{"gears:" + base.hash + "/v", "", 0},
+		{"", "", 0},
+		{"null", "", 0},
+	} {
+		h, v := parseMarker(tc.desc)
+		assert.Equal(t, tc.hash, h, tc.desc)
+		assert.Equal(t, tc.version, v, tc.desc)
+	}
+	assert.Equal(t, "gears:"+base.hash, withMarker("", base.hash, 0), "unversioned descriptions keep the 1.0 marker")
+	assert.Equal(t, "d gears:"+base.hash+"/v3", withMarker("d", base.hash, 3))
 }
 
 func TestCommandSetupErrors(t *testing.T) {

@@ -157,7 +157,44 @@ func startFake(t testing.TB) *fakeServer {
 	require.NoError(t, <-errc)
 	f.addr = srv.Addr().String()
 	t.Cleanup(func() { _ = srv.Close() })
+	f.serveLockKeys()
 	return f
+}
+
+// serveLockKeys answers the commands of the registration lock (reglock.go): SET … NX PX, EXISTS, and the
+// compare-and-delete / compare-and-pexpire scripts (EVALSHA answers NOSCRIPT, so go-redis sends EVAL).
+// Keys never expire in the fake.
+func (f *fakeServer) serveLockKeys() {
+	keys := map[string]string{}
+	f.handle("SET", func(args []string) any {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if _, ok := keys[args[0]]; ok {
+			return nil
+		}
+		keys[args[0]] = args[1]
+		return rStatus("OK")
+	})
+	f.handle("EXISTS", func(args []string) any {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if _, ok := keys[args[0]]; ok {
+			return 1
+		}
+		return 0
+	})
+	f.handle("EVALSHA", func([]string) any { return rErr("NOSCRIPT No matching script.") })
+	f.handle("EVAL", func(args []string) any { // script, numkeys, key, token[, ttl]
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if keys[args[2]] != args[3] {
+			return 0
+		}
+		if strings.Contains(args[0], "'DEL'") {
+			delete(keys, args[2])
+		}
+		return 1
+	})
 }
 
 // handle sets the reply function of a command (upper-case name).
@@ -752,7 +789,7 @@ func TestCommandRegistrationRaces(t *testing.T) {
 		require.NoError(t, err)
 		assert.Regexp(t, `^gears:[0-9a-f]{32}$`, got)
 		assert.Len(t, f.received("RG.PYEXECUTE"), 1, "the winner's code is recognised: no second PYEXECUTE")
-		assert.Len(t, f.received("RG.PYDUMPSESSIONS"), 2)
+		assert.Len(t, f.received("RG.PYDUMPSESSIONS"), 3, "before the lock, under it, after the lost race")
 	})
 	t.Run("session created concurrently", func(t *testing.T) {
 		f := startFake12(t)
@@ -770,7 +807,7 @@ func TestCommandRegistrationRaces(t *testing.T) {
 		_, err := gears.Command[string]("t", rdb, versionedScript("v1"))(ctx, "a")
 		require.NoError(t, err)
 		assert.Len(t, f.received("RG.PYEXECUTE"), 1)
-		assert.Len(t, f.received("RG.PYDUMPSESSIONS"), 2)
+		assert.Len(t, f.received("RG.PYDUMPSESSIONS"), 3, "before the lock, under it, after the lost race")
 	})
 	t.Run("session left without registrations", func(t *testing.T) {
 		f := startFake12(t)
@@ -794,7 +831,7 @@ func TestCommandRegistrationRaces(t *testing.T) {
 		defer rdb.Close()
 		f.onExecute = func(string, string) any { return rErr("Session gears_t already exists") }
 		_, err := gears.Command[string]("t", rdb, versionedScript("v1"))(ctx, "a")
-		assert.ErrorContains(t, err, "gave up after 5 attempts racing other registrations")
+		assert.ErrorContains(t, err, "gave up after 5 attempts: the session kept changing under other clients")
 		assert.Len(t, f.received("RG.PYEXECUTE"), 5)
 	})
 }

@@ -1,6 +1,9 @@
 package gears
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Mode is the execution mode of a CommandReader registration.
 type Mode string
@@ -56,6 +59,9 @@ type commandOptions struct {
 	policy       ConflictPolicy
 	decoder      any // func(any) (T, error), checked against Command's T
 	sessionID    string
+	version      uint64
+	idempotent   bool
+	lockTTL      time.Duration
 }
 
 // WithMode sets the registration's execution mode (default Async).
@@ -99,4 +105,30 @@ func WithDecoder[T any](fn func(reply any) (T, error)) Option {
 // Letters, digits, '-' and '_' only.
 func WithSessionID(id string) Option {
 	return func(o *commandOptions) { o.sessionID = id }
+}
+
+// WithVersion declares the version of the code (a number that grows with every release that changes
+// it). It is written into the session's description next to the content hash. With the Upgrade policy
+// a process never replaces code of a higher version: in a rolling deploy, a process of the old release
+// that starts (or re-registers) after the new release registered uses the new code instead of putting
+// the old one back. Without versions, different code always replaces what is there, so the process that
+// registers last wins. To roll back, deploy the old code with a higher version.
+func WithVersion(v uint64) Option {
+	return func(o *commandOptions) { o.version = v }
+}
+
+// WithIdempotent declares that calling the function twice with the same arguments is harmless. Such a
+// Func retries a call that the server answered with no result at all — what RedisGears 1.2 replies to a
+// queued async/async_local execution it dropped while the session was upgraded or unregistered with
+// ABORTPENDING, or to an execution someone aborted — instead of returning ErrAborted. It checks the
+// registration before each retry and retries at most maxLossRetries times; a function that ran and
+// failed is never retried.
+func WithIdempotent() Option {
+	return func(o *commandOptions) { o.idempotent = true }
+}
+
+// WithLockTTL sets the time to live of the registration lock (default DefaultLockTTL): how long a
+// process that crashed while registering keeps the others waiting. The holder renews it every TTL/3.
+func WithLockTTL(d time.Duration) Option {
+	return func(o *commandOptions) { o.lockTTL = d }
 }

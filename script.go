@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"text/template"
 	"unicode/utf8"
@@ -108,28 +109,41 @@ func contentHash(script string, reqs []string, sessionID string) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// withHash appends the hash marker to a description.
-func withHash(desc, hash string) string {
-	if desc == "" {
-		return hashMarker + hash
+// withMarker appends the marker that identifies the code to a description: "gears:<hash>", or
+// "gears:<hash>/v<version>" for a code version set with WithVersion.
+func withMarker(desc, hash string, version uint64) string {
+	m := hashMarker + hash
+	if version > 0 {
+		m += "/v" + strconv.FormatUint(version, 10)
 	}
-	return desc + " " + hashMarker + hash
+	if desc == "" {
+		return m
+	}
+	return desc + " " + m
 }
 
-// hashOf extracts the content hash from a description written by withHash; "" if there is none.
-func hashOf(desc string) string {
+// parseMarker extracts the content hash and version from a description written by withMarker; "" and 0
+// if it has none.
+func parseMarker(desc string) (hash string, version uint64) {
 	i := strings.LastIndex(desc, hashMarker)
 	if i < 0 {
-		return ""
+		return "", 0
 	}
-	h := desc[i+len(hashMarker):]
-	if len(h) != 32 {
-		return ""
+	m := desc[i+len(hashMarker):]
+	if j := strings.Index(m, "/v"); j >= 0 {
+		v, err := strconv.ParseUint(m[j+2:], 10, 64)
+		if err != nil {
+			return "", 0
+		}
+		m, version = m[:j], v
 	}
-	if _, err := hex.DecodeString(h); err != nil {
-		return ""
+	if len(m) != 32 {
+		return "", 0
 	}
-	return h
+	if _, err := hex.DecodeString(m); err != nil {
+		return "", 0
+	}
+	return m, version
 }
 
 // sessionIDFor derives the session id from a trigger: "gears_<trigger>" when the trigger only holds the

@@ -3,6 +3,7 @@ package gears
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -19,7 +20,12 @@ type caller[T any] struct {
 	cmd     any // "RG.TRIGGER" or "RG.TRIGGERONKEY", boxed once so that calls do not allocate it
 	trigger any // the trigger name, boxed once
 	needKey bool
+	// idempotent (WithIdempotent): a reply without records is retried.
+	idempotent bool
 }
+
+// maxLossRetries bounds the retries of an idempotent call that the server dropped without running it.
+const maxLossRetries = 5
 
 // call is the Func: ensure the registration, send the trigger, decode. The steady state costs one
 // atomic load over a raw rdb.Do of the same command.
@@ -35,21 +41,59 @@ func (c *caller[T]) call(ctx context.Context, args ...any) (T, error) {
 	full := make([]any, 2+len(args))
 	full[0], full[1] = c.cmd, c.trigger
 	copy(full[2:], args)
-	v, err := c.rdb.Do(ctx, full...).Result()
-	if err != nil {
-		err = wrapErr(err)
-		if !errors.Is(err, ErrUnknownTrigger) {
+	v, err := c.do(ctx, gen, full)
+	for retry := 0; c.idempotent && err == nil && isEmptyReply(v) && retry < maxLossRetries; retry++ {
+		// RedisGears dropped the queued execution (an UPGRADE or ABORTPENDING of its registration, or an
+		// abort) without running it: check the registration, then call again.
+		if err := backoff(ctx, retry); err != nil {
 			return zero, err
 		}
-		// The server lost the registration (restart without persistence, failover, UNREGISTER):
-		// register again and retry this call once.
 		c.reg.invalidate(gen)
-		if _, err := c.reg.ensure(ctx); err != nil {
+		if gen, err = c.reg.ensure(ctx); err != nil {
 			return zero, err
 		}
-		if v, err = c.rdb.Do(ctx, full...).Result(); err != nil {
-			return zero, wrapErr(err)
-		}
+		v, err = c.do(ctx, gen, full)
+	}
+	if err != nil {
+		return zero, err
 	}
 	return c.decode(normalize(v))
+}
+
+// do sends the trigger. When the server no longer knows it (restart without persistence, failover,
+// UNREGISTER), it registers again and retries once.
+func (c *caller[T]) do(ctx context.Context, gen uint64, full []any) (any, error) {
+	v, err := c.rdb.Do(ctx, full...).Result()
+	if err == nil {
+		return v, nil
+	}
+	err = wrapErr(err)
+	if !errors.Is(err, ErrUnknownTrigger) {
+		return nil, err
+	}
+	c.reg.invalidate(gen)
+	if _, err := c.reg.ensure(ctx); err != nil {
+		return nil, err
+	}
+	v, err = c.rdb.Do(ctx, full...).Result()
+	return v, wrapErr(err)
+}
+
+// isEmptyReply reports a reply without records: the execution did not produce the one record every
+// Command execution produces.
+func isEmptyReply(v any) bool {
+	a, ok := v.([]any)
+	return ok && len(a) == 0
+}
+
+// backoff waits before retry n (5 ms, 10 ms, 20 ms, … up to 160 ms), or until ctx ends.
+func backoff(ctx context.Context, n int) error {
+	t := time.NewTimer((5 * time.Millisecond) << n)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
