@@ -278,6 +278,27 @@ def _next(ctx, node):
     return (yield from _pull(ctx, step, prev, st))
 
 
+_ONE_TO_ONE = frozenset(('topy', 'collect', 'map', 'filter', 'foreach'))
+
+
+def _run_single(ctx, steps, r):
+    for s in steps:
+        kind = s.kind
+        if kind == 'topy' or kind == 'collect':
+            continue
+        st, v = _invoke(ctx, s.f1, (r,))
+        if st is PENDING:
+            st, v = yield v
+        if st is ERR:
+            ctx.errors.append(v)
+            return []
+        if kind == 'map':
+            r = v
+        elif kind == 'filter' and not v:
+            return []
+    return [r]
+
+
 def run_steps(ctx, steps, records=None, reader_fn=None):
     """Generator: runs the plan over the reader's records; yields pending awaitables; returns the records.
 
@@ -289,6 +310,14 @@ def run_steps(ctx, steps, records=None, reader_fn=None):
     record ends the execution there, the records already produced are returned with the error). What
     was already read finishes its way up (the other records a flatmap made of it, the accumulators).
     """
+    if records is not None and len(records) == 1:
+        for s in steps:
+            if s.kind not in _ONE_TO_ONE:
+                break
+        else:
+            # A trigger's one record through map/filter/foreach steps: the same as the pull below,
+            # without its generator per step and record (the hot path).
+            return (yield from _run_single(ctx, steps, records[0]))
     src = _Source(ctx, records, reader_fn)
     node = src
     for s in steps:
