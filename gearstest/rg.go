@@ -447,13 +447,14 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 	r.lastMS = ms
 	r.totalMS += ms
 	switch {
-	case aborted:
-		// An aborted execution (RG.ABORTEXECUTION, RG.UNREGISTER … ABORTPENDING) replies with the
-		// records it had, and counts as aborted (CommandReader_OnDone).
-		r.numAborted++
 	case len(errs) > 0:
+		// CommandReader_OnDone looks at the errors first: an aborted execution with errors failed.
 		r.numFailures++
 		r.lastError, r.hasLastError = errs[0].String(), true
+	case aborted:
+		// An aborted execution (RG.ABORTEXECUTION; UPGRADE or RG.UNREGISTER … ABORTPENDING before it
+		// started) replies with the records it had, and counts as aborted (CommandReader_OnDone).
+		r.numAborted++
 	default:
 		r.numSuccess++
 		r.hasLastError = false
