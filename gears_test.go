@@ -836,49 +836,110 @@ func TestCommandRegistrationRaces(t *testing.T) {
 	})
 }
 
-func TestCommandAbortedExecution(t *testing.T) {
-	// An execution aborted while it runs (RG.ABORTEXECUTION here; also RG.UNREGISTER … ABORTPENDING or
-	// an UPGRADE by another process) replies with no record; the Func says so with ErrAborted.
-	slow := gears.Script{Function: "slow", Source: `
-import threading
-import time
-
+// heldScript is a function whose call with "hold" waits on a future the first time (per box), kept in
+// a module of sys.modules that every session of the interpreter shares, and answers "<arg>:<n>" for its
+// n-th call; held reports how many futures wait. The futures are never resolved: the test aborts the
+// waiting execution. No thread is involved.
+func heldScript(box string) gears.Script {
+	return gears.Script{Function: "slow", Source: fmt.Sprintf(`import sys, types
+BOX = %q
+def box():
+    m = sys.modules.get(BOX)
+    if m is None:
+        m = types.ModuleType(BOX)
+        m.futs = []
+        m.calls = 0
+        sys.modules[BOX] = m
+    return m
 def slow(arg):
-    f = gearsFuture()
-    def later():
-        time.sleep(0.5)
-        try:
-            f.continueRun(arg)
-        except Exception:
-            pass
-    threading.Thread(target=later).start()
-    return f
-`}
+    b = box()
+    b.calls += 1
+    if arg == 'hold' and not b.futs:
+        f = gearsFuture()
+        b.futs.append(f)
+        return f
+    return '%%s:%%d' %% (arg, b.calls)
+def held():
+    return str(len(box().futs))
+`, box)}
+}
+
+// abortHeld calls call("hold") in the background, waits until its execution waits on its future, and
+// aborts that execution with RG.ABORTEXECUTION; a real RedisGears then answers the caller [] (gears-spec.md
+// 8.1). It returns what the call returned.
+func abortHeld(t *testing.T, e *gEnv, call gears.Func[string], box string) (string, error) {
+	t.Helper()
+	type result struct {
+		v   string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := call(e.ctx, "hold")
+		done <- result{v, err}
+	}()
+	other := newRedis(e.addr, e.proto) // the test's own calls do not count as the caller's
+	defer other.Close()
+	held := gears.Command[string](e.name("held"), other, gears.Script{Function: "held", Source: heldScript(box).Source},
+		gears.WithMode(gears.Sync))
+	waitUntil(t, time.Minute, "the call to wait on its future", func() bool {
+		n, err := held(e.ctx)
+		return err == nil && n == "1"
+	})
+	var running []string
+	waitUntil(t, time.Minute, "the waiting execution in RG.DUMPEXECUTIONS", func() bool {
+		execs, err := e.c.DumpExecutions(e.ctx)
+		if err != nil {
+			return false
+		}
+		running = running[:0]
+		for _, x := range execs {
+			if x.Registered && x.Status != "done" && x.Status != "aborted" {
+				running = append(running, x.ExecutionID)
+			}
+		}
+		return len(running) > 0
+	})
+	require.Len(t, running, 1, "one execution waits")
+	require.NoError(t, e.c.AbortExecution(e.ctx, running[0]))
+	r := <-done
+	return r.v, r.err
+}
+
+func TestCommandAbortedExecution(t *testing.T) {
+	// An execution aborted while it runs (RG.ABORTEXECUTION here; also queued executions on an UPGRADE
+	// or RG.UNREGISTER … ABORTPENDING) replies with no record; the Func says so with ErrAborted.
 	forEachProtocol(t, func(t *testing.T, e *gEnv) {
-		trig := e.name("slow")
-		call := gears.Command[string](trig, e.rdb, slow, gears.WithMode(gears.AsyncLocal))
+		box := e.name("box")
+		call := gears.Command[string](e.name("slow"), e.rdb, heldScript(box), gears.WithMode(gears.AsyncLocal))
 		got, err := call(e.ctx, "first")
 		require.NoError(t, err)
-		assert.Equal(t, "first", got)
+		assert.Equal(t, "first:1", got)
 
-		done := make(chan error, 1)
-		go func() {
-			_, err := call(e.ctx, "second")
-			done <- err
-		}()
-		var running string
-		require.Eventually(t, func() bool {
-			execs, err := e.c.DumpExecutions(e.ctx)
-			require.NoError(t, err)
-			for _, x := range execs {
-				if x.Registered && x.Status != "done" && x.Status != "aborted" {
-					running = x.ExecutionID
-					return true
-				}
-			}
-			return false
-		}, 5*time.Second, 10*time.Millisecond, "the second call is running")
-		require.NoError(t, e.c.AbortExecution(e.ctx, running))
-		assert.ErrorIs(t, <-done, gears.ErrAborted)
+		_, err = abortHeld(t, e, call, box)
+		assert.ErrorIs(t, err, gears.ErrAborted)
+	})
+}
+
+func TestIdempotentCommandRetriesADroppedCall(t *testing.T) {
+	// The same abort, with WithIdempotent: the Func checks its registration and calls again; the second
+	// execution does not wait and answers.
+	forEachProtocol(t, func(t *testing.T, e *gEnv) {
+		hook := &countingHook{}
+		e.rdb.AddHook(hook)
+		box := e.name("box")
+		call := gears.Command[string](e.name("slow"), e.rdb, heldScript(box), gears.WithMode(gears.AsyncLocal),
+			gears.WithIdempotent())
+		got, err := abortHeld(t, e, call, box)
+		require.NoError(t, err)
+		assert.Equal(t, "hold:2", got, "the function ran again and answered")
+		assert.Equal(t, 2, hook.count("RG.TRIGGER"), "the dropped call and its retry")
+
+		// A function that fails is not retried.
+		failing := gears.Command[string](e.name("fails"), e.rdb, gears.Script{Function: "boom",
+			Source: "def boom(x):\n    raise Exception('no')\n"}, gears.WithIdempotent())
+		_, err = failing(e.ctx, "a")
+		assert.ErrorContains(t, err, "Exception: no")
+		assert.Equal(t, 3, hook.count("RG.TRIGGER"), "one call, no retry")
 	})
 }
