@@ -747,6 +747,150 @@ func TestCacheGetFailures(t *testing.T) {
 	})
 }
 
+// TestCacheGetRedirects: a download follows at most 5 redirects (README, Safety).
+func TestCacheGetRedirects(t *testing.T) {
+	ctx := context.Background()
+	e := cgStart(t)
+	var mu sync.Mutex
+	hops := 0
+	// /hop/N redirects to /hop/N-1; /hop/0 answers.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hops++
+		mu.Unlock()
+		var n int
+		if _, err := fmt.Sscanf(r.URL.Path, "/hop/%d", &n); err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		if n == 0 {
+			_, _ = w.Write([]byte("landed"))
+			return
+		}
+		http.Redirect(w, r, fmt.Sprintf("/hop/%d", n-1), http.StatusFound)
+	}))
+	defer srv.Close()
+	requests := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return hops
+	}
+
+	body, err := e.cache(ctx, srv.URL+"/hop/5")
+	require.NoError(t, err)
+	assert.Equal(t, []byte("landed"), body)
+	assert.Equal(t, 6, requests(), "5 redirects and the answer")
+
+	url := srv.URL + "/hop/6"
+	_, err = e.cache(ctx, url)
+	assert.Equal(t, fmt.Sprintf("cache_get: GET %s: more than 5 redirects", url), cgServerMsg(t, err))
+	assert.Equal(t, 6+6, requests(), "the sixth redirect is not followed")
+	assert.Equal(t, []string{e.key(srv.URL + "/hop/5")}, e.keys())
+}
+
+// TestCacheGetCallerTimeouts: through the Go API, a caller's own shorter timeout ends its wait for a
+// download in flight without ending the download, and a body trickling in (every read well inside the
+// HTTP client's own timeouts) still ends at the caller's deadline (README, "No caller waits longer than
+// the timeout").
+func TestCacheGetCallerTimeouts(t *testing.T) {
+	ctx := context.Background()
+	e := cgStart(t)
+
+	t.Run("joining caller with a shorter timeout", func(t *testing.T) {
+		o := cgNewOrigin(t)
+		release := make(chan struct{})
+		o.set(func(o *cgOrigin) { o.release = release })
+		url := o.URL + "/slowish.png"
+		type result struct {
+			body []byte
+			err  error
+		}
+		leader := make(chan result, 1)
+		go func() {
+			b, err := e.cache(ctx, url)
+			leader <- result{b, err}
+		}()
+		waitUntil(t, 20*time.Second, "the download to reach the origin", func() bool { return o.requests("/slowish.png") == 1 })
+		base := e.joinedLines()
+		// The origin holds the download until this caller has given up.
+		_, err := e.cache(ctx, url, "", 300)
+		assert.Equal(t, fmt.Sprintf("cache_get: GET %s: timed out after 0.3s", url), cgServerMsg(t, err))
+		if e.log != nil {
+			assert.Equal(t, 1, e.joinedLines()-base, "the caller joined the download in flight")
+		}
+		close(release)
+		r := <-leader
+		require.NoError(t, r.err)
+		assert.Equal(t, []byte("hello from the origin"), r.body)
+		assert.Equal(t, 1, o.requests("/slowish.png"), "the download went on and was not repeated")
+		assert.Equal(t, []string{e.key(url)}, e.keys())
+	})
+
+	t.Run("trickling body", func(t *testing.T) {
+		stop := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "100000")
+			w.WriteHeader(200)
+			tick := time.NewTicker(20 * time.Millisecond) // one byte per tick: never a read timeout
+			defer tick.Stop()
+			for {
+				select {
+				case <-tick.C:
+					if _, err := w.Write([]byte("x")); err != nil {
+						return
+					}
+					w.(http.Flusher).Flush()
+				case <-r.Context().Done():
+					return
+				case <-stop:
+					return
+				}
+			}
+		}))
+		defer func() {
+			close(stop) // before Close, which waits for the handler
+			srv.Close()
+		}()
+		url := srv.URL + "/trickle"
+		_, err := e.cache(ctx, url, "", 400)
+		assert.Equal(t, fmt.Sprintf("cache_get: GET %s: timed out after 0.4s", url), cgServerMsg(t, err))
+		assert.NotContains(t, e.keys(), e.key(url))
+	})
+}
+
+// TestCacheGetInsideLua: RG.TRIGGER from a Lua script runs a sync registration only (gears-spec.md
+// §8.1, last line: "RG.TRIGGER from Lua/MULTI (sync only; async gets a clean error)"); there a hit works
+// and a miss cannot wait and says so (README).
+func TestCacheGetInsideLua(t *testing.T) {
+	if testtarget.Kind() == "gearstest" {
+		// Lua runs in gearstest's data store, which does not know RG.TRIGGER ("Unknown Redis command
+		// called from script"): a gap of gearstest, reported; this test runs against a real server.
+		t.Skip("gearstest does not route redis.call('RG.TRIGGER') from Lua; run with GEARS_ADDR")
+	}
+	ctx := context.Background()
+	e := cgStart(t)
+	o := cgNewOrigin(t)
+	sync := gears.Command[[]byte](e.trigger+"_sync", e.rdb, gears.NewCacheGet(gears.CacheAllowHosts("127.0.0.1"), gears.CacheKeyPrefix(e.prefix)), gears.WithMode(gears.Sync))
+	url := o.URL + "/lua.png"
+	_, err := sync(ctx, url) // the miss, outside Lua: downloads and stores
+	require.NoError(t, err)
+	const lua = "return redis.call('RG.TRIGGER', ARGV[1], ARGV[2])"
+
+	hit, err := e.rdb.Eval(ctx, lua, nil, e.trigger+"_sync", url).Result()
+	require.NoError(t, err)
+	assert.Equal(t, []any{"hello from the origin"}, hit)
+
+	_, err = e.rdb.Eval(ctx, lua, nil, e.trigger+"_sync", o.URL+"/cold.png").Result()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "cache_get: "+o.URL+"/cold.png is not cached and a download cannot be waited for inside MULTI/EXEC or Lua")
+
+	_, err = e.rdb.Eval(ctx, lua, nil, e.trigger, url).Result()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "can not run a non-sync execution inside a MULTI/LUA")
+	assert.Equal(t, 1, o.requests("/lua.png"))
+	assert.Equal(t, 0, o.requests("/cold.png"))
+}
+
 func TestCacheGetExpiry(t *testing.T) {
 	ctx := context.Background()
 	e := cgStart(t, gears.CacheExpiry(500*time.Millisecond))
