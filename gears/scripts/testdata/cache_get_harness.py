@@ -69,6 +69,8 @@ class Runtime(object):
         self.local = threading.local()
         self.logs = []
         self.commands = []
+        self.calls = []  # (caller, COMMAND, *args) of every execute(); caller numbers trigger() calls
+        self.callers = 0
         self.thread_violations = []
         self.async_allowed = True
         self.return_delay = 0
@@ -105,6 +107,7 @@ class Runtime(object):
         self.check_thread('execute')
         with self.lock:
             self.commands.append((cmd.upper(),) + args)
+            self.calls.append((getattr(self.local, 'caller', None), cmd.upper()) + args)
             cmd = cmd.upper()
             if cmd == 'GET':
                 v = self.store.get(args[0])
@@ -155,6 +158,9 @@ class Runtime(object):
     # -- a trigger -------------------------------------------------------------------------------
     def trigger(self, *args):
         """RG.TRIGGER cache_get *args: returns bytes or raises FlatError with the reply's error text."""
+        with self.lock:
+            self.callers += 1
+            self.local.caller = self.callers
         self.local.step = True
         try:
             v = self.g['cache_get'](*args)
@@ -276,6 +282,28 @@ def run_all(fn, n, before_join=None):
     return out
 
 
+def run_in_thread(fn):
+    """Runs fn on a thread of its own; returns a function that waits for fn's result (or raises)."""
+    out = {}
+
+    def body():
+        try:
+            out['ok'] = fn()
+        except BaseException as e:  # handed to the waiting test
+            out['err'] = e
+    t = threading.Thread(target=body)
+    t.start()
+
+    def result():
+        t.join(30)
+        if t.is_alive():
+            raise AssertionError('the call hung')
+        if 'err' in out:
+            raise out['err']
+        return out['ok']
+    return result
+
+
 def wait_for(cond, what):
     deadline = time.time() + 20
     while not cond():
@@ -348,6 +376,29 @@ class CacheGetTest(unittest.TestCase):
         self.assertEqual(len(sets), 1)
         waits = [m for _, m in self.rt.logs if 'waiting for the download in flight' in m]
         self.assertEqual(len(waits), 99, 'every caller but the leader joined the download in flight')
+
+    def test_joining_caller_makes_no_redis_call(self):
+        # README: "A caller that finds the download in flight makes no Redis call": not one execute(),
+        # in either step, for a caller that arrives while the download runs.
+        self.origin.gate = threading.Event()
+        url = self.origin.base + '/joined.png'
+        leader = run_in_thread(lambda: self.rt.trigger(url))
+        wait_for(lambda: self.origin.count == 1 and self.waiters() == 1, 'the download in flight')
+        leader_calls = list(self.rt.calls)
+        self.assertEqual([c[1] for c in leader_calls], ['GET', 'GET', 'RG.CONFIGGET'],
+                         'the leader: a GET, a GET under atomic(), the idle cap')
+
+        def all_joined():
+            wait_for(lambda: self.waiters() == 1 + 50, '50 callers joined')
+            self.origin.gate.set()
+        out = run_all(lambda i: self.rt.trigger(url), 50, all_joined)
+        self.assertEqual(out, [('ok', b'hello')] * 50)
+        self.assertEqual(leader(), b'hello')
+        self.assertEqual(self.origin.count, 1)
+        leader_id = leader_calls[0][0]
+        self.assertEqual([c for c in self.rt.calls if c[0] != leader_id], [], 'calls of joining callers')
+        self.assertEqual([c[1] for c in self.rt.calls], ['GET', 'GET', 'RG.CONFIGGET', 'SET'],
+                         'the leader alone stored the body')
 
     def test_many_urls_in_parallel(self):
         self.origin.gate = threading.Event()
@@ -545,6 +596,20 @@ class CacheGetTest(unittest.TestCase):
             self.rt.trigger(bad)
         self.assertEqual(str(cm.exception), 'cache_get: GET %s: redirect to http://other.test/x refused: '
                                             'host "other.test" is not in the allowlist' % bad)
+
+    def test_at_most_five_redirects(self):
+        # README, Safety: "redirects are checked hop by hop, at most 5". The origin answers
+        # /redirect<path> with a redirect to <path>.
+        self.origin.latency = 0
+        five = self.origin.base + '/redirect' * 5 + '/final'
+        self.assertEqual(self.rt.trigger(five), b'hello')
+        self.assertEqual(self.origin.count, 6, '5 redirects followed, then the body')
+        six = self.origin.base + '/redirect' * 6 + '/final'
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger(six)
+        self.assertEqual(str(cm.exception), 'cache_get: GET %s: more than 5 redirects' % six)
+        self.assertEqual(self.origin.count, 12, 'the sixth redirect is not followed')
+        self.assertEqual(len(self.rt.store), 1)
 
     def test_bad_arguments(self):
         url = self.origin.base + '/a'
