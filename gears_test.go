@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -472,15 +473,23 @@ func TestCommandRequirementFailureIsNotCached(t *testing.T) {
 	// (about 27 s on a real server) that an unknown package name costs.
 	forEachProtocol(t, func(t *testing.T, e *gEnv) {
 		trig := e.name("req")
+		hook := &countingHook{}
+		e.rdb.AddHook(hook)
 		call := gears.Command[string](trig, e.rdb, versionedScript("r"), gears.WithMode(gears.Sync),
 			gears.WithRequirements("./gears-no-such-dir/pkg"))
 		_, err := call(e.ctx, "a")
 		require.ErrorIs(t, err, gears.ErrRequirements)
 		var re *gears.RegistrationError
 		require.ErrorAs(t, err, &re)
+		assert.Equal(t, 1, hook.count("RG.PYEXECUTE"))
 		_, err = call(e.ctx, "a")
 		require.ErrorIs(t, err, gears.ErrRequirements, "the failure is not remembered: tried again, failed again")
+		assert.Equal(t, 2, hook.count("RG.PYEXECUTE"), "the second call sent its own RG.PYEXECUTE")
+		assert.Zero(t, hook.count("RG.TRIGGER"), "no call reached the trigger")
 		assert.Empty(t, e.registrationsOf(trig))
+		n, err := e.rdb.Exists(e.ctx, gears.LockKey("gears_"+trig)).Result()
+		require.NoError(t, err)
+		assert.Zero(t, n, "a failed registration releases its lock")
 	})
 }
 
@@ -549,17 +558,119 @@ func TestCommandWithDecoder(t *testing.T) {
 }
 
 func TestCommandWaitingCallerHonoursContext(t *testing.T) {
+	// Another process holds the session's registration lock (a foreign token, as a process that is
+	// registering would leave it): callers wait without sending RG.PYEXECUTE, each bounded by its own
+	// context, and the first call after the lock is gone registers.
 	forEachProtocol(t, func(t *testing.T, e *gEnv) {
-		call := gears.Command[string](e.name("ctx"), e.rdb, versionedScript("c"), gears.WithMode(gears.Sync))
-		ctx, cancel := context.WithCancel(e.ctx)
-		cancel()
-		_, err := call(ctx, "a")
-		assert.ErrorIs(t, err, context.Canceled)
-		// The registration the cancelled caller started goes on; the next call succeeds.
+		hook := &countingHook{}
+		e.rdb.AddHook(hook)
+		trig := e.name("ctx")
+		lock := gears.LockKey("gears_" + trig)
+		require.NoError(t, e.rdb.Set(e.ctx, lock, "another-process", time.Minute).Err())
+		call := gears.Command[string](trig, e.rdb, versionedScript("c"), gears.WithMode(gears.Sync))
+
+		// Two callers of one Func share the attempt that waits for the lock; each stops at its deadline.
+		waiting := make(chan error, 2)
+		for i := 0; i < 2; i++ {
+			go func() {
+				ctx, cancel := context.WithTimeout(e.ctx, 200*time.Millisecond)
+				defer cancel()
+				_, err := call(ctx, "a")
+				waiting <- err
+			}()
+		}
+		for i := 0; i < 2; i++ {
+			assert.ErrorIs(t, <-waiting, context.DeadlineExceeded)
+		}
+		waitUntil(t, time.Minute, "the shared attempt to poll the lock", func() bool { return hook.count("EXISTS") > 0 })
+		assert.Zero(t, hook.count("RG.PYEXECUTE"), "nothing is sent while another process holds the lock")
+
+		// The holder is done (its key is deleted): the attempt that was waiting, or the next, registers.
+		require.NoError(t, e.rdb.Del(e.ctx, lock).Err())
 		got, err := call(e.ctx, "a")
 		require.NoError(t, err)
 		assert.Equal(t, "c:a", got)
+		assert.Equal(t, 1, hook.count("RG.PYEXECUTE"))
 	})
+}
+
+func TestCommandWaitsForACrashedLockHolder(t *testing.T) {
+	// A process that crashed while registering leaves its lock key behind; it expires after the TTL and
+	// the waiting caller registers then. No RG.PYEXECUTE is sent while the key exists.
+	forEachProtocol(t, func(t *testing.T, e *gEnv) {
+		trig := e.name("crashed")
+		lock := gears.LockKey("gears_" + trig)
+		probe := newRedis(e.addr, e.proto)
+		defer probe.Close()
+		var early atomic.Int32
+		e.rdb.AddHook(hookFunc(func(cmd redis.Cmder) {
+			if strings.EqualFold(cmd.Name(), "RG.PYEXECUTE") {
+				if n, _ := probe.Exists(context.Background(), lock).Result(); n != 0 {
+					if v, _ := probe.Get(context.Background(), lock).Result(); v == "crashed-process" {
+						early.Add(1)
+					}
+				}
+			}
+		}))
+		require.NoError(t, e.rdb.Set(e.ctx, lock, "crashed-process", 300*time.Millisecond).Err())
+		got, err := gears.Command[string](trig, e.rdb, versionedScript("c"), gears.WithMode(gears.Sync))(e.ctx, "a")
+		require.NoError(t, err)
+		assert.Equal(t, "c:a", got)
+		assert.Zero(t, early.Load(), "RG.PYEXECUTE sent while the crashed process' lock was still there")
+	})
+}
+
+func TestRegistrationLockRenewedWhileRegistering(t *testing.T) {
+	// A registration that takes longer than the lock's TTL keeps the lock: the holder renews it. The
+	// holder is stalled by a client hook between taking the lock and registering (as a slow requirements
+	// install would stall it) until the test has seen three renewals.
+	forEachProtocol(t, func(t *testing.T, e *gEnv) {
+		trig := e.name("slowreg")
+		lock := gears.LockKey("gears_" + trig)
+		const ttl = 150 * time.Millisecond
+		other := newRedis(e.addr, e.proto)
+		defer other.Close()
+		renewals := &countingHook{}
+		e.rdb.AddHook(renewals)
+		hold := make(chan struct{})
+		e.rdb.AddHook(hookFunc(func(cmd redis.Cmder) {
+			if strings.EqualFold(cmd.Name(), "RG.PYDUMPSESSIONS") && renewals.count("SET") > 0 {
+				<-hold // the holder stalls (as a slow server would) between taking the lock and registering
+			}
+		}))
+		done := make(chan error, 1)
+		go func() {
+			_, err := gears.Command[string](trig, e.rdb, versionedScript("c"), gears.WithMode(gears.Sync),
+				gears.WithLockTTL(ttl))(e.ctx, "a")
+			done <- err
+		}()
+		// Three renewals (EVALSHA or EVAL of the renew script) while the holder stalls.
+		waitUntil(t, time.Minute, "three lock renewals", func() bool {
+			return renewals.count("EVALSHA")+renewals.count("EVAL") >= 3
+		})
+		pttl, err := other.PTTL(e.ctx, lock).Result()
+		require.NoError(t, err)
+		assert.Greater(t, pttl, time.Duration(0), "the lock is still held")
+		close(hold)
+		require.NoError(t, <-done)
+		n, err := other.Exists(e.ctx, lock).Result()
+		require.NoError(t, err)
+		assert.Zero(t, n, "released")
+	})
+}
+
+// hookFunc is a go-redis hook that calls fn before each command.
+type hookFunc func(cmd redis.Cmder)
+
+func (h hookFunc) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h hookFunc) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h hookFunc) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h(cmd)
+		return next(ctx, cmd)
+	}
 }
 
 // --- Command on RedisGears 1.0 and on servers without RedisGears (canned-reply server).
