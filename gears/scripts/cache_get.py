@@ -579,39 +579,87 @@ def _cache_get_refuse(n, url, why):
     _cache_get_fail('cache_get: refused "%s": %s' % (_cache_get_shown(url), why))
 
 
+# The URLs that passed _cache_get_check_url, each with its key, so that a hit neither parses its URL
+# again nor hashes it. Whether a URL passes depends only on the URL and this code's settings, and other
+# settings are other code (NewCacheGet writes them into the source; Command upgrades the session, which
+# starts from fresh globals), so an entry never outlives the rule that admitted it: a narrowed allowlist
+# refuses its old URLs at once, stored bodies included. Bounded: emptied when full (a plain dict, so
+# that register() can pickle it; dict operations are atomic under the GIL).
+_CACHE_GET_KEYS = {}
+CACHE_GET_KEYS_MAX = 4096
+
+
 def cache_get(url=None, expiry=None, timeout=None):
     """Returns the body of url (bytes), downloading it at most once at a time per URL on this shard.
 
     expiry: milliseconds the stored body lives (0 = no expiry); default CACHE_GET_EXPIRY_MS.
     timeout: milliseconds a download may take, at most CACHE_GET_TIMEOUT_MS (the default).
     """
-    n = _cache_get_next_request()
-    why = _cache_get_check_url(url)
-    if why is not None:
-        _cache_get_refuse(n, url, why)
+    # A hit does only what a hit needs: a dict lookup for the URL's check and key, one for a download in
+    # flight (whose callers join it without any Redis call), one GET, the bytes. No request number, no
+    # address check (that is about connecting, and a hit connects nowhere), no log line (it would cost
+    # more than the hit itself), no lock. Bad expiry/timeout arguments fail a hit as they fail a miss.
+    key = _CACHE_GET_KEYS.get(url)
+    if key is not None and key not in _CACHE_GET_STATE['inflight']:
+        if expiry is not None or timeout is not None:
+            _cache_get_limits(expiry, timeout)
+        cached = execute('GET', key)
+        if cached is not None:
+            # execute() gives str for UTF-8 values, bytearray otherwise (gears-spec 8); bytes either way:
+            # with convertToStr=False a str reply that starts with '+' or '-' would become a status or
+            # an error.
+            if cached.__class__ is str:
+                return cached.encode('utf-8')
+            return bytes(cached)
+    return _cache_get_miss(url, expiry, timeout, key)
+
+
+def _cache_get_limits(expiry, timeout):
     expiry_ms = _cache_get_ms_arg('expiry', expiry, CACHE_GET_EXPIRY_MS, True)
     timeout_ms = min(_cache_get_ms_arg('timeout', timeout, CACHE_GET_TIMEOUT_MS, False), CACHE_GET_TIMEOUT_MS)
-    key = _cache_get_key(url)
+    return expiry_ms, timeout_ms
 
-    # A download of this URL in flight: join it without a single Redis call (its key cannot exist yet:
+
+def _cache_get_bytes(cached):
+    return cached.encode('utf-8') if isinstance(cached, str) else bytes(cached)
+
+
+def _cache_get_miss(url, expiry, timeout, key):
+    """cache_get for a URL seen for the first time (key None), or a known URL whose key was just found
+    missing or whose download is in flight."""
+    n = _cache_get_next_request()
+    first_sight = key is None
+    if first_sight:
+        why = _cache_get_check_url(url)
+        if why is not None:
+            _cache_get_refuse(n, url, why)
+    expiry_ms, timeout_ms = _cache_get_limits(expiry, timeout)
+    if first_sight:
+        key = _cache_get_key(url)
+        if len(_CACHE_GET_KEYS) >= CACHE_GET_KEYS_MAX:
+            _CACHE_GET_KEYS.clear()
+        _CACHE_GET_KEYS[url] = key
+
+    # A download of this URL in flight: join it without another Redis call (its key cannot exist yet:
     # an entry is only created, under atomic(), when the key is missing, and is stored when done).
     inflight = _CACHE_GET_STATE['inflight']
     f = _cache_get_wait(inflight.get(key), n, url, timeout_ms)
     if f is not None:
         return f
 
-    # Hits take no lock: one GET, like a client would do. They are not logged: a log line per hit
-    # would cost more than the hit itself.
-    cached = execute('GET', key)
-    if cached is not None:
-        return cached.encode('utf-8') if isinstance(cached, str) else bytes(cached)
-    # The download may have started while we were asking Redis: join it without taking the lock.
-    f = _cache_get_wait(inflight.get(key), n, url, timeout_ms)
-    if f is not None:
-        return f
+    if first_sight:
+        # Not looked up yet (the first call for this URL since this code was registered, or since the
+        # table was emptied): it may be a hit all the same.
+        cached = execute('GET', key)
+        if cached is not None:
+            return _cache_get_bytes(cached)
+        # The download may have started while we were asking Redis: join it without taking the lock.
+        f = _cache_get_wait(inflight.get(key), n, url, timeout_ms)
+        if f is not None:
+            return f
     # A miss. A host written as an address (in any spelling) is checked here, without DNS, so that such a
     # refusal starts no download; a name is resolved and checked by the download itself. (Hits above
-    # check nothing: what is stored was checked when it was downloaded.)
+    # check no address: what is stored was checked when it was downloaded, and a hit connects nowhere.)
     kind, why, _ = _cache_get_addresses(url, True)
     if kind == 'refused':
         _cache_get_refuse(n, url, why)
@@ -622,7 +670,7 @@ def cache_get(url=None, expiry=None, timeout=None):
         # or the entry of the download that will store it is.
         cached = execute('GET', key)
         if cached is not None:
-            return cached.encode('utf-8') if isinstance(cached, str) else bytes(cached)
+            return _cache_get_bytes(cached)
         if not isAsyncAllow():
             _cache_get_fail('cache_get: %s is not cached and a download cannot be waited for inside '
                             'MULTI/EXEC or Lua' % url)

@@ -560,6 +560,60 @@ class CacheGetTest(unittest.TestCase):
         self.rt.trigger(url2)
         self.assertEqual(self.rt.trigger(url2), 'h\u00e9llo'.encode('utf-8'))
 
+    # -- the hit path (issue 11): only what a hit needs ------------------------------------------
+    def test_hit_is_one_get(self):
+        url = self.origin.base + '/fast.png'
+        self.assertEqual(self.rt.trigger(url), b'hello')
+        key = self.rt.g['_cache_get_key'](url)
+        counter = self.rt.g['_CACHE_GET_STATE']['counter'][0]
+        self.rt.calls, logs = [], len(self.rt.logs)
+        for _ in range(3):
+            self.assertEqual(self.rt.trigger(url), b'hello')
+        self.assertEqual([c[1:] for c in self.rt.calls], [('GET', key)] * 3, 'a hit is one GET, nothing else')
+        self.assertEqual(len(self.rt.logs), logs, 'hits are not logged')
+        self.assertEqual(self.rt.g['_CACHE_GET_STATE']['counter'][0], counter, 'hits take no request number')
+        self.assertEqual(self.rt.g['_CACHE_GET_KEYS'], {url: key})
+        self.assertEqual(self.origin.count, 1)
+
+    def test_hit_checks_its_arguments(self):
+        # A bad expiry or timeout fails a hit exactly as it fails a miss.
+        url = self.origin.base + '/args.png'
+        self.assertEqual(self.rt.trigger(url), b'hello')
+        for args, msg in (
+                (('x',), 'cache_get: expiry must be a whole number of milliseconds (0 = no expiry), got "x"'),
+                (('-1',), 'cache_get: expiry must be a whole number of milliseconds (0 = no expiry), got "-1"'),
+                (('', '0'), 'cache_get: timeout must be a whole number of milliseconds above 0, got "0"')):
+            with self.assertRaises(FlatError) as cm:
+                self.rt.trigger(url, *args)
+            self.assertEqual(str(cm.exception), msg)
+            with self.assertRaises(FlatError) as cm:
+                self.rt.trigger(self.origin.base + '/never-fetched', *args)
+            self.assertEqual(str(cm.exception), msg)
+        self.assertEqual(self.rt.trigger(url, '5', '7'), b'hello')
+        self.assertEqual(self.origin.count, 1)
+
+    def test_narrowed_allowlist_refuses_stored_bodies(self):
+        # New settings are new code: the next registration starts from fresh globals, so a stored body
+        # of a URL that is no longer allowed is refused, not served.
+        url = self.origin.base + '/old.png'
+        self.assertEqual(self.rt.trigger(url), b'hello')
+        narrowed = Runtime({'CACHE_GET_ALLOW_HOSTS': ['images.example.com']})
+        narrowed.store = self.rt.store
+        with self.assertRaises(FlatError) as cm:
+            narrowed.trigger(url)
+        self.assertEqual(str(cm.exception), 'cache_get: refused "%s": host "127.0.0.1" is not in the allowlist' % url)
+        self.assertEqual(narrowed.calls, [], 'refused before any Redis call')
+        self.assertEqual(self.rt.trigger(url), b'hello', 'the old settings still serve it')
+
+    def test_known_urls_are_bounded(self):
+        self.rt.g['CACHE_GET_KEYS_MAX'] = 3
+        self.rt.store[self.rt.g['_cache_get_key'](self.origin.base + '/k')] = (b'stored', None)
+        for i in range(7):
+            self.assertEqual(self.rt.trigger(self.origin.base + '/k', str(i)), b'stored')
+            self.assertEqual(self.rt.trigger(self.origin.base + '/k?%d' % i), b'hello')
+            self.assertLessEqual(len(self.rt.g['_CACHE_GET_KEYS']), 3)
+        self.assertEqual(self.origin.count, 7)
+
     def test_rejected_urls_touch_no_key(self):
         self.rt = Runtime({'CACHE_GET_MAX_BYTES': 100, 'CACHE_GET_KEY_PREFIX': 'cache_get:',
                            'CACHE_GET_EXPIRY_MS': 0, 'CACHE_GET_TIMEOUT_MS': 5000,
