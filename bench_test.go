@@ -2,8 +2,11 @@ package gears_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/gearsgo/gears"
 	"github.com/gearsgo/gears/internal/testtarget"
@@ -94,4 +97,41 @@ func BenchmarkTrigger(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkRegistration measures the first call of a new Command — the registration — for one caller
+// and for 12 callers racing with their own clients and Funcs (as 12 processes would: one registers under
+// the registration lock, the others wait for it and find its code). Each iteration uses a new trigger.
+//
+//	go test -run '^$' -bench BenchmarkRegistration -benchtime 20x .
+func BenchmarkRegistration(b *testing.B) {
+	addr := testtarget.Addr(b)
+	for _, racers := range []int{1, 12} {
+		b.Run(fmt.Sprintf("racers=%d", racers), func(b *testing.B) {
+			e := newEnv(b, addr, 3)
+			clients := make([]*redis.Client, racers)
+			for i := range clients {
+				clients[i] = newRedis(addr, 3)
+				defer clients[i].Close()
+			}
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				trig := e.name(fmt.Sprintf("reg%d", i))
+				errs := make(chan error, racers)
+				for _, rdb := range clients {
+					call := gears.Command[string](trig, rdb, versionedScript("v1"), gears.WithMode(gears.Sync))
+					go func() {
+						_, err := call(ctx, "a")
+						errs <- err
+					}()
+				}
+				for range clients {
+					if err := <-errs; err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
 }

@@ -88,9 +88,9 @@ func (l *regLock) tryAcquire(ctx context.Context) (*heldLock, error) {
 }
 
 // waitFree returns when the lock key no longer exists (released, or expired with its holder), or when
-// ctx ends. It polls with a jittered backoff from 5 ms to 250 ms.
+// ctx ends. It polls with a jittered backoff from 2 ms to 250 ms.
 func (l *regLock) waitFree(ctx context.Context) error {
-	delay := 5 * time.Millisecond
+	delay := 2 * time.Millisecond
 	for {
 		n, err := l.rdb.Exists(ctx, l.key).Result()
 		if err != nil {
