@@ -35,83 +35,53 @@ func decoderFor[T any](custom any) (func(any) (T, error), error) {
 	var f any
 	switch any(&zero).(type) {
 	case *[]byte:
-		f = func(v any) ([]byte, error) {
-			r, err := oneRecord("[]byte", v)
-			if err != nil {
-				return nil, err
-			}
-			if s, ok := r.(string); ok {
-				return []byte(s), nil
-			}
-			return nil, decodeErr("[]byte", r, "the function did not return bytes or str%s", hint(r))
-		}
+		f = single("[]byte", "bytes or str", func(r any) ([]byte, bool) {
+			s, ok := r.(string)
+			return []byte(s), ok
+		})
 	case *string:
-		f = func(v any) (string, error) {
-			r, err := oneRecord("string", v)
-			if err != nil {
-				return "", err
-			}
-			if s, ok := r.(string); ok {
-				return s, nil
-			}
-			return "", decodeErr("string", r, "the function did not return str or bytes%s", hint(r))
-		}
+		f = single("string", "str or bytes", func(r any) (string, bool) {
+			s, ok := r.(string)
+			return s, ok
+		})
 	case *int64:
-		f = func(v any) (int64, error) {
-			r, err := oneRecord("int64", v)
-			if err != nil {
-				return 0, err
-			}
+		f = single("int64", "an int", func(r any) (int64, bool) {
 			switch x := r.(type) {
 			case int64:
-				return x, nil
+				return x, true
 			case string:
-				if n, err := strconv.ParseInt(x, 10, 64); err == nil {
-					return n, nil
-				}
+				n, err := strconv.ParseInt(x, 10, 64)
+				return n, err == nil
 			case float64:
-				if x == math.Trunc(x) && math.Abs(x) < 1<<63 {
-					return int64(x), nil
-				}
+				return int64(x), x == math.Trunc(x) && math.Abs(x) < 1<<63
 			}
-			return 0, decodeErr("int64", r, "the function did not return an int%s", hint(r))
-		}
+			return 0, false
+		})
 	case *float64:
-		f = func(v any) (float64, error) {
-			r, err := oneRecord("float64", v)
-			if err != nil {
-				return 0, err
-			}
+		f = single("float64", "a number", func(r any) (float64, bool) {
 			switch x := r.(type) {
 			case float64:
-				return x, nil
+				return x, true
 			case int64:
-				return float64(x), nil
+				return float64(x), true
 			case string:
 				// RedisGears sends a Python float as "%f" text, e.g. "1.500000".
-				if n, err := strconv.ParseFloat(x, 64); err == nil {
-					return n, nil
-				}
+				n, err := strconv.ParseFloat(x, 64)
+				return n, err == nil
 			}
-			return 0, decodeErr("float64", r, "the function did not return a number%s", hint(r))
-		}
+			return 0, false
+		})
 	case *bool:
-		f = func(v any) (bool, error) {
-			r, err := oneRecord("bool", v)
-			if err != nil {
-				return false, err
-			}
+		f = single("bool", "a bool", func(r any) (bool, bool) {
 			switch x := r.(type) {
 			case bool:
-				return x, nil
+				return x, true
 			case int64:
 				// Python's True and False are sent as the integers 1 and 0.
-				if x == 0 || x == 1 {
-					return x == 1, nil
-				}
+				return x == 1, x == 0 || x == 1
 			}
-			return false, decodeErr("bool", r, "the function did not return a bool%s", hint(r))
-		}
+			return false, false
+		})
 	case *[]any:
 		f = func(v any) ([]any, error) {
 			recs, err := records(v)
@@ -133,6 +103,22 @@ func decoderFor[T any](custom any) (func(any) (T, error), error) {
 			"int64, float64, bool, []any and any", typeName[T]())
 	}
 	return f.(func(any) (T, error)), nil
+}
+
+// single is the decoder of a reply that must hold one record, converted by conv; target names T and
+// want what the function should have returned, for the error.
+func single[T any](target, want string, conv func(r any) (T, bool)) func(any) (T, error) {
+	return func(v any) (T, error) {
+		var zero T
+		r, err := oneRecord(target, v)
+		if err != nil {
+			return zero, err
+		}
+		if x, ok := conv(r); ok {
+			return x, nil
+		}
+		return zero, decodeErr(target, r, "the function did not return %s%s", want, hint(r))
+	}
 }
 
 func typeName[T any]() string {
