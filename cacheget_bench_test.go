@@ -144,3 +144,129 @@ func BenchmarkCacheGetColdHerd(b *testing.B) {
 	b.ReportMetric(float64((total/time.Duration(b.N)-latency).Microseconds())/1000, "over-origin-ms")
 	b.ReportMetric(float64(o.total())/float64(b.N), "downloads/op")
 }
+
+// BenchmarkCacheGetHitRatios measures, in one run and on one server, what a cache_get hit costs against
+// its two floors (issue 11):
+//
+//   - hit-trigger/bare: a hit through RG.TRIGGER (cache_get registered as CacheGet registers it) against
+//     a trigger that does nothing but one execute('GET') of the same key, in whichever mode that bare
+//     trigger is fastest (target: at most 1.25);
+//   - hit-Func/GET: a hit through the Go Func (gears.Command with CacheGet) against a plain GET of the
+//     same bytes (target: at most 1.2).
+//
+// Each sub-benchmark runs its calls with 1 or 50 concurrent clients, one kind of call at a time (a phase
+// of b.N/4 calls spread over the clients), in four rounds of every kind, and compares the kinds' wall
+// times. It also reports the microseconds per call of every kind (per client: with 50 clients a call's
+// share of the wall time), including cache_get registered in each mode. ns/op is not meaningful here.
+func BenchmarkCacheGetHitRatios(b *testing.B) {
+	ctx := context.Background()
+	e := cgStart(b)
+	o := cgNewOrigin(b)
+	body := bytes.Repeat([]byte("0123456789abcdef"), 640) // 10 KiB, as in the issue's measurements
+	o.set(func(o *cgOrigin) { o.body = body })
+	url := o.URL + "/hit.png"
+	got, err := e.cache(ctx, url)
+	require.NoError(b, err)
+	require.Equal(b, body, got)
+	key := e.key(url)
+
+	type kind struct {
+		name string
+		call func() error
+	}
+	trigger := func(name string, arg string) func() error {
+		return func() error { return e.rdb.Do(ctx, "RG.TRIGGER", name, arg).Err() }
+	}
+	kinds := []kind{
+		{"GET", func() error { return e.rdb.Get(ctx, key).Err() }},
+		{"hit-Func", func() error { _, err := e.cache(ctx, url); return err }},
+		{"hit-trigger", trigger(e.trigger, url)},
+	}
+	modes := []gears.Mode{gears.Sync, gears.Async, gears.AsyncLocal}
+	bare := gears.Script{Function: "bare_get", Source: "def bare_get(k):\n    return execute('GET', k)\n"}
+	for _, m := range modes {
+		// cache_get itself in every mode, and the floor: a trigger that does one GET of the same key.
+		name := e.trigger + "_" + string(m)
+		cache := gears.Command[[]byte](name, e.rdb, gears.NewCacheGet(gears.CacheAllowHosts("127.0.0.1"), gears.CacheKeyPrefix(e.prefix)), gears.WithMode(m))
+		_, err := cache(ctx, "not a url") // registers; refused before any Redis access
+		require.Error(b, err)
+		kinds = append(kinds, kind{"hit-trigger-" + string(m), trigger(name, url)})
+		bareName := "bare_get_" + string(m) + "_" + e.prefix
+		bareFunc := gears.Command[[]byte](bareName, e.rdb, bare, gears.WithMode(m))
+		v, err := bareFunc(ctx, key)
+		require.NoError(b, err)
+		require.Equal(b, body, v)
+		kinds = append(kinds, kind{"bare-" + string(m), trigger(bareName, key)})
+	}
+	// Every kind answers the same bytes.
+	for _, name := range []string{e.trigger, e.trigger + "_" + string(gears.Sync)} {
+		v, err := e.rdb.Do(ctx, "RG.TRIGGER", name, url).Slice()
+		require.NoError(b, err)
+		require.Equal(b, []any{string(body)}, v)
+	}
+
+	for _, clients := range []int{1, 50} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			const rounds = 4
+			per := max(b.N/rounds, 2*clients)
+			// Open every connection first.
+			_, err := cgPhase(clients, clients*4, func() error { return e.rdb.Ping(ctx).Err() })
+			require.NoError(b, err)
+			wall := make([]time.Duration, len(kinds))
+			b.ResetTimer()
+			for r := 0; r < rounds; r++ {
+				for i, k := range kinds {
+					d, err := cgPhase(clients, per, k.call)
+					if err != nil {
+						b.Fatalf("%s: %v", k.name, err)
+					}
+					wall[i] += d
+				}
+			}
+			b.StopTimer()
+			us := map[string]float64{}
+			for i, k := range kinds {
+				us[k.name] = float64(wall[i].Nanoseconds()) / float64(rounds*per) / 1000
+				b.ReportMetric(us[k.name], k.name+"-µs")
+			}
+			floor := min(us["bare-sync"], us["bare-async"], us["bare-async_local"])
+			b.ReportMetric(us["hit-trigger"]/floor, "hit-trigger/bare")
+			b.ReportMetric(us["hit-Func"]/us["GET"], "hit-Func/GET")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+	require.Equal(b, 1, o.requests("/hit.png"), "every call after the first must be a hit")
+}
+
+// cgPhase makes n calls of call spread over clients goroutines and returns the wall time they took, and
+// the first error.
+func cgPhase(clients, n int, call func() error) (time.Duration, error) {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	start := time.Now()
+	for c := 0; c < clients; c++ {
+		calls := n / clients
+		if c < n%clients {
+			calls++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < calls; i++ {
+				if err := call(); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start), first
+}

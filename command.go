@@ -45,6 +45,9 @@ type Func[T any] func(ctx context.Context, args ...any) (T, error)
 // every call of the Func.
 func Command[T any](trigger string, rdb redis.UniversalClient, script Script, opts ...Option) Func[T] {
 	var o commandOptions
+	for _, opt := range script.defaults { // the script's own defaults first (CacheGet's), opts override them
+		opt(&o)
+	}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -64,6 +67,7 @@ func Command[T any](trigger string, rdb redis.UniversalClient, script Script, op
 	}
 	c := &caller[T]{rdb: rdb, reg: reg, decode: decode, cmd: any("RG.TRIGGER"), trigger: any(trigger)}
 	c.idempotent = o.idempotent
+	c.lookup = script.lookup
 	if o.keyRouting {
 		c.cmd = any("RG.TRIGGERONKEY")
 		c.needKey = true

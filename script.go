@@ -1,6 +1,7 @@
 package gears
 
 import (
+	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"text/template"
 	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Script is a server-side Python function for Command.
@@ -37,6 +40,15 @@ type Script struct {
 	Source string
 	// Requirements are pip requirement specifiers installed before registering.
 	Requirements []string
+
+	// defaults are Command options the script comes with (NewCacheGet: AsyncLocal, WithIdempotent).
+	// Command applies them before its own opts, which override them.
+	defaults []Option
+	// lookup, when set, is a Go-side fast path a Func tries before the trigger (NewCacheGet: a hit is
+	// one GET of the key the Go side computes). It returns what RG.TRIGGER would have replied, as
+	// go-redis reads it, and true; or false when the trigger must run. It must keep every semantic of
+	// the server function for the calls it answers.
+	lookup func(ctx context.Context, rdb redis.UniversalClient, args []any) (reply any, ok bool)
 }
 
 //go:embed gears/templates/*.py

@@ -22,6 +22,8 @@ type caller[T any] struct {
 	needKey bool
 	// idempotent (WithIdempotent): a reply without records is retried.
 	idempotent bool
+	// lookup is the Script's Go-side fast path (CacheGet's hits), nil for most scripts.
+	lookup func(ctx context.Context, rdb redis.UniversalClient, args []any) (any, bool)
 }
 
 // maxLossRetries bounds the retries of an idempotent call that the server dropped without running it.
@@ -33,6 +35,13 @@ func (c *caller[T]) call(ctx context.Context, args ...any) (T, error) {
 	var zero T
 	if c.needKey && len(args) == 0 {
 		return zero, ErrNoKey
+	}
+	if c.lookup != nil {
+		// Answered without the trigger (a CacheGet hit: one GET), and decoded as the trigger's reply.
+		// The registration is ensured by the first call that needs the trigger.
+		if v, ok := c.lookup(ctx, c.rdb, args); ok {
+			return c.decode(normalize(v))
+		}
 	}
 	gen, err := c.reg.ensure(ctx)
 	if err != nil {

@@ -1,6 +1,9 @@
 """Micro-benchmark: the Python time of one cache_get hit, with RedisGears' runtime faked.
 
-Run: python3 gears/scripts/testdata/cache_get_hitbench.py [--profile] [--n N] [--allow-hosts]
+Run: python3 gears/scripts/testdata/cache_get_hitbench.py [--profile] [--n N] [--allow-hosts] [--script FILE]
+
+--script times another version of cache_get.py, e.g. the one before issue 11:
+  git show 81bfe77:gears/scripts/cache_get.py > /tmp/before.py
 
 A hit is timed as the fake runtime of cache_get_harness.py runs a trigger: the registration's first step
 (cache_get) and its next one (cache_get_store). The floor is a step that does nothing but one
@@ -22,6 +25,8 @@ import cache_get_harness as h  # noqa: E402
 def main():
     args = sys.argv[1:]
     n = int(args[args.index('--n') + 1]) if '--n' in args else 200000
+    if '--script' in args:
+        h.SCRIPT = args[args.index('--script') + 1]
     settings = dict(h.LOCAL)
     if '--allow-hosts' in args:
         settings['CACHE_GET_ALLOW_HOSTS'] = ['127.0.0.1', '*.example.com', 'cdn.example.org']
