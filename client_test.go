@@ -139,7 +139,7 @@ func TestDecodePyDumpSessions(t *testing.T) {
 		})
 		ss, err := c.PyDumpSessions(context.Background(), &gears.PyDumpSessionsOptions{Sessions: []string{"s1", "nosuch"}})
 		require.NoError(t, err)
-		assert.Equal(t, []gears.Session{
+		assert.Equal(t, []gears.SessionInfo{
 			{ID: "s1", RefCount: 1, Linked: "primary", RequirementInstallationNeeded: true,
 				Requirements: []string{"redis==4.3.1"}, RegistrationIDs: []string{id1}},
 			{ID: "nosuch", Missing: true},
@@ -458,7 +458,7 @@ func TestClientSessions(t *testing.T) {
 		ss, err := e.c.PyDumpSessions(e.ctx, &gears.PyDumpSessionsOptions{Sessions: []string{sid, e.name("none")}})
 		require.NoError(t, err)
 		regID := e.registrationsOf(trig)[0].ID
-		assert.Equal(t, []gears.Session{
+		assert.Equal(t, []gears.SessionInfo{
 			{ID: sid, Description: "first", RefCount: 1, Linked: "primary", RegistrationIDs: []string{regID}},
 			{ID: e.name("none"), Missing: true},
 		}, ss)
@@ -662,7 +662,7 @@ func TestClientFreshServerIDs(t *testing.T) {
 		assert.Equal(t, zeroID+"-4", e.registrationsOf("b")[0].ID)
 		ss, err := e.c.PyDumpSessions(e.ctx, nil)
 		require.NoError(t, err)
-		assert.Equal(t, []gears.Session{
+		assert.Equal(t, []gears.SessionInfo{
 			{ID: "a", RefCount: 1, Linked: "primary", RegistrationIDs: []string{id1}},
 			{ID: "b", RefCount: 1, Linked: "primary", RegistrationIDs: []string{zeroID + "-4"}},
 		}, ss, "sessions are listed sorted by name")

@@ -39,8 +39,8 @@ type Requirement struct {
 	IsInReqDictionary bool
 }
 
-// Session is one entry of RG.PYDUMPSESSIONS (1.2).
-type Session struct {
+// SessionInfo is one entry of RG.PYDUMPSESSIONS (1.2).
+type SessionInfo struct {
 	// ID is the session id.
 	ID string
 	// Description is the session's description; "" when none.
@@ -175,16 +175,16 @@ func decodeRequirement(v any) (Requirement, error) {
 }
 
 // PyDumpSessions lists Python sessions (RG.PYDUMPSESSIONS, 1.2). opts may be nil.
-func (c *Client) PyDumpSessions(ctx context.Context, opts *PyDumpSessionsOptions) ([]Session, error) {
+func (c *Client) PyDumpSessions(ctx context.Context, opts *PyDumpSessionsOptions) ([]SessionInfo, error) {
 	return pyDumpSessions(ctx, c.rdb, opts).Result()
 }
 
 // PyDumpSessions queues RG.PYDUMPSESSIONS.
-func (p *Pipeline) PyDumpSessions(ctx context.Context, opts *PyDumpSessionsOptions) *Cmd[[]Session] {
+func (p *Pipeline) PyDumpSessions(ctx context.Context, opts *PyDumpSessionsOptions) *Cmd[[]SessionInfo] {
 	return pyDumpSessions(ctx, p.pipe, opts)
 }
 
-func pyDumpSessions(ctx context.Context, d doer, opts *PyDumpSessionsOptions) *Cmd[[]Session] {
+func pyDumpSessions(ctx context.Context, d doer, opts *PyDumpSessionsOptions) *Cmd[[]SessionInfo] {
 	args := []any{"RG.PYDUMPSESSIONS"}
 	if opts != nil {
 		if opts.Verbose {
@@ -203,21 +203,21 @@ func pyDumpSessions(ctx context.Context, d doer, opts *PyDumpSessionsOptions) *C
 	return newCmd(ctx, d, decodeSessions, args...)
 }
 
-func decodeSessions(v any) ([]Session, error) {
-	a, err := asArray("[]Session", v)
+func decodeSessions(v any) ([]SessionInfo, error) {
+	a, err := asArray("[]SessionInfo", v)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Session, 0, len(a))
+	out := make([]SessionInfo, 0, len(a))
 	for _, e := range a {
 		// SESSIONS names an unknown session with the bulk string "Session <name> does not exists".
 		if s, ok := e.(string); ok {
 			name, found := strings.CutPrefix(s, "Session ")
 			name, found2 := strings.CutSuffix(name, " does not exists")
 			if !found || !found2 {
-				return nil, decodeErr("Session", e, "expected a session entry")
+				return nil, decodeErr("SessionInfo", e, "expected a session entry")
 			}
-			out = append(out, Session{ID: name, Missing: true})
+			out = append(out, SessionInfo{ID: name, Missing: true})
 			continue
 		}
 		s, err := decodeSession(e)
@@ -229,26 +229,26 @@ func decodeSessions(v any) ([]Session, error) {
 	return out, nil
 }
 
-func decodeSession(v any) (Session, error) {
-	var s Session
-	err := fields("Session", v, func(name string, val any) error {
+func decodeSession(v any) (SessionInfo, error) {
+	var s SessionInfo
+	err := fields("SessionInfo", v, func(name string, val any) error {
 		var err error
 		switch name {
 		case "ID":
-			s.ID, err = asString("Session.ID", val)
+			s.ID, err = asString("SessionInfo.ID", val)
 		case "sessionDescription":
-			s.Description, err = asString("Session.Description", val)
+			s.Description, err = asString("SessionInfo.Description", val)
 		case "refCount":
-			s.RefCount, err = asInt("Session.RefCount", val)
+			s.RefCount, err = asInt("SessionInfo.RefCount", val)
 		case "linked", "Linked":
-			s.Linked, err = asString("Session.Linked", val)
+			s.Linked, err = asString("SessionInfo.Linked", val)
 		case "dead", "TS":
-			s.Dead, err = asBool("Session.Dead", val)
+			s.Dead, err = asBool("SessionInfo.Dead", val)
 		case "requirementInstallationNeeded":
-			s.RequirementInstallationNeeded, err = asBool("Session.RequirementInstallationNeeded", val)
+			s.RequirementInstallationNeeded, err = asBool("SessionInfo.RequirementInstallationNeeded", val)
 		case "requirements":
 			var a []any
-			if a, err = asArray("Session.Requirements", val); err != nil {
+			if a, err = asArray("SessionInfo.Requirements", val); err != nil {
 				return err
 			}
 			for _, e := range a {
@@ -261,7 +261,7 @@ func decodeSession(v any) (Session, error) {
 					s.Requirements = append(s.Requirements, r.Name)
 					continue
 				}
-				n, err := asString("Session.Requirements", e)
+				n, err := asString("SessionInfo.Requirements", e)
 				if err != nil {
 					return err
 				}
@@ -269,7 +269,7 @@ func decodeSession(v any) (Session, error) {
 			}
 		case "registrations":
 			var a []any
-			if a, err = asArray("Session.Registrations", val); err != nil {
+			if a, err = asArray("SessionInfo.Registrations", val); err != nil {
 				return err
 			}
 			for _, e := range a {
@@ -282,7 +282,7 @@ func decodeSession(v any) (Session, error) {
 					s.RegistrationIDs = append(s.RegistrationIDs, r.ID)
 					continue
 				}
-				id, err := asString("Session.Registrations", e)
+				id, err := asString("SessionInfo.Registrations", e)
 				if err != nil {
 					return err
 				}

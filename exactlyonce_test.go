@@ -220,7 +220,7 @@ func TestExactlyOnceAcrossProcesses(t *testing.T) {
 			e := newEnv(t, addr, proto)
 			trig := e.name("once")
 			sid := "gears_" + trig
-			session := func() gears.Session {
+			session := func() gears.SessionInfo {
 				t.Helper()
 				ss, err := e.c.PyDumpSessions(e.ctx, &gears.PyDumpSessionsOptions{Sessions: []string{sid}})
 				require.NoError(t, err)

@@ -161,3 +161,42 @@ func ExampleError() {
 	// division by zero
 	// div 2
 }
+
+func ExampleDeploy() {
+	srv, rdb := startExampleServer()
+	defer srv.Close()
+	defer rdb.Close()
+	ctx := context.Background()
+
+	// A service ships its gear functions as .py files (//go:embed) and deploys them at start-up. Every
+	// instance may do so at once: one creates the session, the others find it, and a new release
+	// upgrades it atomically.
+	s := gears.Session{ID: "greetings", Source: `
+GB('CommandReader').map(lambda x: 'hello ' + x[1]).register(trigger='hello', mode='sync')
+`}
+	for i := 0; i < 2; i++ {
+		d, err := gears.Deploy(ctx, rdb, s)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(d.Action, len(d.RegistrationIDs), "registration")
+	}
+	s.Source = `
+GB('CommandReader').map(lambda x: 'hi ' + x[1]).register(trigger='hello', mode='sync')
+`
+	d, err := gears.Deploy(ctx, rdb, s)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(d.Action)
+	reply, err := gears.NewClient(rdb).Trigger(ctx, "hello", "gears")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(reply...)
+	// Output:
+	// created 1 registration
+	// unchanged 1 registration
+	// upgraded
+	// hi gears
+}
