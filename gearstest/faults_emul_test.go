@@ -41,6 +41,7 @@ func TestWorkerDeathRestartsAndRestoresSessions(t *testing.T) {
 import time
 counter = {'n': 0}
 def slow(x):
+    execute('SET', 'slow_started', '1')
     time.sleep(30)
     return 'never'
 def get(x):
@@ -57,12 +58,12 @@ GB('CommandReader').map(get).register(trigger='get', mode='sync', convertToStr=F
 	// A call in flight when the worker dies gets an error, not a hang.
 	errc := make(chan error, 1)
 	go func() { errc <- rdb.Do(ctx, "RG.TRIGGER", "slow").Err() }()
-	time.Sleep(300 * time.Millisecond)
+	waitUntil(t, 30*time.Second, "the slow trigger to run", func() bool { return rdb.Get(ctx, "slow_started").Val() == "1" })
 	require.NoError(t, srv.KillWorker())
 	select {
 	case err := <-errc:
 		require.EqualError(t, err, "ERR gearstest: python worker died, execution aborted")
-	case <-time.After(10 * time.Second):
+	case <-ctx.Done():
 		t.Fatal("the trigger in flight did not get an error after the worker died")
 	}
 
@@ -284,17 +285,17 @@ func TestBlockingCommands(t *testing.T) {
 	// A client blocked in BLPOP does not stall the others.
 	got := make(chan []string, 1)
 	go func() {
-		v, _ := blocker.BLPop(ctx, 10*time.Second, "q").Result()
+		v, _ := blocker.BLPop(ctx, 0, "q").Result()
 		got <- v
 	}()
-	time.Sleep(200 * time.Millisecond)
+	notAnsweredYet(t, got, "BLPOP of an empty list") // (its window lets the BLPOP reach the server)
 	// No elapsed-time check: BLPOP getting the item shows that PING and RPUSH ran while it blocked.
 	require.Equal(t, "PONG", other.Ping(ctx).Val())
 	require.NoError(t, other.RPush(ctx, "q", "item").Err())
 	select {
 	case v := <-got:
 		assert.Equal(t, []string{"q", "item"}, v)
-	case <-time.After(5 * time.Second):
+	case <-ctx.Done():
 		t.Fatal("BLPOP was not served")
 	}
 
