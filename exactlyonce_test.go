@@ -334,7 +334,6 @@ func TestRollingUpgradeLosesNoCall(t *testing.T) {
 		upgrades, triggers-calls)
 }
 
-
 // countingHook counts the commands a client sends, by name.
 type countingHook struct {
 	mu sync.Mutex
