@@ -200,3 +200,48 @@ GB('CommandReader').map(lambda x: 'hi ' + x[1]).register(trigger='hello', mode='
 	// upgraded
 	// hi gears
 }
+
+func ExampleBuilder_Run() {
+	srv, rdb := startExampleServer()
+	defer srv.Close()
+	defer rdb.Close()
+	ctx := context.Background()
+
+	// A batch job built in Go; the callables are Python source. With a real RedisGears the reader would
+	// typically be gears.KeysReader("user:*").
+	res, err := gears.PythonReader("words").
+		Define("def words():\n    return 'the cat saw the dog'.split()\n").
+		CountBy("").
+		Map("lambda r: '%s=%d' % (r['key'], r['value'])").
+		Sort(true).
+		Run(ctx, rdb)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(res.Records...)
+	// Output: cat=1 dog=1 saw=1 the=2
+}
+
+func ExampleBuilder_Register() {
+	srv, rdb := startExampleServer()
+	defer srv.Close()
+	defer rdb.Close()
+	ctx := context.Background()
+
+	// A registration deployed as a session: created now, upgraded when the function changes.
+	d, err := gears.CommandReader().
+		Map("lambda x: execute('INCRBY', x[1], x[2])").
+		Register(ctx, rdb, gears.WithTrigger("add"), gears.WithSessionID("counters"), gears.WithMode(gears.Sync))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(d.Action)
+	reply, err := gears.NewClient(rdb).Trigger(ctx, "add", "hits", 5)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(reply...)
+	// Output:
+	// created
+	// 5
+}

@@ -62,6 +62,24 @@ type commandOptions struct {
 	version      uint64
 	idempotent   bool
 	lockTTL      time.Duration
+
+	// Builder's run and register arguments (builder_options.go); nil/zero: RedisGears' default.
+	convertToStr   *bool
+	noScan         bool
+	readValue      *bool
+	fromID         string
+	trigger        string
+	hook           string
+	keyPrefix      string
+	eventTypes     []string
+	keyTypes       []string
+	commands       []string
+	batch          int
+	duration       time.Duration
+	onFailedPolicy FailPolicy
+	retryInterval  time.Duration
+	trimStream     *bool
+	optErr         error // an option's own argument error
 }
 
 // WithMode sets the registration's execution mode (default Async).
