@@ -1,89 +1,98 @@
-// Command gears is the gears CLI. Today it has one subcommand:
+// Command gears is the gears CLI for operators of RedisGears 1.2 servers:
 //
-//	gears serve --addr 127.0.0.1:6379 [--redis redis://HOST:PORT] [--python python3]
+//	gears serve       run a RedisGears 1.2 compatible server (gearstest) until SIGINT or SIGTERM
+//	gears deploy      make a server hold a folder of .py files, one session per file (--prune, --watch)
+//	gears ls          list registrations and sessions (--json)
+//	gears run         run a script with a run() (RG.PYEXECUTE) and print its records
+//	gears trigger     call a CommandReader trigger (RG.TRIGGER)
+//	gears unregister  remove registrations, by id or by session
+//	gears executions  list executions (RG.DUMPEXECUTIONS)
+//	gears results     print a finished execution's records (RG.GETRESULTS)
+//	gears reqs        list the Python requirements (RG.PYDUMPREQS)
 //
-// which runs a RedisGears 1.2 compatible server (gearstest) until SIGINT or SIGTERM.
+// "gears <command> --help" shows a command's flags and examples.
 package main
 
 import (
-	"errors"
-	"flag"
+	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/gearsgo/gears/gearstest"
+	"github.com/redis/go-redis/v9"
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	// go-redis logs its dial retries to stderr; the commands report errors themselves.
+	redis.SetLogger(quietLogger{})
+	c := &cli{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr,
+		colorOut: colorFor(os.Stdout), colorErr: colorFor(os.Stderr), progress: isTerminal(os.Stderr)}
+	os.Exit(c.run(os.Args[1:]))
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+// cli is one invocation: its streams and what the terminal allows.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	// colorOut and colorErr: the stream is a terminal and NO_COLOR is not set.
+	colorOut, colorErr bool
+	// progress: stderr is a terminal, so transient progress lines may be drawn there.
+	progress bool
+}
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(c *cli, args []string) int
+}
+
+// commands lists the subcommands in the order "gears --help" shows them.
+var commands = []command{
+	{"serve", "run a RedisGears 1.2 compatible server (gearstest) until SIGINT/SIGTERM", (*cli).serve},
+	{"deploy", "deploy .py files, one session per file: created/upgraded/unchanged (--dry-run, --prune, --watch)", (*cli).deploy},
+	{"ls", "list registrations and sessions (--json for scripts)", (*cli).ls},
+	{"run", "run a script with a run() (RG.PYEXECUTE) and print its records and errors", (*cli).runScript},
+	{"trigger", "call a CommandReader trigger (RG.TRIGGER) and print its records", (*cli).trigger},
+	{"unregister", "remove registrations, by id or all of a session's (--session)", (*cli).unregister},
+	{"executions", "list the executions (RG.DUMPEXECUTIONS)", (*cli).executions},
+	{"results", "print a finished execution's records and errors (RG.GETRESULTS)", (*cli).results},
+	{"reqs", "list the Python requirements the server knows (RG.PYDUMPREQS)", (*cli).reqs},
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: gears serve [--addr 127.0.0.1:6379] [--redis redis://HOST:PORT] [--python PATH] [--no-py37-check]")
+	fmt.Fprintln(w, "usage: gears <command> [flags] [arguments]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	for _, cmd := range commands {
+		fmt.Fprintf(w, "  %-11s %s\n", cmd.name, cmd.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, `Every command but serve connects with --addr HOST:PORT (default 127.0.0.1:6379) or --url redis://…,`)
+	fmt.Fprintln(w, `and --cluster for a Redis Cluster. Run "gears <command> --help" for its flags and examples.`)
 }
 
-// run executes the CLI and returns the process exit code.
-func run(args []string, stderr io.Writer) int {
+// run executes the CLI and returns the process exit code: 0 success, 1 failure, 2 bad usage.
+func (c *cli) run(args []string) int {
 	if len(args) == 0 {
-		usage(stderr)
+		usage(c.stderr)
 		return 2
 	}
 	switch args[0] {
-	case "serve":
-		return serve(args[1:], stderr)
-	case "help", "-h", "--help":
-		usage(os.Stdout)
+	case "help", "-h", "-help", "--help":
+		usage(c.stdout)
 		return 0
 	}
-	fmt.Fprintf(stderr, "gears: unknown command %q\n", args[0])
-	usage(stderr)
-	return 2
-}
-
-func serve(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:6379", "address to listen on")
-	redisURL := fs.String("redis", "", "external Redis for the data (redis://HOST:PORT); default: in-process")
-	python := fs.String("python", "", "Python interpreter for the worker (default $GEARS_PYTHON, else python3)")
-	no37 := fs.Bool("no-py37-check", false, "accept scripts that are not valid Python 3.7 syntax")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
+	for _, cmd := range commands {
+		if cmd.name == args[0] {
+			return cmd.run(c, args[1:])
 		}
-		return 2
 	}
-	opts := []gearstest.Option{gearstest.WithAddr(*addr), gearstest.WithLogger(stderr)}
-	if *redisURL != "" {
-		opts = append(opts, gearstest.WithRedis(*redisURL))
-	}
-	if *python != "" {
-		opts = append(opts, gearstest.WithPython(*python))
-	}
-	if *no37 {
-		opts = append(opts, gearstest.WithoutPython37Check())
-	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	srv, err := gearstest.Start(opts...)
-	if err != nil {
-		fmt.Fprintf(stderr, "gears serve: %v\n", err)
-		return 1
-	}
-	sig := <-sigs
-	fmt.Fprintf(stderr, "gears serve: received %v, shutting down\n", sig)
-	// Each hazard (an action that crashes or hangs a real RedisGears 1.2.13) was logged when it
-	// happened and is counted in INFO gearstest; the total once more at the end.
-	if n := len(srv.Hazards()); n > 0 {
-		fmt.Fprintf(stderr, "gears serve: %d hazard(s) were refused; each would crash or hang a real RedisGears 1.2.13 (see the log)\n", n)
-	}
-	if err := srv.Close(); err != nil {
-		fmt.Fprintf(stderr, "gears serve: %v\n", err)
-		return 1
-	}
-	return 0
+	fmt.Fprintf(c.stderr, "gears: unknown command %q\n", args[0])
+	usage(c.stderr)
+	return 2
 }

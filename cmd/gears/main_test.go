@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -93,64 +94,16 @@ func TestServeUntilSignal(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
-	var stderr bytes.Buffer
-	assert.Equal(t, 2, run(nil, &stderr))
-	assert.Contains(t, stderr.String(), "usage: gears serve")
+	var stdout, stderr bytes.Buffer
+	c := &cli{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr}
+	assert.Equal(t, 2, c.run(nil))
+	assert.Contains(t, stderr.String(), "usage: gears <command>")
 	stderr.Reset()
-	assert.Equal(t, 2, run([]string{"bogus"}, &stderr))
+	assert.Equal(t, 2, c.run([]string{"bogus"}))
 	assert.Contains(t, stderr.String(), `unknown command "bogus"`)
 	stderr.Reset()
-	assert.Equal(t, 2, run([]string{"serve", "--nope"}, &stderr))
+	assert.Equal(t, 2, c.run([]string{"serve", "--nope"}))
 	stderr.Reset()
-	assert.Equal(t, 1, run([]string{"serve", "--redis", "http://x", "--addr", "127.0.0.1:0"}, &stderr))
+	assert.Equal(t, 1, c.run([]string{"serve", "--redis", "http://x", "--addr", "127.0.0.1:0"}))
 	assert.Contains(t, stderr.String(), "redis URL must look like")
-}
-
-// TestServeNoPy37Check: by default `gears serve` refuses a script that is not valid Python 3.7 (as
-// RedisGears 1.2, which embeds 3.7, would fail it); --no-py37-check accepts it.
-func TestServeNoPy37Check(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the CLI")
-	}
-	bin := filepath.Join(t.TempDir(), "gears")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "%s", out)
-	walrus := "if (n := 1):\n    pass\nGB('CommandReader').map(lambda x: n).register(trigger='walrus', mode='sync')"
-
-	serveWith := func(t *testing.T, flags ...string) *redis.Client {
-		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-		cmd := exec.Command(bin, append([]string{"serve", "--addr", addr}, flags...)...)
-		var stderr lockedBuffer
-		cmd.Stderr = &stderr
-		require.NoError(t, cmd.Start())
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		rdb := redis.NewClient(&redis.Options{Addr: addr})
-		t.Cleanup(func() {
-			_ = rdb.Close()
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case err := <-exited:
-				assert.NoError(t, err, "clean exit; log:\n%s", stderr.String())
-			case <-time.After(30 * time.Second):
-				_ = cmd.Process.Kill()
-				t.Errorf("gears serve did not stop on SIGTERM; log:\n%s", stderr.String())
-			}
-		})
-		require.Eventually(t, func() bool { return rdb.Ping(context.Background()).Err() == nil }, 20*time.Second, 50*time.Millisecond)
-		return rdb
-	}
-	ctx := context.Background()
-
-	t.Run("default", func(t *testing.T) {
-		rdb := serveWith(t)
-		// The real server's error for a script its Python 3.7 cannot parse.
-		assert.EqualError(t, rdb.Do(ctx, "RG.PYEXECUTE", walrus).Err(), "Error type: <class 'SyntaxError'>, Value: invalid syntax (<string>, line 1)")
-		assert.EqualError(t, rdb.Do(ctx, "RG.TRIGGER", "walrus").Err(), "ERR subcommand not found")
-	})
-	t.Run("--no-py37-check", func(t *testing.T) {
-		rdb := serveWith(t, "--no-py37-check")
-		require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE", walrus).Val())
-		assert.Equal(t, []any{"1"}, rdb.Do(ctx, "RG.TRIGGER", "walrus").Val())
-	})
 }
