@@ -241,12 +241,6 @@ func (s *Server) beginPyExecute(ids ...string) (end func(), refused *value) {
 	}, nil
 }
 
-// cmdNetworkTest implements RG.NETWORKTEST, which crashes a real RedisGears that is not in a cluster
-// (C1); gearstest never is one.
-func cmdNetworkTest(s *Server, c *client, args [][]byte) value {
-	return s.hazardError("C1", "")
-}
-
 // hazardInfo is the "# gearstest" section of INFO: the number of hazards and the count per id.
 func (s *Server) hazardInfo() string {
 	s.hz.mu.Lock()

@@ -1,9 +1,7 @@
 package gearstest
 
 import (
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -293,98 +291,12 @@ func (st *state) abortAll() {
 	}
 }
 
-// restore re-runs every committed session in a fresh worker, reusing the registration ids, so that
-// registrations survive a worker crash.
-//
-// It runs under the session lock and calls publish (which makes wk the current worker) before letting
-// go of it, so that a PYEXECUTE or UNREGISTER either changes the state before the restore reads it, or
-// finds the new worker in place. publish runs final first, under the lock that guards the current
-// worker: an RG.UNREGISTER inside MULTI/EXEC does not wait for the session lock of a restore (the
-// restore's scripts take the global lock EXEC holds), and final drops what it removed meanwhile.
-func (st *state) restore(wk *workerProc, publish func(final func() error) error) error {
-	st.restoring.Add(1)
-	defer st.restoring.Add(-1)
-	st.sessMu.Lock()
-	defer st.sessMu.Unlock()
-	st.mu.Lock()
-	sessions := make([]*session, 0, len(st.sessions))
-	for _, ss := range st.sessions {
-		sessions = append(sessions, ss)
-	}
-	st.mu.Unlock()
-	sort.Slice(sessions, func(i, j int) bool { return sessions[i].seq < sessions[j].seq })
-	var restored []*session
-	for _, ss := range sessions {
-		if len(ss.reqs) > 0 {
-			res, err := wk.request("reqs", nil, append([]value{bulk("0")}, bulks(ss.reqs)...)...)
-			if err != nil {
-				return err
-			}
-			if r := resultArr(res); len(r) > 0 && r[0].String() != "ok" {
-				st.s.logf('#', "gearstest: restoring session %s: requirements: %s", ss.id, resultText(res))
-			}
-		}
-		// The script registers what it registered at first, so it gets all the original ids; the
-		// registrations unregistered since then are dropped again right after.
-		res, err := wk.request("exec", nil, bulk(ss.id), descValue(ss.desc, ss.hasDesc), bulk(ss.script),
-			bulk("restore"), nilValue(), array(bulks(ss.reqs)...), array(bulks(ss.origRegIDs)...),
-			// No lock token: the restore does not hold the global lock (commands keep running while
-			// the worker restarts), so the script's execute() calls lock per use.
-			bulk(""))
-		if err != nil {
-			return err
-		}
-		if r := resultArr(res); len(r) == 0 || r[0].String() != "ok" {
-			st.s.logf('#', "gearstest: restoring session %s failed: %s", ss.id, resultText(res))
-			continue
-		}
-		restored = append(restored, ss)
-	}
-	return publish(func() error { return st.dropGone(wk, restored) })
-}
-
-// dropGone tells a restored worker about the registrations (and sessions) unregistered since their
-// session was committed: the script registered them again under their original ids.
-func (st *state) dropGone(wk *workerProc, restored []*session) error {
-	var gone, dropped []value
-	st.mu.Lock()
-	for _, ss := range restored {
-		for _, id := range ss.origRegIDs {
-			if st.regs[id] == nil {
-				gone = append(gone, bulk(id))
-			}
-		}
-		if st.sessions[ss.id] != ss {
-			dropped = append(dropped, bulk(ss.id))
-		}
-	}
-	st.mu.Unlock()
-	if len(gone) > 0 {
-		if _, err := wk.request("unregister", nil, gone...); err != nil {
-			return err
-		}
-	}
-	for _, sid := range dropped {
-		if _, err := wk.request("dropsession", nil, sid); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func bulks(ss []string) []value {
 	vs := make([]value, len(ss))
 	for i, s := range ss {
 		vs[i] = bulk(s)
 	}
 	return vs
-}
-
-func descValue(desc string, has bool) value {
-	if !has {
-		return nilValue()
-	}
-	return bulk(desc)
 }
 
 func resultArr(v value) []value {
@@ -400,104 +312,4 @@ func resultText(v value) string {
 		return r[1].String()
 	}
 	return "gearstest: malformed answer from the python worker"
-}
-
-// sortedRegs returns the registrations ordered by id number.
-func (st *state) sortedRegsLocked() []*registration {
-	out := make([]*registration, 0, len(st.regs))
-	for _, r := range st.regs {
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		a, _ := parseID(out[i].id)
-		b, _ := parseID(out[j].id)
-		return a < b
-	})
-	return out
-}
-
-// regEntry renders one RG.DUMPREGISTRATIONS entry (12 elements, or 10 without PD for
-// RG.PYDUMPSESSIONS VERBOSE).
-func (st *state) regEntryLocked(r *registration, withPD bool) value {
-	done := r.numSuccess + r.numFailures + r.numAborted
-	avg := 0.0
-	if done > 0 {
-		avg = float64(r.totalMS) / float64(done)
-	}
-	lastErr := nilValue()
-	if r.hasLastError {
-		lastErr = bulk(r.lastError)
-	}
-	inorder := int64(0)
-	if r.inorder {
-		inorder = 1
-	}
-	data := array(
-		bulk("mode"), bulk(r.mode),
-		bulk("numTriggered"), integer(r.numTriggered),
-		bulk("numSuccess"), integer(r.numSuccess),
-		bulk("numFailures"), integer(r.numFailures),
-		bulk("numAborted"), integer(r.numAborted),
-		bulk("lastRunDurationMS"), integer(r.lastMS),
-		bulk("totalRunDurationMS"), integer(r.totalMS),
-		bulk("avgRunDurationMS"), double(avg),
-		bulk("lastError"), lastErr,
-		bulk("args"), array(bulk("trigger"), bulk(r.trigger), bulk("inorder"), integer(inorder)),
-	)
-	out := []value{bulk("id"), bulk(r.id), bulk("reader"), bulk(r.reader), bulk("desc"), descValue(r.desc, r.hasDesc),
-		bulk("RegistrationData"), data}
-	if withPD {
-		out = append(out, bulk("PD"), bulk(st.pdStringLocked(r.sess)))
-	}
-	out = append(out, bulk("ExecutionThreadPool"), bulk("DefaultPool"))
-	return array(out...)
-}
-
-// pdStringLocked renders a session the way PythonSessionCtx_ToString does.
-func (st *state) pdStringLocked(ss *session) string {
-	if ss == nil {
-		return ""
-	}
-	var b strings.Builder
-	desc := "null"
-	if ss.hasDesc {
-		desc = ss.desc
-	}
-	b.WriteString("{'sessionName':'" + ss.id + "', 'sessionDescription':'" + desc + "', 'refCount': " +
-		strconv.FormatInt(ss.refCount(), 10) + ", 'linkedTo': primary, 'dead': false, 'isInstallationNeeded':")
-	if len(ss.reqs) > 0 {
-		b.WriteString("1")
-	} else {
-		b.WriteString("0")
-	}
-	b.WriteString(", 'registrationsList':[")
-	for i, id := range ss.regIDs {
-		if i > 0 {
-			b.WriteString(",")
-		}
-		b.WriteString("'" + id + "'")
-	}
-	b.WriteString("], 'depsList':[")
-	for i, name := range ss.reqs {
-		if i > 0 {
-			b.WriteString(",")
-		}
-		rq := st.reqs[name]
-		b.WriteString("{'name':'" + name + "', 'basePath':'")
-		if rq != nil {
-			b.WriteString(rq.basePath)
-		}
-		b.WriteString("', 'wheels':[")
-		if rq != nil {
-			for j, w := range rq.wheels {
-				if j > 0 {
-					b.WriteString(",")
-				}
-				b.WriteString("'" + w + "'")
-			}
-		}
-		b.WriteString("]}")
-	}
-	b.WriteString("]}")
-	return b.String()
 }

@@ -1,0 +1,30 @@
+package gearstest
+
+func okHandler(*Server, *client, [][]byte) value { return status("OK") }
+
+func cmdConfigGet(s *Server, c *client, args [][]byte) value {
+	return s.state.cfg.get(args[1:])
+}
+
+func cmdConfigSet(s *Server, c *client, args [][]byte) value {
+	v, changed := s.state.cfg.set(args[1:])
+	// A restarting worker gets the whole configuration in its init message.
+	if len(changed) > 0 {
+		if wk := s.currentWorker(); wk != nil {
+			for _, kv := range changed {
+				_ = wk.send(bulk("config"), bulk(kv[0]), bulk(kv[1]))
+			}
+		}
+	}
+	return v
+}
+
+func cmdDumpPlugins(s *Server, c *client, args [][]byte) value {
+	return array(array(bulk("GearsPythonPlugin"), integer(10213)))
+}
+
+// cmdNetworkTest implements RG.NETWORKTEST, which crashes a real RedisGears that is not in a cluster
+// (C1); gearstest never is one.
+func cmdNetworkTest(s *Server, c *client, args [][]byte) value {
+	return s.hazardError("C1", "")
+}

@@ -1,0 +1,140 @@
+package gearstest
+
+import (
+	"sort"
+	"strings"
+	"time"
+)
+
+func cmdDumpExecutions(s *Server, c *client, args [][]byte) value {
+	st := s.state
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	es := make([]*execution, 0, len(st.execs))
+	for _, e := range st.execs {
+		es = append(es, e)
+	}
+	sort.Slice(es, func(i, j int) bool { return es[i].num < es[j].num })
+	out := make([]value, len(es))
+	for i, e := range es {
+		reg := int64(0)
+		if e.registered || e.trigger {
+			reg = 1
+		}
+		out[i] = array(bulk("executionId"), bulk(e.id), bulk("status"), bulk(e.status), bulk("registered"), integer(reg))
+	}
+	return array(out...)
+}
+
+func cmdGetExecution(s *Server, c *client, args [][]byte) value {
+	if len(args) == 3 {
+		switch strings.ToUpper(string(args[2])) {
+		case "SHARD":
+		case "CLUSTER":
+			return errValue("no cluster detected - use `RG.GETEXECUTION <id> [SHARD]` instead")
+		default:
+			return errValue("unknown subcommand")
+		}
+	}
+	st := s.state
+	e := st.getExecution(string(args[1]))
+	if e == nil {
+		return errValue("execution plan does not exist")
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	results := int64(-1)
+	errs := []value{}
+	completed := int64(0)
+	dur := time.Since(e.start)
+	if e.finished {
+		results, errs, completed, dur = int64(len(e.results)), e.errors, 1, e.dur
+	}
+	var steps []value
+	for _, sv := range e.steps.Arr {
+		if len(sv.Arr) < 3 {
+			continue
+		}
+		steps = append(steps, array(bulk("type"), sv.Arr[0], bulk("duration"), integer(0),
+			bulk("name"), sv.Arr[1], bulk("arg"), sv.Arr[2]))
+	}
+	plan := array(
+		bulk("status"), bulk(e.status),
+		bulk("shards_received"), integer(0),
+		bulk("shards_completed"), integer(completed),
+		bulk("results"), integer(results),
+		bulk("errors"), array(errs...),
+		bulk("total_duration"), integer(dur.Milliseconds()),
+		bulk("read_duration"), integer(0),
+		bulk("steps"), array(steps...),
+	)
+	return array(array(bulk("shard_id"), bulk(zeroShard), bulk("execution_plan"), plan))
+}
+
+func cmdGetResults(s *Server, c *client, args [][]byte) value {
+	e := s.state.getExecution(string(args[1]))
+	if e == nil {
+		return errValue("execution plan does not exist")
+	}
+	s.state.mu.Lock()
+	defer s.state.mu.Unlock()
+	if !e.finished {
+		return errValue("execution is still running")
+	}
+	return resultsAndErrors(e)
+}
+
+func cmdGetResultsBlocking(s *Server, c *client, args [][]byte) value {
+	e := s.state.getExecution(string(args[1]))
+	if e == nil {
+		return errValue("execution plan does not exist")
+	}
+	if c.inExec {
+		select {
+		case <-e.done:
+		default:
+			// EXEC holds the "main thread": Redis refuses to block a client inside a transaction.
+			return errValue("Blocking module command called from transaction")
+		}
+	}
+	select {
+	case <-e.done:
+	case <-s.stop:
+		return errValue("ERR gearstest: server closed")
+	case <-time.After(1000 * time.Second):
+	}
+	s.state.mu.Lock()
+	defer s.state.mu.Unlock()
+	return resultsAndErrors(e)
+}
+
+func cmdAbortExecution(s *Server, c *client, args [][]byte) value {
+	e := s.state.getExecution(string(args[1]))
+	if e == nil {
+		return errValue("execution does not exist")
+	}
+	s.state.mu.Lock()
+	running := !e.finished
+	s.state.mu.Unlock()
+	if running {
+		if wk := s.currentWorker(); wk != nil {
+			_ = wk.send(bulk("abort"), bulk(e.id))
+		}
+	}
+	return status("OK")
+}
+
+func cmdDropExecution(s *Server, c *client, args [][]byte) value {
+	e := s.state.getExecution(string(args[1]))
+	if e == nil {
+		return errValue("execution plan does not exist")
+	}
+	s.state.mu.Lock()
+	running := !e.finished
+	s.state.mu.Unlock()
+	if running {
+		return errValue("can not drop a not yet finished execution, abort it first.")
+	}
+	s.state.dropExecution(e)
+	return status("OK")
+}
