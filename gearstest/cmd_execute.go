@@ -24,7 +24,7 @@ func validSessionID(id string) bool {
 // cmdPyExecute implements RG.PYEXECUTE (redisgears_python.c RedisGearsPy_Execute).
 func cmdPyExecute(s *Server, c *client, args [][]byte) value {
 	if c.inExec {
-		return errValue("Can not run gears inside a multi exec, lua, or when blocking is not allowed")
+		return errValue(msgGearsInMulti)
 	}
 	script := string(args[1])
 	var (
@@ -43,22 +43,22 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) value {
 			force = true
 		case "ID":
 			if i+1 >= len(args) {
-				return errValue("ID is missing")
+				return errValue(msgIDMissing)
 			}
 			i++
 			id = string(args[i])
 			if !validSessionID(id) {
-				return errValue("ID must be compose of: ['A'-'Z' | 'a'-'z' | '0' - '9' | '-' | '_']")
+				return errValue(msgBadSessionID)
 			}
 		case "DESCRIPTION":
 			if i+1 >= len(args) {
-				return errValue("DESCRIPTION is missing")
+				return errValue(msgDescMissing)
 			}
 			i++
 			desc, hasDesc = string(args[i]), true
 		case "REPLACE_WITH":
 			if i+1 >= len(args) {
-				return errValue("REPLACE_WITH is missing")
+				return errValue(msgReplaceWithMissing)
 			}
 			i++
 			replaceWith = string(args[i])
@@ -68,7 +68,7 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) value {
 			}
 			i = len(args)
 		default:
-			return errValue("Unknown arguments were given: " + w)
+			return errValue(msgUnknownArgument(w))
 		}
 	}
 	// K1 (hazards.go): the session ids this command names are in flight from here, before it waits
@@ -162,7 +162,7 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) value {
 	}
 	e := st.getExecution(execID.String())
 	if e == nil {
-		return errValue("execution plan does not exist")
+		return errValue(msgNoPlan)
 	}
 	if unblocking {
 		return bulk(e.id)
@@ -170,7 +170,7 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) value {
 	select {
 	case <-e.done:
 	case <-s.stop:
-		return errValue("ERR gearstest: server closed")
+		return errValue(errServerClosed.Error())
 	}
 	st.dropExecution(e)
 	return resultsAndErrors(e)

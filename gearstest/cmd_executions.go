@@ -31,15 +31,15 @@ func cmdGetExecution(s *Server, c *client, args [][]byte) value {
 		switch strings.ToUpper(string(args[2])) {
 		case "SHARD":
 		case "CLUSTER":
-			return errValue("no cluster detected - use `RG.GETEXECUTION <id> [SHARD]` instead")
+			return errValue(msgNoCluster)
 		default:
-			return errValue("unknown subcommand")
+			return errValue(msgUnknownSubcommand)
 		}
 	}
 	st := s.state
 	e := st.getExecution(string(args[1]))
 	if e == nil {
-		return errValue("execution plan does not exist")
+		return errValue(msgNoPlan)
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -74,12 +74,12 @@ func cmdGetExecution(s *Server, c *client, args [][]byte) value {
 func cmdGetResults(s *Server, c *client, args [][]byte) value {
 	e := s.state.getExecution(string(args[1]))
 	if e == nil {
-		return errValue("execution plan does not exist")
+		return errValue(msgNoPlan)
 	}
 	s.state.mu.Lock()
 	defer s.state.mu.Unlock()
 	if !e.finished {
-		return errValue("execution is still running")
+		return errValue(msgStillRunning)
 	}
 	return resultsAndErrors(e)
 }
@@ -87,20 +87,20 @@ func cmdGetResults(s *Server, c *client, args [][]byte) value {
 func cmdGetResultsBlocking(s *Server, c *client, args [][]byte) value {
 	e := s.state.getExecution(string(args[1]))
 	if e == nil {
-		return errValue("execution plan does not exist")
+		return errValue(msgNoPlan)
 	}
 	if c.inExec {
 		select {
 		case <-e.done:
 		default:
 			// EXEC holds the "main thread": Redis refuses to block a client inside a transaction.
-			return errValue("Blocking module command called from transaction")
+			return errValue(msgBlockingInTx)
 		}
 	}
 	select {
 	case <-e.done:
 	case <-s.stop:
-		return errValue("ERR gearstest: server closed")
+		return errValue(errServerClosed.Error())
 	case <-time.After(1000 * time.Second):
 	}
 	s.state.mu.Lock()
@@ -111,7 +111,7 @@ func cmdGetResultsBlocking(s *Server, c *client, args [][]byte) value {
 func cmdAbortExecution(s *Server, c *client, args [][]byte) value {
 	e := s.state.getExecution(string(args[1]))
 	if e == nil {
-		return errValue("execution does not exist")
+		return errValue(msgNoExecution)
 	}
 	s.state.mu.Lock()
 	running := !e.finished
@@ -127,13 +127,13 @@ func cmdAbortExecution(s *Server, c *client, args [][]byte) value {
 func cmdDropExecution(s *Server, c *client, args [][]byte) value {
 	e := s.state.getExecution(string(args[1]))
 	if e == nil {
-		return errValue("execution plan does not exist")
+		return errValue(msgNoPlan)
 	}
 	s.state.mu.Lock()
 	running := !e.finished
 	s.state.mu.Unlock()
 	if running {
-		return errValue("can not drop a not yet finished execution, abort it first.")
+		return errValue(msgDropRunning)
 	}
 	s.state.dropExecution(e)
 	return status("OK")

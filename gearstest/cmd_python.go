@@ -49,7 +49,7 @@ func cmdPyDumpSessions(s *Server, c *client, args [][]byte) value {
 			}
 			i = len(args)
 		default:
-			return errValue("Unknown option " + w)
+			return errValue(msgUnknownOption(w))
 		}
 	}
 	st := s.state
@@ -69,7 +69,7 @@ func cmdPyDumpSessions(s *Server, c *client, args [][]byte) value {
 			if ss := pool[n]; ss != nil {
 				out[i] = st.sessionEntryLocked(ss, verbose)
 			} else {
-				out[i] = bulk("Session " + n + " does not exists")
+				out[i] = bulk(msgSessionMissing(n))
 			}
 		}
 		return array(out...)
@@ -89,23 +89,23 @@ func cmdPyDumpSessions(s *Server, c *client, args [][]byte) value {
 func cmdPyProfile(s *Server, c *client, args [][]byte) value {
 	sub := strings.ToUpper(string(args[1]))
 	if sub != "STATS" && sub != "RESET" {
-		return errValue("Wrong subcommand given to RG.PYPROFILE")
+		return errValue(msgProfileSubcommand)
 	}
 	if len(args) < 3 {
-		return errValue("ERR wrong number of arguments for 'rg.pyprofile' command")
+		return errValue(msgProfileArity)
 	}
 	s.state.mu.Lock()
 	ss := s.state.sessions[string(args[2])]
 	s.state.mu.Unlock()
 	if ss == nil {
-		return errValue("session does not exists")
+		return errValue(msgNoSession)
 	}
 	if sub == "RESET" {
 		return status("OK")
 	}
 	// Profiling data is only collected with ProfileExecutions=1, which gearstest does not implement:
 	// pstats fails on an empty profile as it does on the real server.
-	return errValue("Error type: <class 'TypeError'>, Value: Cannot create or construct a <class 'pstats.Stats'> object from <cProfile.Profile object>")
+	return errValue(msgEmptyProfile)
 }
 
 func cmdPyExportReq(s *Server, c *client, args [][]byte) value {
@@ -114,11 +114,11 @@ func cmdPyExportReq(s *Server, c *client, args [][]byte) value {
 	defer st.mu.Unlock()
 	rq := st.reqs[string(args[1])]
 	if rq == nil {
-		return errValue("requirement does not exists")
+		return errValue(msgNoRequirement)
 	}
 	return array(st.reqEntryLocked(rq), array())
 }
 
 func cmdPyImportReq(s *Server, c *client, args [][]byte) value {
-	return errValue("ERR gearstest: RG.PYIMPORTREQ is not supported (install requirements with RG.PYEXECUTE ... REQUIREMENTS)")
+	return errValue(msgImportReqUnsupported)
 }

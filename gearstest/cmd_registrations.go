@@ -29,7 +29,7 @@ func cmdUnregister(s *Server, c *client, args [][]byte) value {
 	r := st.regs[id]
 	if !ok || r == nil {
 		st.mu.Unlock()
-		return errValue("execution is not registered")
+		return errValue(msgNotRegistered)
 	}
 	delete(st.regs, id)
 	if st.triggers[r.trigger] == r {
@@ -99,13 +99,13 @@ func cmdPause(s *Server, c *client, args [][]byte) value {
 	r := s.state.regs[id]
 	s.state.mu.Unlock()
 	if r == nil {
-		return errValue("Execution " + string(args[1]) + " does not exists on shard " + zeroShard)
+		return errValue(msgNoRegistrationOnShard(string(args[1])))
 	}
 	verb := "pause"
 	if strings.EqualFold(string(args[0]), "RG.UNPAUSEREGISTRATIONS") {
 		verb = "unpause"
 	}
-	return errValue("Reader " + r.reader + " does not support " + verb)
+	return errValue(msgReaderCannot(r.reader, verb))
 }
 
 func cmdClearStats(s *Server, c *client, args [][]byte) value {

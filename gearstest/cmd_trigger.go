@@ -5,8 +5,6 @@ import (
 	"time"
 )
 
-var errNonSyncInMulti = errValue("ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading.")
-
 // cmdTrigger implements RG.TRIGGER and RG.TRIGGERONKEY (command_reader.c CommandReader_Trigger).
 func cmdTrigger(s *Server, c *client, args [][]byte) value {
 	st := s.state
@@ -39,11 +37,11 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 	r := st.triggers[string(args[1])]
 	if r == nil {
 		st.mu.Unlock()
-		return errValue("ERR subcommand not found")
+		return errValue(msgNoTrigger)
 	}
 	if c.inExec && r.mode != "sync" {
 		st.mu.Unlock()
-		return errNonSyncInMulti
+		return errValue(msgNonSyncInMulti)
 	}
 	r.numTriggered++
 	if r.sess != nil {

@@ -80,7 +80,7 @@ func (c *config) get(keys [][]byte) value {
 		} else if v, ok := c.extra[key]; ok {
 			out = append(out, bulk(v))
 		} else {
-			out = append(out, errValue("(error) Unsupported config parameter: "+key))
+			out = append(out, errValue(msgConfigUnsupported(key)))
 		}
 	}
 	return array(out...)
@@ -95,7 +95,7 @@ func (c *config) set(args [][]byte) (value, [][2]string) {
 	for i := 0; i < len(args); i += 2 {
 		key := string(args[i])
 		if i+1 >= len(args) {
-			out = append(out, errValue("(error) Value was not given to "+key))
+			out = append(out, errValue(msgConfigNoValue(key)))
 			break
 		}
 		val := string(args[i+1])
@@ -108,16 +108,16 @@ func (c *config) set(args [][]byte) (value, [][2]string) {
 		}
 		if !e.modifiable {
 			if e.python {
-				out = append(out, errValue("(error) "+key+" is not configurable at runtime"))
+				out = append(out, errValue(msgConfigNotRuntime(key)))
 			} else {
-				out = append(out, errValue("(error) Config value "+key+" not modifiable at runtime"))
+				out = append(out, errValue(msgConfigNotModifiable(key)))
 			}
 			continue
 		}
 		if e.isInt {
 			n, err := strconv.ParseInt(val, 10, 64)
 			if err != nil || n < e.minVal {
-				out = append(out, errValue("(error) Failed setting config value "+key))
+				out = append(out, errValue(msgConfigSetFailed(key)))
 				continue
 			}
 			e.intVal = n

@@ -95,7 +95,7 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 	}
 	if h, ok := rgCommands[name]; ok {
 		if !h.checkArity(len(cmd.Args)) {
-			conn.WriteError("ERR wrong number of arguments for '" + strings.ToLower(name) + "' command")
+			conn.WriteError(msgWrongArity(strings.ToLower(name)))
 			return
 		}
 		c.write(conn, s.runRG(c, h, cmd.Args))
@@ -119,11 +119,11 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 		}
 	case "MULTI":
 		if c.inMulti {
-			conn.WriteError("ERR MULTI calls can not be nested")
+			conn.WriteError(msgMultiNested)
 			return
 		}
 		if len(cmd.Args) != 1 {
-			conn.WriteError("ERR wrong number of arguments for 'multi' command")
+			conn.WriteError(msgWrongArity("multi"))
 			return
 		}
 		c.inMulti = true
@@ -131,7 +131,7 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 		return
 	case "WATCH":
 		if c.inMulti {
-			conn.WriteError("ERR WATCH inside MULTI is not allowed")
+			conn.WriteError(msgWatchInMulti)
 			return
 		}
 	case "CLIENT":
@@ -140,7 +140,7 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 			case "SETINFO":
 				// miniredis lacks it; go-redis sends it in its handshake.
 				if len(cmd.Args) != 4 {
-					conn.WriteError("ERR wrong number of arguments for 'client|setinfo' command")
+					conn.WriteError(msgWrongArity("client|setinfo"))
 				} else {
 					conn.WriteString("OK")
 				}
@@ -162,7 +162,7 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 			s.lock.release(c.token)
 			conn.WriteBulk(cmd.Args[1])
 		default:
-			conn.WriteError("ERR wrong number of arguments for 'ping' command")
+			conn.WriteError(msgWrongArity("ping"))
 		}
 		return
 	case "COMMAND":
@@ -220,7 +220,7 @@ func (s *Server) forward(conn redcon.Conn, c *client, name string, args [][]byte
 func (s *Server) storeDo(conn redcon.Conn, c *client, args [][]byte, locked bool) (raw []byte, ok bool) {
 	be, err := s.backend(c)
 	if err != nil {
-		conn.WriteError("ERR gearstest: data store unavailable: " + err.Error())
+		conn.WriteError(msgStoreUnavailable + err.Error())
 		return nil, false
 	}
 	if locked {
@@ -233,7 +233,7 @@ func (s *Server) storeDo(conn redcon.Conn, c *client, args [][]byte, locked bool
 	if err != nil {
 		be.close()
 		c.be = nil
-		conn.WriteError("ERR gearstest: data store: " + err.Error())
+		conn.WriteError(msgStoreFailed + err.Error())
 		return nil, false
 	}
 	return raw, true
@@ -249,7 +249,7 @@ func (s *Server) queueCommand(conn redcon.Conn, c *client, name string, args [][
 	if h, ok := rgCommands[name]; ok {
 		if !h.checkArity(len(args)) {
 			c.multiErr = true
-			conn.WriteError("ERR wrong number of arguments for '" + strings.ToLower(name) + "' command")
+			conn.WriteError(msgWrongArity(strings.ToLower(name)))
 			return
 		}
 		c.rgQueue = append(c.rgQueue, rgQueued{pos: len(c.txQueue)})
@@ -297,12 +297,12 @@ func (s *Server) exec(conn redcon.Conn, c *client) {
 	defer c.resetMulti()
 	be, err := s.backend(c)
 	if err != nil {
-		conn.WriteError("ERR gearstest: data store unavailable: " + err.Error())
+		conn.WriteError(msgStoreUnavailable + err.Error())
 		return
 	}
 	if c.multiErr {
 		_, _ = be.do([]byte("UNWATCH"))
-		conn.WriteError("EXECABORT Transaction discarded because of previous errors.")
+		conn.WriteError(msgExecAbort)
 		return
 	}
 	s.lock.acquire(c.token)
@@ -310,7 +310,7 @@ func (s *Server) exec(conn redcon.Conn, c *client) {
 	fail := func(err error) {
 		be.close()
 		c.be = nil
-		conn.WriteError("ERR gearstest: data store: " + err.Error())
+		conn.WriteError(msgStoreFailed + err.Error())
 	}
 	if len(c.rgQueue) == 0 {
 		buf := appendCommand(nil, []byte("MULTI"))

@@ -53,7 +53,7 @@ func (b *bridges) closeAll() {
 func (s *Server) startBridge(conn redcon.Conn, c *client, args [][]byte) {
 	be, err := s.backend(c)
 	if err != nil {
-		conn.WriteError("ERR gearstest: data store unavailable: " + err.Error())
+		conn.WriteError(msgStoreUnavailable + err.Error())
 		return
 	}
 	c.be = nil // the bridge owns it now

@@ -32,7 +32,7 @@ func init() {
 		"RG.PYDUMPREQS":              {1, -1, false, cmdPyDumpReqs},
 		"RG.PYDUMPSESSIONS":          {1, -1, false, cmdPyDumpSessions},
 		"RG.PYPROFILE":               {2, -1, false, cmdPyProfile},
-		"RG.INFOCLUSTER":             {1, -1, false, func(*Server, *client, [][]byte) value { return bulk("no cluster mode") }},
+		"RG.INFOCLUSTER":             {1, -1, false, func(*Server, *client, [][]byte) value { return bulk(msgNoClusterMode) }},
 		"RG.REFRESHCLUSTER":          {1, -1, false, okHandler},
 		"RG.NETWORKTEST":             {1, -1, false, cmdNetworkTest},
 		"RG.CONFIGGET":               {1, -1, false, cmdConfigGet},
@@ -44,10 +44,10 @@ func init() {
 		"RG.PYIMPORTREQ":             {2, -1, false, cmdPyImportReq},
 		"RG.DUMPPLUGINS":             {1, -1, false, cmdDumpPlugins},
 		"RG.PYFREEINTERPRETER": {1, -1, false, func(*Server, *client, [][]byte) value {
-			return bulk("Free interpreter is not longer supported")
+			return bulk(msgFreeInterpreter)
 		}},
 		"RG.PYEXECUTEREMOTE": {1, -1, false, func(*Server, *client, [][]byte) value {
-			return bulk("Execute remote is not longer supported")
+			return bulk(msgExecuteRemote)
 		}},
 	}
 }

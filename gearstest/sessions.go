@@ -15,16 +15,16 @@ func (st *state) sessionPlan(id, replaceWith string, upgrade bool) (string, valu
 	switch {
 	case replaceWith != "":
 		if existing != nil {
-			return fail("Can not replace an existing session " + id + " with " + replaceWith)
+			return fail(msgReplaceExisting(id, replaceWith))
 		}
 		old := st.sessions[replaceWith]
 		if old == nil {
-			return fail("Can not replace with " + replaceWith + ", session does not exists.")
+			return fail(msgReplaceMissing(replaceWith))
 		}
 		return "replace", bulk(replaceWith), old, nil
 	case existing != nil:
 		if !upgrade {
-			return fail("Session " + id + " already exists")
+			return fail(msgSessionExists(id))
 		}
 		return "upgrade", bulk(id), existing, nil
 	}

@@ -19,9 +19,6 @@ import (
 //go:embed python/*.py
 var pythonFiles embed.FS
 
-// errWorkerDied is what every request in flight gets when the Python worker dies.
-var errWorkerDied = errors.New("ERR gearstest: python worker died, execution aborted")
-
 // workerProc is one running Python worker process and the protocol state that lives as long as it.
 type workerProc struct {
 	s     *Server
@@ -168,8 +165,6 @@ func (wk *workerProc) check() error {
 	}
 	return ErrWorkerStart
 }
-
-var errServerClosed = errors.New("ERR gearstest: server closed")
 
 // currentWorker returns the current worker, or nil while it restarts.
 func (s *Server) currentWorker() *workerProc {
@@ -557,7 +552,7 @@ func (wk *workerProc) doCall(cid []byte, args [][]byte) {
 	if s.st.mini == nil {
 		var err error
 		if sc, err = s.st.get(); err != nil {
-			_ = wk.sendRaw(replyMsg(cid, 'e', encBulk("ERR gearstest: data store unavailable: "+err.Error()+"\r\n")))
+			_ = wk.sendRaw(replyMsg(cid, 'e', encBulk(msgStoreUnavailable+err.Error()+"\r\n")))
 			return
 		}
 		do = sc.do
@@ -567,7 +562,7 @@ func (wk *workerProc) doCall(cid []byte, args [][]byte) {
 		if sc != nil {
 			sc.close()
 		}
-		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk("ERR gearstest: data store: "+err.Error()+"\r\n")))
+		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk(msgStoreFailed+err.Error()+"\r\n")))
 		return
 	}
 	var msg []byte
@@ -595,7 +590,7 @@ func (wk *workerProc) doCall(cid []byte, args [][]byte) {
 // would wait on the very worker thread that asks, so they are refused with a clear error instead.
 func (wk *workerProc) doRGCall(cid []byte, name string, h *rgCommand, args [][]byte) {
 	if !h.checkArity(len(args)) {
-		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk("Invalid argument")))
+		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk(msgInvalidArgRPC)))
 		return
 	}
 	if h.ownLocking {
