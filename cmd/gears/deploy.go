@@ -387,7 +387,13 @@ func (d *deployer) watch(ctx context.Context) int {
 		case down && time.Now().Before(nextTry):
 		default:
 			seen, scanErr, first = snap.fp, "", false
-			if err := d.sync(ctx, snap); err != nil {
+			err := d.sync(ctx, snap, func() {
+				if down {
+					fmt.Fprintf(c.stderr, "%s server is back\n", c.paintErr(green, "connected"))
+				}
+				down, backoff = false, pollInterval
+			})
+			if err != nil {
 				if !down {
 					fmt.Fprintf(c.stderr, "%s server unavailable (%v); retrying\n", c.paintErr(yellow, "waiting  "), err)
 				}
@@ -396,10 +402,6 @@ func (d *deployer) watch(ctx context.Context) int {
 				backoff = min(backoff*2, maxBackoff)
 				break
 			}
-			if down {
-				fmt.Fprintf(c.stderr, "%s server is back\n", c.paintErr(green, "connected"))
-			}
-			down, backoff = false, pollInterval
 			if !announced {
 				announced = true
 				fmt.Fprintf(c.stderr, "watching %s (every %v; Ctrl-C to stop)\n", strings.Join(d.paths, " "), pollInterval)
@@ -414,12 +416,14 @@ func (d *deployer) watch(ctx context.Context) int {
 	}
 }
 
-// sync reads the server's sessions and deploys what differs. A failed connection returns an error.
-func (d *deployer) sync(ctx context.Context, snap *snapshot) error {
+// sync reads the server's sessions, calls reached, and deploys what differs. A failed connection
+// returns an error.
+func (d *deployer) sync(ctx context.Context, snap *snapshot, reached func()) error {
 	sessions, err := d.sessions(ctx)
 	if err != nil {
 		return err
 	}
+	reached()
 	_, err = d.pass(ctx, snap, sessions, false)
 	var u *errUnavailable
 	if errors.As(err, &u) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/gearsgo/gears"
 )
@@ -51,7 +52,7 @@ interleaves with a deploy of that session.`,
 	code = 0
 	for _, id := range ids {
 		if err := client.Unregister(ctx, id, *abort); err != nil {
-			code = c.fail("unregister", fmt.Errorf("%s: %w", id, err))
+			code = c.fail("unregister", fmt.Errorf("%s: %s", id, strings.TrimPrefix(err.Error(), "gears: ")))
 			continue
 		}
 		fmt.Fprintf(c.stdout, "unregistered %s\n", id)
