@@ -12,6 +12,7 @@ import types
 
 import engine
 import pyerrors
+import readers
 import serialcheck
 from pyerrors import error
 from pyerrors import flat_error as GearsFlatError
@@ -304,6 +305,10 @@ def make_atomic(session):
             state.worker.send([b'unlock', tok])
             return False
     return atomic
+
+
+# createKeysOnlyReader's generator calls the module-level execute() of GearsBuilder.py.
+readers.execute = make_execute(None)
 
 
 def isInAtomicBlock():
@@ -700,15 +705,16 @@ class GearsBuilder(object):
         if self.realReader == 'ShardsIDReader':
             arg = _shard_reader
         elif self.realReader == 'KeysOnlyReader':
-            # KeysReader, KeysOnlyReader and StreamReader come in a later issue: until then they
-            # answer as a reader the server lacks.
-            raise error(_RUN_UNSUPPORTED)
+            # A PythonReader over SCAN (GearsBuilder.py): run()'s keyword arguments go to
+            # createKeysOnlyReader as they are, so one it lacks (mode= too) is a TypeError.
+            arg = readers.createKeysOnlyReader(arg, **kargs)
         return self._c_run(arg, kargs)
 
     def _c_run(self, arg, kargs):
         ctx = CUR.get()
         if ctx is not None and ctx.kind == 'script' and ctx.created_exec is not None:
             raise error('Can not run more then 1 executions in a single script')
+        arg_err = None
         if self.reader == 'PythonReader':
             if not _is_function(arg):
                 raise error('pyreader argument must be a function')
@@ -716,19 +722,22 @@ class GearsBuilder(object):
         else:
             if not isinstance(arg, str):
                 raise error('regex argument must be a string')
-            if self.reader not in ('KeysReader', 'StreamReader'):
+            if self.reader == 'KeysReader':
+                reader_fn, arg_err = _keys_reader_fn(arg, kargs)
+            elif self.reader == 'StreamReader':
+                reader_fn, arg_err = _stream_reader_fn(arg, kargs)
+            else:
                 raise error(_RUN_UNSUPPORTED)
         # run() takes only async and async_local (redisgears_python.c run(): checked after the
-        # reader's argument, before the execution is created).
+        # reader's argument was built; a bad mode wins over a bad reader argument).
         pymode = kargs.get('mode')
         if pymode is not None:
             if not isinstance(pymode, str):
                 raise error('execution mode must be a string')
             if pymode not in ('async', 'async_local'):
                 raise error('unknown execution mode')
-        if self.reader != 'PythonReader':
-            # KeysReader/StreamReader come in a later issue.
-            raise error(_RUN_UNSUPPORTED)
+        if arg_err is not None:
+            raise error(arg_err)
         steps = list(self._steps)
         return state.worker.create_run(ctx, self._session, steps, reader_fn)
 
@@ -799,6 +808,47 @@ class GearsBuilder(object):
                            inorder, steps, on_registered)
         ctx.pending_regs.append(reg)
         return regid
+
+
+class _ReaderRedis(object):
+    """The Redis access of a C reader: commands and the lock, under the running execution's token."""
+
+    __slots__ = ('token',)
+
+    def __init__(self):
+        ctx = CUR.get()
+        self.token = ctx.token if ctx is not None else ''
+
+    def call(self, *args):
+        parts = [b'call', None, self.token, args[0]]
+        parts.extend(_arg_bytes(a) for a in args[1:])
+        return state.worker.call(parts, 1)
+
+    def lock(self):
+        state.worker.call([b'lock', None, self.token], 1)
+
+    def unlock(self):
+        state.worker.send([b'unlock', self.token])
+
+
+def _keys_reader_fn(pattern, kargs):
+    # runCreateKeysReaderArgs() of redisgears_python.c: (reader function, argument error or None).
+    # A given None is not absent (PyDict_GetItemString finds it, PyBool_Check refuses it).
+    no_scan = kargs.get('noScan', False)
+    if not isinstance(no_scan, bool):
+        return None, 'exactMatch value is not boolean'
+    read_value = kargs.get('readValue', True)
+    if not isinstance(read_value, bool):
+        return None, 'readValue value is not boolean'
+    return (lambda: readers.keys_reader(_ReaderRedis(), pattern, no_scan, read_value)), None
+
+
+def _stream_reader_fn(key, kargs):
+    # runCreateStreamReaderArgs() of redisgears_python.c: fromId defaults to '0-0' (exclusive).
+    from_id = kargs.get('fromId', '0-0')
+    if not isinstance(from_id, str):
+        return None, 'fromId argument must be a string'
+    return (lambda: readers.stream_reader(_ReaderRedis(), key, from_id)), None
 
 
 def _command_args(kargs):

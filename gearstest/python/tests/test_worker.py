@@ -185,10 +185,6 @@ class OperationsTest(WorkerTest):
         self.assertEqual(tb_last(r[1]), 'gears.error: reader argument must be a string\n')
         r = self.g.exec_("GB('KeysReader').register(prefix='x')")
         self.assertEqual(tb_last(r[1]), 'gears.error: given reader does not exists or does not support register\n')
-        r = self.g.exec_("GB('KeysOnlyReader').run()")
-        self.assertEqual(tb_last(r[1]), 'gears.error: Given reader do not support run or not exists\n')
-        r = self.g.exec_("GB().run()")
-        self.assertEqual(tb_last(r[1]), 'gears.error: Given reader do not support run or not exists\n')
         r = self.g.exec_("GB('PythonReader').run()")
         self.assertEqual(tb_last(r[1]), 'gears.error: pyreader argument must be a function\n')
 
