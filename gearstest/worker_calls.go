@@ -1,0 +1,129 @@
+package gearstest
+
+import "strings"
+
+// handleCall runs execute() for Python. It is done inline on the reader goroutine when the lock can be
+// had without waiting (the common case, and always for sync executions that already own it), else on
+// a goroutine, so that the reader never waits for a lock whose owner waits for a message.
+func (wk *workerProc) handleCall(cid []byte, token string, args []value) {
+	s := wk.s
+	tok := lockToken(token)
+	if len(args) == 0 {
+		_ = wk.sendRaw(replyMsg(cid, 'v', []byte("*0\r\n")))
+		return
+	}
+	cargs := make([][]byte, len(args))
+	for i, a := range args {
+		cargs[i] = a.Str
+		if a.Kind == kindInt {
+			cargs[i] = []byte(a.String())
+		}
+	}
+	if s.lock.tryAcquire(tok) {
+		wk.doCall(cid, cargs)
+		s.lock.release(tok)
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.lock.acquire(tok)
+		wk.doCall(cid, cargs)
+		s.lock.release(tok)
+	}()
+}
+
+// stateChanging are commands that change a connection's state; a pooled connection that ran one is
+// not reused.
+var stateChanging = map[string]bool{
+	"SELECT": true, "MULTI": true, "WATCH": true, "SUBSCRIBE": true, "PSUBSCRIBE": true, "SSUBSCRIBE": true,
+	"HELLO": true, "CLIENT": true, "MONITOR": true, "RESET": true, "AUTH": true, "QUIT": true,
+}
+
+func (wk *workerProc) doCall(cid []byte, args [][]byte) {
+	s := wk.s
+	name := strings.ToUpper(string(args[0]))
+	if h, ok := rgCommands[name]; ok {
+		wk.doRGCall(cid, name, h, args)
+		return
+	}
+	var sc *storeConn
+	do := s.st.direct
+	if s.st.mini == nil {
+		var err error
+		if sc, err = s.st.get(); err != nil {
+			_ = wk.sendRaw(replyMsg(cid, 'e', encBulk(msgStoreUnavailable+err.Error()+"\r\n")))
+			return
+		}
+		do = sc.do
+	}
+	raw, err := runNonBlocking(do, args)
+	if err != nil {
+		if sc != nil {
+			sc.close()
+		}
+		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk(msgStoreFailed+err.Error()+"\r\n")))
+		return
+	}
+	var msg []byte
+	switch {
+	case len(raw) > 0 && raw[0] == '-':
+		msg = replyMsg(cid, 'e', encBulk(pythonCallError(string(raw[1:len(raw)-2]))))
+	case len(raw) >= 5 && string(raw[:5]) == "*-1\r\n":
+		msg = replyMsg(cid, 'v', []byte("$-1\r\n"))
+	default:
+		msg = replyMsg(cid, 'v', raw)
+	}
+	if sc != nil {
+		if stateChanging[name] {
+			sc.close()
+		} else {
+			s.st.put(sc)
+		}
+	}
+	_ = wk.sendRaw(msg)
+}
+
+// doRGCall answers execute('RG.…') from a gear function. RedisModule_Call reaches module commands too,
+// so a function may read RG.CONFIGGET or RG.DUMPREGISTRATIONS; it runs under the global lock the caller
+// already holds. The commands that wait for executions or for the worker (RG.PYEXECUTE, RG.TRIGGER, …)
+// would wait on the very worker thread that asks, so they are refused with a clear error instead.
+func (wk *workerProc) doRGCall(cid []byte, name string, h *rgCommand, args [][]byte) {
+	if !h.checkArity(len(args)) {
+		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk(msgInvalidArgRPC)))
+		return
+	}
+	if h.ownLocking {
+		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk("ERR gearstest: "+name+" can not be called with execute() from a gear function\r\n")))
+		return
+	}
+	v := h.fn(wk.s, &client{}, args) // a RESP2 caller; the lock is the one the gear already holds
+	raw := appendValue(nil, v, false)
+	if len(raw) > 0 && raw[0] == '-' {
+		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk(string(raw[1:len(raw)-2])+"\r\n")))
+		return
+	}
+	_ = wk.sendRaw(replyMsg(cid, 'v', raw))
+}
+
+func isNilReply(raw []byte) bool {
+	if len(raw) >= 3 && raw[0] == '_' {
+		return true // RESP3 null
+	}
+	return len(raw) >= 3 && (raw[0] == '$' || raw[0] == '*') && raw[1] == '-' && raw[2] == '1'
+}
+
+func encBulk(s string) []byte { return appendValue(nil, bulk(s), false) }
+
+// pythonCallError maps a data store error to the text a real RedisGears 1.2 raises in Python: RM_Call
+// reports unknown commands and wrong arity through errno, everything else keeps its trailing CRLF
+// (gears-spec.md §8).
+func pythonCallError(text string) string {
+	switch {
+	case strings.HasPrefix(text, "ERR unknown command"):
+		return "No such file or directory"
+	case strings.HasPrefix(text, "ERR wrong number of arguments"):
+		return "Invalid argument"
+	}
+	return text + "\r\n"
+}
