@@ -296,6 +296,9 @@ def keys_reader(redis, pattern, no_scan, read_value):
             return
 
 
+WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value\r\n'
+
+
 def stream_reader(redis, key, from_id):
     """Generator: the records of StreamReader.run(key, fromId=): XREAD STREAMS key fromId.
 
@@ -305,6 +308,12 @@ def stream_reader(redis, key, from_id):
     redis.lock()
     try:
         try:
+            # Redis answers XREAD on a key of another type with WRONGTYPE; miniredis answers nil,
+            # so the type is checked here first (the text is Redis', with the \r\n execute() errors
+            # keep, gears-spec 8).
+            t = to_py(redis.call('TYPE', key))
+            if t not in ('none', 'stream'):
+                raise pyerrors.error(WRONGTYPE)
             reply = redis.call('XREAD', 'STREAMS', key, from_id)
         except pyerrors.error as e:
             raise pyerrors.flat_error(str(e.args[0]) if e.args else str(e))
@@ -312,12 +321,11 @@ def stream_reader(redis, key, from_id):
         redis.unlock()
     if not reply:
         return
-    name = to_py(key) if not isinstance(key, str) else key
     for entry in reply[0][1]:
         eid = to_py(entry[0])
         fields = entry[1]
         value = gears_dict(_pairs(fields)) if isinstance(fields, list) else {}
-        rec = {'id': eid, 'value': value, 'key': name}
+        rec = {'id': eid, 'value': value, 'key': key}
         yield {k: rec[k] for k in STREAM_RECORD_ORDER}
 
 
