@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -160,11 +159,6 @@ func NewCacheGet(opts ...CacheOption) Script {
 // cacheGetMaxURLLen is CACHE_GET_MAX_URL_LEN of cache_get.py: longer URLs are refused.
 const cacheGetMaxURLLen = 8192
 
-// cacheFastHost matches the host[:port] part of a URL whose host the fast path reads exactly as
-// cache_get.py's urlsplit does: a name or IPv4 address of plain characters (no '%', no ':', no '@'),
-// or an IPv6 address in brackets (no zone), and an optional port of 1-5 digits.
-var cacheFastHost = regexp.MustCompile(`^(?:([A-Za-z0-9._~!$&'()*+,;=-]+)|\[([0-9A-Fa-f:.]+)\])(?::([0-9]{1,5}))?$`)
-
 // hit is CacheGet's Go-side fast path (Script.lookup): a call whose key holds a body is answered with
 // one GET of that key, no trigger. It answers only calls the server function would answer with that
 // same body, and leaves every other call to the trigger (ok false), which then decides exactly as before:
@@ -227,24 +221,60 @@ func (s cacheGetSettings) fastURL(url string) bool {
 	if j := strings.IndexAny(netloc, "/?#"); j >= 0 {
 		netloc = netloc[:j]
 	}
-	m := cacheFastHost.FindStringSubmatch(netloc)
-	if m == nil {
+	host, port, ok := cacheFastHostPort(netloc)
+	if !ok {
 		return false
 	}
-	host := m[1]
-	if m[2] != "" {
-		a, err := netip.ParseAddr(m[2])
-		if err != nil || !a.Is6() || a.Zone() != "" {
-			return false
-		}
-		host = m[2]
-	}
-	if m[3] != "" {
-		if p, err := strconv.Atoi(m[3]); err != nil || p < 1 || p > 65535 {
+	if port != "" {
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 			return false
 		}
 	}
 	return s.hostAllowed(strings.ToLower(host))
+}
+
+// cacheFastHostPort splits the host[:port] part of a URL whose host the fast path reads exactly as
+// cache_get.py's urlsplit does: a name or IPv4 address of plain characters (no '%', ':' or '@'), or an
+// IPv6 address in brackets (no zone); an optional port of 1-5 digits. ok is false for anything else.
+func cacheFastHostPort(netloc string) (host, port string, ok bool) {
+	rest := ""
+	if strings.HasPrefix(netloc, "[") {
+		end := strings.IndexByte(netloc, ']')
+		if end < 0 {
+			return "", "", false
+		}
+		host, rest = netloc[1:end], netloc[end+1:]
+		a, err := netip.ParseAddr(host)
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return "", "", false
+		}
+	} else {
+		host = netloc
+		if i := strings.IndexByte(netloc, ':'); i >= 0 {
+			host, rest = netloc[:i], netloc[i:]
+		}
+		for i := 0; i < len(host); i++ {
+			c := host[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("._~!$&'()*+,;=-", c) >= 0) {
+				return "", "", false
+			}
+		}
+	}
+	if host == "" {
+		return "", "", false
+	}
+	if rest != "" {
+		port = rest[1:]
+		if rest[0] != ':' || len(port) < 1 || len(port) > 5 {
+			return "", "", false
+		}
+		for i := 0; i < len(port); i++ {
+			if port[i] < '0' || port[i] > '9' {
+				return "", "", false
+			}
+		}
+	}
+	return host, port, true
 }
 
 // hostAllowed is _cache_get_host_allowed of cache_get.py for an ASCII host, with the allowlist entries
