@@ -172,9 +172,19 @@ func (cf *connFlags) ctx() (context.Context, context.CancelFunc) {
 }
 
 // fail reports a command's error on stderr (with a Python traceback, when there is one, indented
-// below) and returns exit code 1.
-func (c *cli) fail(name string, err error) int {
-	fmt.Fprintf(c.stderr, "%s %s\n", c.paintErr(red, "gears "+name+":"), strings.TrimPrefix(err.Error(), "gears: "))
-	writeDetails(c.stderr, err, "    ", "")
+// below, with the source lines of src when given: see writeDetails) and returns exit code 1.
+func (c *cli) fail(name string, err error, src ...string) int {
+	fmt.Fprintf(c.stderr, "%s %s\n", c.paintErr(red, "gears "+name+":"), errText(err))
+	writeDetails(c.stderr, err, "    ", strings.Join(src, ""))
 	return 1
+}
+
+// errText is an error's one-line text without the "gears: " prefix; a server error of the
+// "Error type: <class 'X'>, Value: msg" form is shown as Python shows it, "X: msg".
+func errText(err error) string {
+	var ge *gears.Error
+	if errors.As(err, &ge) && ge.Exception != "" && len(ge.Traceback) == 0 {
+		return ge.Exception
+	}
+	return strings.TrimPrefix(err.Error(), "gears: ")
 }

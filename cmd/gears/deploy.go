@@ -277,12 +277,7 @@ func actionColor(a gears.Action) string {
 // fileFailed prints a file's failure on stderr: the error, then the Python traceback indented.
 func (c *cli) fileFailed(f *scriptFile, err error) {
 	c.clearProgress()
-	msg := strings.TrimPrefix(err.Error(), "gears: ")
-	msg = strings.TrimPrefix(msg, "deploying session "+f.session+": ")
-	var ge *gears.Error
-	if errors.As(err, &ge) && ge.Exception != "" && len(ge.Traceback) == 0 {
-		msg = ge.Exception // "SyntaxError: invalid syntax (<string>, line 2)" rather than "Error type: <class …"
-	}
+	msg := strings.TrimPrefix(errText(err), "deploying session "+f.session+": ")
 	fmt.Fprintf(c.stderr, "%s %s (%s): %s\n", c.paintErr(red, "failed   "), f.session, f.rel, msg)
 	writeDetails(c.stderr, err, "    ", f.source)
 }

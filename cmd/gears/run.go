@@ -42,7 +42,7 @@ gears run report.py --unblocking      # prints the execution id; then: gears res
 	defer cancel()
 	reply, err := client.PyExecute(ctx, string(src), &gears.PyExecuteOptions{Unblocking: *unblocking, Requirements: splitList(*reqs)})
 	if err != nil {
-		return c.fail("run", err)
+		return c.fail("run", err, string(src))
 	}
 	switch {
 	case reply.ExecutionID != "":
