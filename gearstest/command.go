@@ -22,7 +22,7 @@ type commandTable struct {
 
 func (s *Server) loadCommandTable() {
 	t := &s.commands
-	raw, err := s.st.direct([]byte("COMMAND"))
+	raw, err := s.data.direct([]byte("COMMAND"))
 	if err == nil {
 		if v, err := readValue(bufio.NewReader(bytes.NewReader(raw))); err == nil {
 			t.entries = v.Arr

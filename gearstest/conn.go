@@ -59,7 +59,7 @@ func (s *Server) backend(c *client) (*storeConn, error) {
 	if c.be != nil {
 		return c.be, nil
 	}
-	be, err := s.st.dial()
+	be, err := s.data.dial()
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +135,7 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 			return
 		}
 	case "CLIENT":
-		if len(cmd.Args) >= 2 && s.st.mini != nil {
+		if len(cmd.Args) >= 2 && s.data.mini != nil {
 			switch strings.ToUpper(string(cmd.Args[1])) {
 			case "SETINFO":
 				// miniredis lacks it; go-redis sends it in its handshake.
@@ -166,7 +166,7 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 		}
 		return
 	case "COMMAND":
-		if s.st.mini != nil {
+		if s.data.mini != nil {
 			s.command(conn, c, cmd.Args)
 			return
 		}
@@ -175,7 +175,7 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 			c.write(conn, bulk(s.hazardInfo())) // with either store
 			return
 		}
-		if s.st.mini != nil {
+		if s.data.mini != nil {
 			s.info(conn, c, cmd.Args)
 			return
 		}
@@ -183,7 +183,7 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 		s.startBridge(conn, c, cmd.Args)
 		return
 	case "CONFIG":
-		if s.st.mini != nil && len(cmd.Args) >= 3 && strings.EqualFold(string(cmd.Args[1]), "GET") {
+		if s.data.mini != nil && len(cmd.Args) >= 3 && strings.EqualFold(string(cmd.Args[1]), "GET") {
 			// miniredis has no CONFIG; clients such as redis-benchmark read a few settings at start.
 			c.write(conn, configGet(cmd.Args[2:]))
 			return
@@ -192,7 +192,7 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 		s.hello(conn, c, cmd.Args)
 		return
 	}
-	if s.st.mini != nil && !s.st.knownCommand(name) {
+	if s.data.mini != nil && !s.data.knownCommand(name) {
 		// miniredis words this error differently from Redis.
 		conn.WriteError(unknownCommand(cmd.Args))
 		return
@@ -225,10 +225,10 @@ func (s *Server) storeDo(conn redcon.Conn, c *client, args [][]byte, locked bool
 	}
 	if locked {
 		s.lock.acquire(c.token)
-	}
-	raw, err = be.do(args...)
-	if locked {
+		raw, err = be.do(args...)
 		s.lock.release(c.token)
+	} else {
+		raw, err = be.doBlocking(args...)
 	}
 	if err != nil {
 		be.close()
@@ -253,7 +253,7 @@ func (s *Server) queueCommand(conn redcon.Conn, c *client, name string, args [][
 			return
 		}
 		c.rgQueue = append(c.rgQueue, rgQueued{pos: len(c.txQueue)})
-	} else if !s.st.knownCommand(name) {
+	} else if !s.data.knownCommand(name) {
 		c.multiErr = true
 		conn.WriteError(unknownCommand(args))
 		return
@@ -318,6 +318,7 @@ func (s *Server) exec(conn redcon.Conn, c *client) {
 			buf = appendCommand(buf, a...)
 		}
 		buf = appendCommand(buf, []byte("EXEC"))
+		be.arm(true)
 		if _, err := be.c.Write(buf); err != nil {
 			fail(err)
 			return
@@ -492,7 +493,7 @@ func (s *Server) hello(conn redcon.Conn, c *client, args [][]byte) {
 	if len(args) > 1 {
 		c.resp3 = string(args[1]) == "3"
 	}
-	if s.st.mini == nil {
+	if s.data.mini == nil {
 		conn.WriteRaw(raw)
 		return
 	}

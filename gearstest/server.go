@@ -26,6 +26,8 @@ type options struct {
 	logger   *log.Logger
 	check37  bool
 
+	storeTimeout time.Duration // WithStoreTimeout
+
 	allowHazards bool // AllowHazards: Run does not fail the test on hazards
 }
 
@@ -55,6 +57,13 @@ func WithLogger(l any) Option {
 	}
 }
 
+// WithStoreTimeout bounds the wait for each reply of the data store (default 30 s; 0: no bound). A
+// command that waits for its reply holds the server's global lock, as a command holds Redis' main
+// thread, so a hung external Redis (WithRedis) stalls every client for at most d; the command then
+// fails with "ERR gearstest: data store: … i/o timeout". Blocking commands (BLPOP …) are not bounded.
+// Close never waits for the store.
+func WithStoreTimeout(d time.Duration) Option { return func(o *options) { o.storeTimeout = d } }
+
 // WithoutPython37Check accepts scripts that are not valid Python 3.7 syntax (RedisGears 1.2 runs 3.7,
 // so by default gearstest rejects them as the real server would).
 func WithoutPython37Check() Option { return func(o *options) { o.check37 = false } }
@@ -65,7 +74,7 @@ type Server struct {
 	logMu  sync.Mutex
 	closed atomic.Bool
 
-	st   *store
+	data *store // the data store (store.go); not to be confused with state, the RedisGears bookkeeping
 	lock *globalLock
 	ln   net.Listener
 	rc   *redcon.Server
@@ -75,10 +84,11 @@ type Server struct {
 
 	// worker management
 	wmu     sync.Mutex
-	wk      *workerProc   // current worker; nil while (re)starting
-	wkReady chan struct{} // closed when wk is usable again
-	rid     atomic.Int64  // request ids sent to the worker
-	nextCid atomic.Int64  // client connection ids
+	wk      *workerProc              // current worker; nil while (re)starting
+	wkReady chan struct{}            // closed when wk is usable again
+	procs   map[*workerProc]struct{} // every worker process alive, current or being restored
+	rid     atomic.Int64             // request ids sent to the worker
+	nextCid atomic.Int64             // client connection ids
 
 	bridges  bridges      // Pub/Sub connections, detached from the command loop
 	commands commandTable // COMMAND replies for the in-process store
@@ -94,7 +104,7 @@ var ErrNoPython = errors.New("gearstest: no python3 interpreter (set GEARS_PYTHO
 
 // Start starts a server. The caller must Close it.
 func Start(opts ...Option) (*Server, error) {
-	o := options{addr: "127.0.0.1:0", check37: true, logw: os.Stderr}
+	o := options{addr: "127.0.0.1:0", check37: true, logw: os.Stderr, storeTimeout: defaultStoreTimeout}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -104,28 +114,28 @@ func Start(opts ...Option) (*Server, error) {
 	if o.python == "" {
 		o.python = "python3"
 	}
-	s := &Server{opts: o, lock: newGlobalLock(), stop: make(chan struct{})}
+	s := &Server{opts: o, lock: newGlobalLock(), stop: make(chan struct{}), procs: map[*workerProc]struct{}{}}
 	s.state = newState(s)
 	var err error
 	if s.tmp, err = os.MkdirTemp("", "gearstest-"); err != nil {
 		return nil, fmt.Errorf("gearstest: %w", err)
 	}
-	if s.st, err = newStore(o.redisURL); err != nil {
+	if s.data, err = newStore(o.redisURL, o.storeTimeout); err != nil {
 		_ = os.RemoveAll(s.tmp)
 		return nil, err
 	}
 	if err = s.startWorker(); err != nil {
 		s.wg.Wait() // the dead worker's reader goroutines
-		s.st.close()
+		s.data.close()
 		_ = os.RemoveAll(s.tmp)
 		return nil, err
 	}
 	s.ln, err = net.Listen("tcp", o.addr)
 	if err != nil {
 		s.closed.Store(true)
-		s.shutdownWorker()
+		s.stopWorkers()
 		s.wg.Wait()
-		s.st.close()
+		s.data.close()
 		_ = os.RemoveAll(s.tmp)
 		return nil, fmt.Errorf("gearstest: listen %s: %w", o.addr, err)
 	}
@@ -141,10 +151,10 @@ func Start(opts ...Option) (*Server, error) {
 }
 
 func (s *Server) storeName() string {
-	if s.st.mini != nil {
+	if s.data.mini != nil {
 		return "in-process"
 	}
-	return s.st.addr
+	return s.data.addr
 }
 
 // Run starts a server for a test and stops it when the test ends. The test fails when a hazard
@@ -206,10 +216,11 @@ func (s *Server) Close() error {
 	_ = s.rc.Close()
 	err := s.ln.Close()
 	s.bridges.closeAll()
-	s.shutdownWorker()
+	s.data.interrupt() // commands waiting for a hung store fail now and release the global lock
+	s.stopWorkers()
 	s.state.abortAll()
 	s.wg.Wait()
-	s.st.close()
+	s.data.close()
 	_ = os.RemoveAll(s.tmp)
 	if errors.Is(err, net.ErrClosed) {
 		err = nil

@@ -24,6 +24,11 @@ type store struct {
 	password string
 	mini     *miniredis.Miniredis // nil for an external Redis
 	pool     chan *storeConn
+	timeout  time.Duration // deadline of one command's reply (WithStoreTimeout); blocking ones have none
+
+	mu     sync.Mutex // guards conns and closed
+	conns  map[*storeConn]struct{}
+	closed bool // interrupt ran: every connection is closed and dial fails
 
 	cmdOnce  sync.Once
 	commands map[string]bool // lower-cased command names of an external Redis
@@ -58,6 +63,7 @@ func (s *store) runClock() {
 
 // storeConn is one connection to the data store. It is used by one goroutine at a time.
 type storeConn struct {
+	st  *store
 	c   net.Conn
 	r   *bufio.Reader
 	buf []byte
@@ -66,8 +72,13 @@ type storeConn struct {
 // ErrBadRedisURL is returned by Start when WithRedis was given something that is not a redis:// URL.
 var ErrBadRedisURL = errors.New("gearstest: redis URL must look like redis://[user:password@]host:port")
 
-func newStore(redisURL string) (*store, error) {
-	s := &store{pool: make(chan *storeConn, 128)}
+// defaultStoreTimeout bounds the wait for one reply of the data store (WithStoreTimeout). Client
+// commands hold the global lock while they wait, so a store that hangs stalls every client for at
+// most this long; Close does not wait for it (store.interrupt).
+const defaultStoreTimeout = 30 * time.Second
+
+func newStore(redisURL string, timeout time.Duration) (*store, error) {
+	s := &store{pool: make(chan *storeConn, 128), timeout: timeout, conns: map[*storeConn]struct{}{}}
 	if redisURL == "" {
 		m := miniredis.NewMiniRedis()
 		if err := m.StartAddr("127.0.0.1:0"); err != nil {
@@ -105,19 +116,27 @@ func newStore(redisURL string) (*store, error) {
 	return s, nil
 }
 
+// interrupt closes every connection to the data store, which ends any command waiting for a reply
+// (with an error), and makes later dials fail. Close calls it first, so that nothing it waits for
+// is stuck on a hung store.
+func (s *store) interrupt() {
+	s.mu.Lock()
+	s.closed = true
+	conns := s.conns
+	s.conns = map[*storeConn]struct{}{}
+	s.mu.Unlock()
+	for sc := range conns {
+		_ = sc.c.Close()
+	}
+}
+
+// close interrupts everything and stops the in-process store.
 func (s *store) close() {
-	for {
-		select {
-		case sc := <-s.pool:
-			sc.close()
-		default:
-			if s.mini != nil {
-				close(s.stopClock)
-				<-s.clockDone
-				s.mini.Close()
-			}
-			return
-		}
+	s.interrupt()
+	if s.mini != nil {
+		close(s.stopClock)
+		<-s.clockDone
+		s.mini.Close()
 	}
 }
 
@@ -129,7 +148,15 @@ func (s *store) dial() (*storeConn, error) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	sc := &storeConn{c: c, r: bufio.NewReaderSize(c, 16<<10)}
+	sc := &storeConn{st: s, c: c, r: bufio.NewReaderSize(c, 16<<10)}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = c.Close()
+		return nil, errServerClosed
+	}
+	s.conns[sc] = struct{}{}
+	s.mu.Unlock()
 	if s.password != "" {
 		args := [][]byte{[]byte("AUTH")}
 		if s.user != "" {
@@ -168,11 +195,37 @@ func (s *store) put(sc *storeConn) {
 	}
 }
 
-func (sc *storeConn) close() { _ = sc.c.Close() }
+func (sc *storeConn) close() {
+	sc.st.mu.Lock()
+	delete(sc.st.conns, sc)
+	sc.st.mu.Unlock()
+	_ = sc.c.Close()
+}
 
-// do sends one command and returns the raw bytes of its reply. The returned slice is only valid until
-// the next call on sc.
+// arm sets the deadline of what is sent and read next on sc: the store's timeout (with bounded
+// set) or none (a blocking command, a Pub/Sub bridge, which Close ends by closing sc).
+func (sc *storeConn) arm(bounded bool) {
+	var d time.Time
+	if bounded && sc.st.timeout > 0 {
+		d = time.Now().Add(sc.st.timeout)
+	}
+	_ = sc.c.SetDeadline(d)
+}
+
+// do sends one command and returns the raw bytes of its reply, which must come within the store's
+// timeout. The returned slice is only valid until the next call on sc.
 func (sc *storeConn) do(args ...[]byte) ([]byte, error) {
+	sc.arm(true)
+	return sc.roundTrip(args)
+}
+
+// doBlocking is do for a command that may block (BLPOP 0): no deadline.
+func (sc *storeConn) doBlocking(args ...[]byte) ([]byte, error) {
+	sc.arm(false)
+	return sc.roundTrip(args)
+}
+
+func (sc *storeConn) roundTrip(args [][]byte) ([]byte, error) {
 	sc.buf = appendCommand(sc.buf[:0], args...)
 	if _, err := sc.c.Write(sc.buf); err != nil {
 		return nil, err

@@ -19,12 +19,9 @@ var pythonFiles embed.FS
 
 // workerProc is one running Python worker process and the protocol state that lives as long as it.
 type workerProc struct {
-	s     *Server
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-
-	wmu sync.Mutex // serializes whole messages on stdin
-	w   *bufio.Writer
+	s   *Server
+	cmd *exec.Cmd
+	out *outbox // messages to its stdin (worker_io.go)
 
 	mu      sync.Mutex // guards pending, dead and locks
 	pending map[int64]*pendingReq
@@ -59,27 +56,15 @@ func (s *Server) startWorker() error {
 	return nil
 }
 
+// spawnWorker starts a worker process, registered in s.procs until it exits, and sends it `init`.
 func (s *Server) spawnWorker() (*workerProc, error) {
 	py, err := s.pythonPath()
 	if err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(s.tmp, "worker")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("gearstest: %w", err)
-	}
-	entries, err := pythonFiles.ReadDir("python")
+	dir, err := s.writeWorkerFiles()
 	if err != nil {
-		return nil, fmt.Errorf("gearstest: %w", err)
-	}
-	for _, e := range entries {
-		b, err := pythonFiles.ReadFile("python/" + e.Name())
-		if err != nil {
-			return nil, fmt.Errorf("gearstest: %w", err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
-			return nil, fmt.Errorf("gearstest: %w", err)
-		}
+		return nil, err
 	}
 	cmd := exec.Command(py, "-u", filepath.Join(dir, "worker.py"))
 	cmd.Dir = dir
@@ -97,26 +82,35 @@ func (s *Server) spawnWorker() (*workerProc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gearstest: %w", err)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("gearstest: starting python worker: %w", err)
-	}
 	wk := &workerProc{
-		s: s, cmd: cmd, stdin: stdin, w: bufio.NewWriterSize(stdin, 64<<10),
+		s: s, cmd: cmd, out: newOutbox(),
 		pending: map[int64]*pendingReq{}, locks: map[string]int{}, exited: make(chan struct{}),
 	}
-	s.wg.Add(2)
+	// Registered before it starts, under wmu: Close (which stops every registered worker) either sees
+	// it or this sees that the server is closed.
+	s.wmu.Lock()
+	if s.closed.Load() {
+		s.wmu.Unlock()
+		return nil, errServerClosed
+	}
+	if err := cmd.Start(); err != nil {
+		s.wmu.Unlock()
+		return nil, fmt.Errorf("gearstest: starting python worker: %w", err)
+	}
+	s.procs[wk] = struct{}{}
+	s.wmu.Unlock()
+	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			s.logf('#', "python: %s", sc.Text())
-		}
-		_, _ = io.Copy(io.Discard, stderr)
+		s.logStderr(stderr)
 	}()
 	go func() {
 		defer s.wg.Done()
 		wk.readLoop(bufio.NewReaderSize(stdout, 64<<10))
+	}()
+	go func() {
+		defer s.wg.Done()
+		wk.out.writeLoop(stdin, wk.exited)
 	}()
 	init, _ := json.Marshal(map[string]any{
 		"config":  s.state.cfg.pythonView(),
@@ -124,11 +118,40 @@ func (s *Server) spawnWorker() (*workerProc, error) {
 		"reqdir":  filepath.Join(s.tmp, "requirements"),
 		"shard":   zeroShard,
 	})
-	if err := wk.send(bulk("init"), bulkBytes(init)); err != nil {
-		_ = killGroup(cmd)
-		return nil, fmt.Errorf("%w: %v", ErrWorkerStart, err)
-	}
+	_ = wk.send(bulk("init"), bulkBytes(init))
 	return wk, nil
+}
+
+// writeWorkerFiles writes the embedded worker sources to a directory and returns it.
+func (s *Server) writeWorkerFiles() (string, error) {
+	dir := filepath.Join(s.tmp, "worker")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("gearstest: %w", err)
+	}
+	entries, err := pythonFiles.ReadDir("python")
+	if err != nil {
+		return "", fmt.Errorf("gearstest: %w", err)
+	}
+	for _, e := range entries {
+		b, err := pythonFiles.ReadFile("python/" + e.Name())
+		if err != nil {
+			return "", fmt.Errorf("gearstest: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			return "", fmt.Errorf("gearstest: %w", err)
+		}
+	}
+	return dir, nil
+}
+
+// logStderr forwards the worker's stderr to the server log, line by line.
+func (s *Server) logStderr(stderr io.Reader) {
+	sc := bufio.NewScanner(stderr)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		s.logf('#', "python: %s", sc.Text())
+	}
+	_, _ = io.Copy(io.Discard, stderr)
 }
 
 // ErrWorkerStart is returned by Start when the Python worker does not come up.
@@ -181,19 +204,31 @@ func (s *Server) worker() (*workerProc, error) {
 	}
 }
 
-// shutdownWorker stops the worker for good (Close).
-func (s *Server) shutdownWorker() {
+// stopWorkers stops every worker process for good (Close): the current one and one a restart is
+// restoring. Every request waiting for them fails (readLoop), whatever their code was doing.
+func (s *Server) stopWorkers() {
 	s.wmu.Lock()
-	wk := s.wk
-	s.wmu.Unlock()
-	if wk != nil {
-		wk.stop()
+	procs := make([]*workerProc, 0, len(s.procs))
+	for wk := range s.procs {
+		procs = append(procs, wk)
 	}
+	s.wmu.Unlock()
+	var wg sync.WaitGroup
+	for _, wk := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wk.stop()
+		}()
+	}
+	wg.Wait()
 }
 
-// stop ends the worker: EOF on its stdin, then SIGKILL if it does not exit promptly.
+// stop ends the worker: EOF on its stdin once what is queued is written, then SIGKILL if it has not
+// exited 2 s later (its code blocks, or it stopped reading). It returns once the process is gone
+// and readLoop has failed every pending request.
 func (wk *workerProc) stop() {
-	_ = wk.stdin.Close()
+	wk.out.close()
 	select {
 	case <-wk.exited:
 	case <-time.After(2 * time.Second):
@@ -226,42 +261,49 @@ func (s *Server) onWorkerExit(wk *workerProc) {
 	go func() {
 		defer s.wg.Done()
 		defer close(ready)
-		for attempt := 0; !s.closed.Load(); attempt++ {
-			nw, err := s.spawnWorker()
-			if err == nil {
-				err = s.state.restore(nw, func(final func() error) error {
-					s.wmu.Lock()
-					defer s.wmu.Unlock()
-					if s.closed.Load() {
-						return errServerClosed
-					}
-					if err := final(); err != nil {
-						return err
-					}
-					s.wk = nw
-					// A CONFIGSET made after nw got its init message did not reach it.
-					for k, v := range s.state.cfg.pythonView() {
-						_ = nw.send(bulk("config"), bulk(k), bulk(fmt.Sprint(v)))
-					}
-					return nil
-				})
-				if err == nil {
-					s.logf('*', "gearstest: python worker restarted, sessions restored")
-					return
-				}
-				if errors.Is(err, errServerClosed) {
-					// Close ran while we restored: it did not see this worker, so stop it here.
-					nw.stop()
-					return
-				}
-				_ = killGroup(nw.cmd)
-			}
-			s.logf('#', "gearstest: restarting python worker: %v", err)
-			select {
-			case <-s.stop:
+		s.restartWorker()
+	}()
+}
+
+// restartWorker starts a new worker and restores the committed sessions in it, retrying with a
+// growing pause until it succeeds or the server closes.
+func (s *Server) restartWorker() {
+	for attempt := 0; !s.closed.Load(); attempt++ {
+		nw, err := s.spawnWorker()
+		if err == nil {
+			if err = s.state.restore(nw, func(final func() error) error { return s.publishWorker(nw, final) }); err == nil {
+				s.logf('*', "gearstest: python worker restarted, sessions restored")
 				return
-			case <-time.After(time.Duration(min(attempt+1, 10)) * 200 * time.Millisecond):
+			}
+			nw.stop() // whatever it was doing; Close may have stopped it already
+			if errors.Is(err, errServerClosed) {
+				return
 			}
 		}
-	}()
+		s.logf('#', "gearstest: restarting python worker: %v", err)
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(time.Duration(min(attempt+1, 10)) * 200 * time.Millisecond):
+		}
+	}
+}
+
+// publishWorker makes a restored worker the current one, after final (which tells it what was
+// unregistered during the restore) ran, all under wmu.
+func (s *Server) publishWorker(nw *workerProc, final func() error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed.Load() {
+		return errServerClosed
+	}
+	if err := final(); err != nil {
+		return err
+	}
+	s.wk = nw
+	// A CONFIGSET made after nw got its init message did not reach it.
+	for k, v := range s.state.cfg.pythonView() {
+		_ = nw.send(bulk("config"), bulk(k), bulk(fmt.Sprint(v)))
+	}
+	return nil
 }

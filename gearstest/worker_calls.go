@@ -2,9 +2,11 @@ package gearstest
 
 import "strings"
 
-// handleCall runs execute() for Python. It is done inline on the reader goroutine when the lock can be
-// had without waiting (the common case, and always for sync executions that already own it), else on
-// a goroutine, so that the reader never waits for a lock whose owner waits for a message.
+// handleCall runs execute() for Python. The reader goroutine must never wait (see outbox), so it runs
+// the call inline only when that cannot block: the in-process store (no I/O) and a lock it gets
+// without waiting (the common case, and always for sync executions that already own it). Otherwise
+// (the lock is taken, or an external Redis, whose reply may take up to its deadline) the call runs
+// on its own goroutine.
 func (wk *workerProc) handleCall(cid []byte, token string, args []value) {
 	s := wk.s
 	tok := lockToken(token)
@@ -19,7 +21,7 @@ func (wk *workerProc) handleCall(cid []byte, token string, args []value) {
 			cargs[i] = []byte(a.String())
 		}
 	}
-	if s.lock.tryAcquire(tok) {
+	if s.data.mini != nil && s.lock.tryAcquire(tok) {
 		wk.doCall(cid, cargs)
 		s.lock.release(tok)
 		return
@@ -48,10 +50,10 @@ func (wk *workerProc) doCall(cid []byte, args [][]byte) {
 		return
 	}
 	var sc *storeConn
-	do := s.st.direct
-	if s.st.mini == nil {
+	do := s.data.direct
+	if s.data.mini == nil {
 		var err error
-		if sc, err = s.st.get(); err != nil {
+		if sc, err = s.data.get(); err != nil {
 			_ = wk.sendRaw(replyMsg(cid, 'e', encBulk(msgStoreUnavailable+err.Error()+"\r\n")))
 			return
 		}
@@ -78,7 +80,7 @@ func (wk *workerProc) doCall(cid []byte, args [][]byte) {
 		if stateChanging[name] {
 			sc.close()
 		} else {
-			s.st.put(sc)
+			s.data.put(sc)
 		}
 	}
 	_ = wk.sendRaw(msg)

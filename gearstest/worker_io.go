@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"sync"
 )
 
 // pendingReq is a request sent to the worker that waits for its `done`.
@@ -16,25 +17,91 @@ type pendingReq struct {
 	release func()
 }
 
-// send writes one protocol message.
-func (wk *workerProc) send(args ...value) error {
-	wk.wmu.Lock()
-	defer wk.wmu.Unlock()
-	buf := appendValue(make([]byte, 0, 128), value{Kind: kindArray, Arr: args}, false)
-	if _, err := wk.w.Write(buf); err != nil {
-		return err
-	}
-	return wk.w.Flush()
+// outbox queues the messages for the worker's stdin; one writer goroutine (writeLoop) writes them.
+// Queuing never blocks, whatever the worker does, so the goroutine that reads the worker's stdout
+// (readLoop), which also answers the worker's calls, always goes back to reading: when both pipes
+// are full, Go still drains stdout while its writes wait, and the worker drains stdin. No deadlock
+// by construction (TestFullPipesBothWays fills both at once). The queue is unbounded: a worker that
+// stops reading is killed by stop or noticed dead, which ends the writer.
+type outbox struct {
+	mu     sync.Mutex
+	buf    []byte // queued bytes, whole messages
+	closed bool   // no more messages: the writer flushes buf, then closes stdin
+	wake   chan struct{}
 }
 
-// sendRaw writes a pre-encoded message.
-func (wk *workerProc) sendRaw(b []byte) error {
-	wk.wmu.Lock()
-	defer wk.wmu.Unlock()
-	if _, err := wk.w.Write(b); err != nil {
-		return err
+func newOutbox() *outbox { return &outbox{wake: make(chan struct{}, 1)} }
+
+// put queues one encoded message; it fails once the outbox is closed.
+func (o *outbox) put(msg []byte) error {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return errWorkerDied
 	}
-	return wk.w.Flush()
+	o.buf = append(o.buf, msg...)
+	o.mu.Unlock()
+	o.signal()
+	return nil
+}
+
+func (o *outbox) signal() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close refuses further messages; the writer writes what is queued, then closes stdin (EOF for the
+// worker, which then exits).
+func (o *outbox) close() {
+	o.mu.Lock()
+	o.closed = true
+	o.mu.Unlock()
+	o.signal()
+}
+
+// writeLoop writes the queued messages to w until the outbox is closed and empty, or a write fails
+// (the worker is gone), or dead is closed. It closes w when it returns.
+func (o *outbox) writeLoop(w io.WriteCloser, dead <-chan struct{}) {
+	defer func() { _ = w.Close() }()
+	var spare []byte
+	for {
+		select {
+		case <-o.wake:
+		case <-dead:
+			return
+		}
+		o.mu.Lock()
+		buf, closed := o.buf, o.closed
+		o.buf = spare[:0]
+		o.mu.Unlock()
+		if len(buf) > 0 {
+			if _, err := w.Write(buf); err != nil {
+				o.close()
+				return
+			}
+		}
+		if closed {
+			return
+		}
+		spare = buf
+	}
+}
+
+// send queues one protocol message. It never blocks.
+func (wk *workerProc) send(args ...value) error {
+	return wk.out.put(appendValue(make([]byte, 0, 128), value{Kind: kindArray, Arr: args}, false))
+}
+
+// sendRaw queues a pre-encoded message. It never blocks.
+func (wk *workerProc) sendRaw(b []byte) error { return wk.out.put(b) }
+
+// post sends a message that has a rid without waiting for its `done` (which readLoop then ignores):
+// for commands whose reply does not depend on the worker's answer, so that they never wait for it.
+func (wk *workerProc) post(name string, args ...value) error {
+	rid := wk.s.rid.Add(1)
+	return wk.send(append([]value{bulk(name), bulk(strconv.FormatInt(rid, 10))}, args...)...)
 }
 
 // request sends a message whose second element is a fresh rid and waits for its `done`.
@@ -71,6 +138,9 @@ func (wk *workerProc) readLoop(r *bufio.Reader) {
 			}
 		}
 		close(wk.exited)
+		wk.s.wmu.Lock()
+		delete(wk.s.procs, wk)
+		wk.s.wmu.Unlock()
 		wk.s.onWorkerExit(wk)
 	}()
 	for {
@@ -217,6 +287,8 @@ func replyMsg(cid []byte, kind byte, raw []byte) []byte {
 	return append(b, raw...)
 }
 
+// request sends a message whose second element is a fresh rid and waits for its `done`. It always
+// returns: when the worker dies (a crash, KillWorker, Close), readLoop fails every pending request.
 func (wk *workerProc) request(name string, release func(), args ...value) (value, error) {
 	rid := wk.s.rid.Add(1)
 	pr := &pendingReq{ch: make(chan value, 1), release: release}
