@@ -296,7 +296,7 @@ def keys_reader(redis, pattern, no_scan, read_value):
             return
 
 
-WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value\r\n'
+WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
 
 
 def stream_reader(redis, key, from_id):
@@ -309,14 +309,19 @@ def stream_reader(redis, key, from_id):
     try:
         try:
             # Redis answers XREAD on a key of another type with WRONGTYPE; miniredis answers nil,
-            # so the type is checked here first (the text is Redis', with the \r\n execute() errors
-            # keep, gears-spec 8).
+            # so the type is checked here first.
             t = to_py(redis.call('TYPE', key))
             if t not in ('none', 'stream'):
                 raise pyerrors.error(WRONGTYPE)
             reply = redis.call('XREAD', 'STREAMS', key, from_id)
         except pyerrors.error as e:
-            raise pyerrors.flat_error(str(e.args[0]) if e.args else str(e))
+            # The reader copies the reply's text by its length: without the trailing \r\n that
+            # execute() errors keep (they read it as a C string, gears-spec 8; Go adds it to every
+            # `call` error).
+            text = str(e.args[0]) if e.args else str(e)
+            if text.endswith('\r\n'):
+                text = text[:-2]
+            raise pyerrors.flat_error(text)
     finally:
         redis.unlock()
     if not reply:

@@ -148,7 +148,7 @@ class StreamReaderTest(unittest.TestCase):
         with self.assertRaises(pyerrors.flat_error) as cm:
             records(readers.stream_reader(r, 'x', 'bad'))
         self.assertEqual(pyerrors.error_text(cm.exception),
-                         'ERR Invalid stream ID specified as stream command argument\r\n')
+                         'ERR Invalid stream ID specified as stream command argument')
         self.assertFalse(r.locked)
         with self.assertRaises(pyerrors.flat_error) as cm:
             records(readers.stream_reader(r, 's', '0-0'))
