@@ -55,11 +55,15 @@ func TestRunTriggerResultsExecutions(t *testing.T) {
 	list, err := s.c.DumpExecutions(context.Background())
 	require.NoError(t, err)
 	var want strings.Builder
-	fmt.Fprintf(&want, "%-42s  STATUS  REGISTERED\n", "EXECUTION")
+	idw := len("EXECUTION")
 	for _, e := range list {
-		fmt.Fprintf(&want, "%s  %-6s  %v\n", e.ExecutionID, e.Status, e.Registered)
+		idw = max(idw, len(e.ExecutionID))
 	}
-	require.Contains(t, want.String(), id+"  done    false\n")
+	fmt.Fprintf(&want, "%-*s  STATUS  REGISTERED\n", idw, "EXECUTION")
+	for _, e := range list {
+		fmt.Fprintf(&want, "%-*s  %-6s  %v\n", idw, e.ExecutionID, e.Status, e.Registered)
+	}
+	require.Regexp(t, regexp.QuoteMeta(id)+` +done    false\n`, want.String())
 	r = runCLI(t, "", append([]string{"executions"}, addr...)...)
 	assert.Equal(t, result{stdout: want.String()}, r)
 	r = runCLI(t, "", append([]string{"executions", "--json"}, addr...)...)
@@ -114,14 +118,15 @@ func TestUnregisterLsReqs(t *testing.T) {
 	desc := func(id string) string {
 		ss, err := s.c.PyDumpSessions(context.Background(), &gears.PyDumpSessionsOptions{Sessions: []string{id}})
 		require.NoError(t, err)
-		return oneLine(ss[0].Description, 60)
+		return oneLine(ss[0].Description, descWidth)
 	}
 	w := func(format string, args ...any) string { return fmt.Sprintf(format, args...) }
-	want := w("%-42s  SESSION       READER         TRIGGER/PREFIX  MODE  RUNS  FAILURES  LAST ERROR  DESCRIPTION\n", "ID") +
-		w("%s  u-one         CommandReader  t1              sync  0     0         -           %s\n", one[0], desc("u-one")) +
-		w("%s  u-sub__three  CommandReader  t3              sync  0     0         -           %s\n", three[0], desc("u-sub__three")) +
-		w("%s  u-two         CommandReader  t2              sync  1     0         -           %s\n", two[0], desc("u-two")) +
-		w("%s  u-two         CommandReader  t2b             sync  0     0         -           %s\n", two[1], desc("u-two")) +
+	idw := max(len(one[0]), len(two[0]), len(two[1]), len(three[0]))
+	want := w("%-*s  SESSION       READER         TRIGGER/PREFIX  MODE  RUNS  FAILURES  LAST ERROR  DESCRIPTION\n", idw, "ID") +
+		w("%-*s  u-one         CommandReader  t1              sync  0     0         -           %s\n", idw, one[0], desc("u-one")) +
+		w("%-*s  u-sub__three  CommandReader  t3              sync  0     0         -           %s\n", idw, three[0], desc("u-sub__three")) +
+		w("%-*s  u-two         CommandReader  t2              sync  1     0         -           %s\n", idw, two[0], desc("u-two")) +
+		w("%-*s  u-two         CommandReader  t2b             sync  0     0         -           %s\n", idw, two[1], desc("u-two")) +
 		"\n" +
 		"SESSION       REGISTRATIONS  REQUIREMENTS  DESCRIPTION\n" +
 		w("u-one         1              attrs         %s\n", desc("u-one")) +

@@ -107,13 +107,13 @@ In the table, DESCRIPTION is the registration's desc, else its session's descrip
 			desc = sessionDesc[r.Session]
 		}
 		t.row(r.ID, dash(r.Session), r.Reader, dash(r.Trigger+r.Prefix), r.Mode, strconv.FormatInt(r.Runs, 10),
-			strconv.FormatInt(r.Failures, 10), dash(oneLine(lastErrorLine(r.LastError), 60)), dash(oneLine(desc, 60)))
+			strconv.FormatInt(r.Failures, 10), dash(oneLine(lastErrorLine(r.LastError), 60)), dash(oneLine(desc, descWidth)))
 	}
 	t.flush()
 	fmt.Fprintln(c.stdout)
 	t = newTable(c.stdout, c.colorOut, "SESSION", "REGISTRATIONS", "REQUIREMENTS", "DESCRIPTION")
 	for _, s := range out.Sessions {
-		t.row(s.ID, strconv.Itoa(len(s.Registrations)), dash(strings.Join(s.Requirements, ",")), dash(oneLine(s.Description, 60)))
+		t.row(s.ID, strconv.Itoa(len(s.Registrations)), dash(strings.Join(s.Requirements, ",")), dash(oneLine(s.Description, descWidth)))
 	}
 	t.flush()
 	return 0
@@ -140,3 +140,6 @@ func nonNil(s []string) []string {
 	}
 	return s
 }
+
+// descWidth is the widest description cell of the ls table (room for "gears deploy <file> gears:<hash>").
+const descWidth = 90
