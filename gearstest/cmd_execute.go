@@ -3,8 +3,185 @@ package gearstest
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"strings"
 )
+
+// RG.PYEXECUTE (redisgears_python.c RedisGearsPy_Execute) in four steps: parse the options, check
+// the sessions and install the requirements (without the global lock), run the script and commit
+// what it registered (under the global lock, as on the real server's main thread: runScript), then
+// wait for the run() it started, if any (without the lock).
+//
+// A script whose top level blocks (time.sleep, a socket) holds the global lock, hence stalls every
+// other client, for as long as it runs: it runs on a real server's main thread, which stalls the same
+// way (as a blocking sync function does, gears-spec.md §8.1 H2).
+// It ends when the script returns, or when the worker dies (KillWorker, a crash) or the server
+// closes: the exec request then fails, and the lock is released.
+
+// pyExecuteArgs are the options of one RG.PYEXECUTE.
+type pyExecuteArgs struct {
+	script                     string
+	unblocking, upgrade, force bool
+	id, replaceWith, desc      string
+	hasDesc                    bool
+	reqs                       []string
+}
+
+// parsePyExecute reads RG.PYEXECUTE's arguments (args[0] is the command name).
+func parsePyExecute(args [][]byte) (pyExecuteArgs, error) {
+	a := pyExecuteArgs{script: string(args[1])}
+	next := func(i *int, missing string) (string, error) {
+		if *i+1 >= len(args) {
+			return "", errors.New(missing)
+		}
+		*i++
+		return string(args[*i]), nil
+	}
+	var err error
+	for i := 2; i < len(args) && err == nil; i++ {
+		switch w := string(args[i]); strings.ToUpper(w) {
+		case "UNBLOCKING":
+			a.unblocking = true
+		case "UPGRADE":
+			a.upgrade = true
+		case "FORCE_REINSTALL_REQUIREMENTS":
+			a.force = true
+		case "ID":
+			if a.id, err = next(&i, msgIDMissing); err == nil && !validSessionID(a.id) {
+				err = errors.New(msgBadSessionID)
+			}
+		case "DESCRIPTION":
+			a.desc, err = next(&i, msgDescMissing)
+			a.hasDesc = err == nil
+		case "REPLACE_WITH":
+			a.replaceWith, err = next(&i, msgReplaceWithMissing)
+		case "REQUIREMENTS":
+			for _, r := range args[i+1:] {
+				a.reqs = append(a.reqs, string(r))
+			}
+			i = len(args)
+		default:
+			err = errors.New(msgUnknownArgument(w))
+		}
+	}
+	return a, err
+}
+
+// cmdPyExecute implements RG.PYEXECUTE. It takes the global lock only in runScript.
+func cmdPyExecute(s *Server, c *client, args [][]byte) value {
+	if c.inExec {
+		return errValue(msgGearsInMulti)
+	}
+	a, err := parsePyExecute(args)
+	if err != nil {
+		return errValue(err.Error())
+	}
+	// K1 (hazards.go): the session ids this command names are in flight from here, before it waits
+	// for anything (requirements, the lock), until its reply; a second one meanwhile is refused.
+	end, refused := s.beginPyExecute(a.id, a.replaceWith)
+	if refused != nil {
+		return *refused
+	}
+	defer end()
+	if a.id == "" {
+		a.id = randomHex40() // a random id cannot collide: not marked
+	}
+	// The session checks come first (as in RedisGearsPy_Execute); requirements are installed without
+	// the lock, as the real server installs them on a background thread while the client is
+	// blocked, and the checks are made again under the lock before the script runs.
+	if _, err := s.state.sessionPlan(a.id, a.replaceWith, a.upgrade); err != nil {
+		return errValue(err.Error())
+	}
+	if err := s.installReqs(a.reqs, a.force); err != nil {
+		return errValue(err.Error())
+	}
+	e, err := s.runScript(c, a)
+	switch {
+	case err != nil:
+		return errValue(err.Error())
+	case e == nil:
+		return status("OK")
+	case a.unblocking:
+		return bulk(e.id)
+	}
+	return s.waitRun(e)
+}
+
+// installReqs makes the requirements importable in the worker (pip) and records what it reports.
+func (s *Server) installReqs(reqs []string, force bool) error {
+	if len(reqs) == 0 {
+		return nil
+	}
+	f := "0"
+	if force {
+		f = "1"
+	}
+	res, err := s.request("reqs", nil, append([]value{bulk(f)}, bulks(reqs)...)...)
+	if err != nil {
+		return err
+	}
+	r := resultArr(res)
+	if len(r) == 0 || r[0].String() != "ok" {
+		return errors.New(resultText(res))
+	}
+	if len(r) > 1 {
+		s.state.recordReqs(r[1])
+	}
+	return nil
+}
+
+// runScript runs the script and commits what it registered under the global lock, owned by the
+// connection's token, which the worker passes back on the script's own execute()/atomic() calls
+// (RedisGearsPy_Execute runs it on the main thread, the apply of its registrations and their
+// onRegistered included). It returns the run() execution the script started, if it registered
+// nothing: that one runs after the script, on the real server's thread pool, and nobody waits for it
+// under the lock.
+func (s *Server) runScript(c *client, a pyExecuteArgs) (*execution, error) {
+	// The worker is fetched before the lock: a restart takes the lock to read the sessions it restores.
+	wk, err := s.worker()
+	if err != nil {
+		return nil, err
+	}
+	release := s.holdLock(c)
+	defer release()
+	st := s.state
+	plan, err := st.sessionPlan(a.id, a.replaceWith, a.upgrade)
+	if err != nil {
+		return nil, err
+	}
+	res, err := wk.request("exec", nil, bulk(a.id), descValue(a.desc, a.hasDesc), bulk(a.script), bulk(plan.mode),
+		plan.replaced, array(bulks(a.reqs)...), nilValue(), bulk(c.token))
+	if err != nil {
+		return nil, err
+	}
+	r := resultArr(res)
+	if len(r) == 0 || r[0].String() != "ok" {
+		return nil, errors.New(resultText(res))
+	}
+	if len(r) > 1 && len(r[1].Arr) > 0 {
+		st.commit(&session{id: a.id, desc: a.desc, hasDesc: a.hasDesc, reqs: a.reqs, script: a.script}, plan.old, r[1].Arr)
+		return nil, nil
+	}
+	if len(r) < 3 || r[2].Kind != kindBulk {
+		return nil, nil
+	}
+	e := st.getExecution(r[2].String())
+	if e == nil {
+		return nil, errors.New(msgNoPlan)
+	}
+	return e, nil
+}
+
+// waitRun waits for a run() execution (without any lock), drops it and replies its results.
+func (s *Server) waitRun(e *execution) value {
+	select {
+	case <-e.done:
+	case <-s.stop:
+		return errValue(errServerClosed.Error())
+	}
+	s.state.dropExecution(e)
+	return resultsAndErrors(e)
+}
 
 func randomHex40() string {
 	var b [20]byte
@@ -19,176 +196,4 @@ func validSessionID(id string) bool {
 		}
 	}
 	return true
-}
-
-// cmdPyExecute implements RG.PYEXECUTE (redisgears_python.c RedisGearsPy_Execute).
-func cmdPyExecute(s *Server, c *client, args [][]byte) value {
-	if c.inExec {
-		return errValue(msgGearsInMulti)
-	}
-	script := string(args[1])
-	var (
-		unblocking, upgrade, force, hasDesc bool
-		id, desc, replaceWith               string
-		reqs                                []string
-	)
-	for i := 2; i < len(args); i++ {
-		w := string(args[i])
-		switch strings.ToUpper(w) {
-		case "UNBLOCKING":
-			unblocking = true
-		case "UPGRADE":
-			upgrade = true
-		case "FORCE_REINSTALL_REQUIREMENTS":
-			force = true
-		case "ID":
-			if i+1 >= len(args) {
-				return errValue(msgIDMissing)
-			}
-			i++
-			id = string(args[i])
-			if !validSessionID(id) {
-				return errValue(msgBadSessionID)
-			}
-		case "DESCRIPTION":
-			if i+1 >= len(args) {
-				return errValue(msgDescMissing)
-			}
-			i++
-			desc, hasDesc = string(args[i]), true
-		case "REPLACE_WITH":
-			if i+1 >= len(args) {
-				return errValue(msgReplaceWithMissing)
-			}
-			i++
-			replaceWith = string(args[i])
-		case "REQUIREMENTS":
-			for _, r := range args[i+1:] {
-				reqs = append(reqs, string(r))
-			}
-			i = len(args)
-		default:
-			return errValue(msgUnknownArgument(w))
-		}
-	}
-	// K1 (hazards.go): the session ids this command names are in flight from here, before it waits
-	// for anything (requirements, the locks), until its reply; a second one meanwhile is refused.
-	end, refused := s.beginPyExecute(id, replaceWith)
-	if refused != nil {
-		return *refused
-	}
-	defer end()
-	st := s.state
-	if id == "" {
-		id = randomHex40() // a random id cannot collide: not marked
-	}
-	// The session checks come first (as in RedisGearsPy_Execute); requirements are installed without
-	// the session lock, as the real server installs them on a background thread, and the checks are
-	// made again before the script runs.
-	st.sessMu.Lock()
-	_, _, _, errV := st.sessionPlan(id, replaceWith, upgrade)
-	st.sessMu.Unlock()
-	if errV != nil {
-		return *errV
-	}
-	if len(reqs) > 0 {
-		f := "0"
-		if force {
-			f = "1"
-		}
-		res, err := s.request("reqs", nil, append([]value{bulk(f)}, bulks(reqs)...)...)
-		if err != nil {
-			return errValue(err.Error())
-		}
-		r := resultArr(res)
-		if len(r) == 0 || r[0].String() != "ok" {
-			return errValue(resultText(res))
-		}
-		if len(r) > 1 {
-			st.recordReqs(r[1])
-		}
-	}
-	// The worker is fetched before the session lock: a restart restores sessions under that lock.
-	wk, err := s.worker()
-	if err != nil {
-		return errValue(err.Error())
-	}
-	// The script runs and commits as on Redis' main thread (RedisGearsPy_Execute runs it there, the
-	// apply of its registrations and their onRegistered included): under the global lock, owned by
-	// this connection's token, which the worker passes back on the script's own execute()/atomic()
-	// calls. The requirements above were installed without it, as the real server installs them in
-	// the background while the client is blocked.
-	tok := c.token
-	s.lockForScript(tok)
-	locked := true
-	unlock := func() {
-		if locked {
-			locked = false
-			st.sessMu.Unlock()
-			s.lock.release(tok)
-		}
-	}
-	defer unlock()
-	mode, replaced, old, errV := st.sessionPlan(id, replaceWith, upgrade)
-	if errV != nil {
-		return *errV
-	}
-	res, err := wk.request("exec", nil, bulk(id), descValue(desc, hasDesc), bulk(script), bulk(mode), replaced,
-		array(bulks(reqs)...), nilValue(), bulk(tok))
-	if err != nil {
-		return errValue(err.Error())
-	}
-	r := resultArr(res)
-	if len(r) == 0 || r[0].String() != "ok" {
-		return errValue(resultText(res))
-	}
-	var regs []value
-	if len(r) > 1 {
-		regs = r[1].Arr
-	}
-	execID := nilValue()
-	if len(r) > 2 {
-		execID = r[2]
-	}
-	if len(regs) > 0 {
-		st.commit(&session{id: id, desc: desc, hasDesc: hasDesc, reqs: reqs, script: script}, old, regs)
-		return status("OK")
-	}
-	// A run() the script started executes after the script returned, on the real server's thread
-	// pool: nobody waits for it under the lock.
-	unlock()
-	if execID.Kind != kindBulk {
-		return status("OK")
-	}
-	e := st.getExecution(execID.String())
-	if e == nil {
-		return errValue(msgNoPlan)
-	}
-	if unblocking {
-		return bulk(e.id)
-	}
-	select {
-	case <-e.done:
-	case <-s.stop:
-		return errValue(errServerClosed.Error())
-	}
-	st.dropExecution(e)
-	return resultsAndErrors(e)
-}
-
-// lockForScript takes the global lock for tok, then the session lock. It only tries the session lock
-// while it holds the global one and else waits for the session lock holding nothing: a restore holds
-// the session lock while its scripts take the global lock per call, and RG.UNREGISTER inside
-// MULTI/EXEC takes the session lock under EXEC's global lock.
-func (s *Server) lockForScript(tok string) {
-	st := s.state
-	for {
-		s.lock.acquire(tok)
-		if st.sessMu.TryLock() {
-			return
-		}
-		s.lock.release(tok)
-		st.sessMu.Lock()
-		st.sessMu.Unlock() //nolint:staticcheck // only waiting for the holder to finish
-	}
 }

@@ -2,7 +2,6 @@ package gearstest
 
 import (
 	"strings"
-	"time"
 )
 
 func cmdDumpRegistrations(s *Server, c *client, args [][]byte) value {
@@ -17,80 +16,34 @@ func cmdDumpRegistrations(s *Server, c *client, args [][]byte) value {
 	return array(out...)
 }
 
-// cmdUnregister implements RG.UNREGISTER. It takes the session lock but not the global lock: a
-// restore holds the session lock while its scripts' execute() calls take the global lock.
+// cmdUnregister implements RG.UNREGISTER (execution_plan.c) under the global lock, as on the real
+// server's main thread. It tells the worker without waiting for its answer: the worker reads the
+// message before anything sent after it. While the worker restarts there is nothing to tell: the
+// restore drops what the state no longer has when it publishes the new worker (state.restore).
 func cmdUnregister(s *Server, c *client, args [][]byte) value {
-	st := s.state
-	if st.lockSessionsInExec(c) {
-		defer st.sessMu.Unlock()
-	}
+	defer s.holdLock(c)()
 	id, ok := canonicalID(string(args[1]))
-	st.mu.Lock()
-	r := st.regs[id]
-	if !ok || r == nil {
-		st.mu.Unlock()
+	if !ok {
 		return errValue(msgNotRegistered)
 	}
-	delete(st.regs, id)
-	if st.triggers[r.trigger] == r {
-		delete(st.triggers, r.trigger)
+	dropped, ok := s.state.unregister(id)
+	if !ok {
+		return errValue(msgNotRegistered)
 	}
-	// ABORTPENDING (any other third argument is ignored, as in execution_plan.c) aborts the
-	// registration's executions that have not started yet (the worker decides when one starts:
-	// see PROTOCOL.md `unregister`); the started ones go on (gears-spec §8).
-	abortPending := len(args) == 3 && strings.EqualFold(string(args[2]), "abortpending")
-	ss := r.sess
-	dropSession := false
-	if ss != nil {
-		for i, rid := range ss.regIDs {
-			if rid == id {
-				ss.regIDs = append(ss.regIDs[:i:i], ss.regIDs[i+1:]...)
-				break
-			}
-		}
-		if len(ss.regIDs) == 0 && st.sessions[ss.id] == ss {
-			delete(st.sessions, ss.id)
-			st.unlinkLocked(ss)
-			dropSession = true
-		}
-	}
-	st.mu.Unlock()
-	// While the worker restarts there is nothing to tell it: the restore reads the state changed above
-	// (both hold the session lock) and drops this registration itself.
 	if wk := s.currentWorker(); wk != nil {
 		msg := []value{bulk(id)}
-		if abortPending {
+		// ABORTPENDING (any other third argument is ignored, as in execution_plan.c) aborts the
+		// registration's executions that have not started yet (the worker decides when one starts:
+		// see PROTOCOL.md `unregister`); the started ones go on (gears-spec §8).
+		if len(args) == 3 && strings.EqualFold(string(args[2]), "abortpending") {
 			msg = append(msg, bulk("abortpending"))
 		}
-		if _, err := wk.request("unregister", nil, msg...); err != nil {
-			s.logf('#', "gearstest: unregister %s: %v", id, err)
-		}
-		if dropSession {
-			if _, err := wk.request("dropsession", nil, bulk(ss.id)); err != nil {
-				s.logf('#', "gearstest: dropsession %s: %v", ss.id, err)
-			}
+		_ = wk.post("unregister", msg...)
+		if dropped != nil {
+			_ = wk.post("dropsession", bulk(dropped.id))
 		}
 	}
 	return status("OK")
-}
-
-// lockSessionsInExec takes the session lock for a command and reports whether it did. Inside
-// MULTI/EXEC, which holds the global lock, it never waits for a restore (whose scripts wait for the
-// global lock; the restore drops what was unregistered meanwhile when it publishes the worker) and
-// polls otherwise: the other holders (an RG.UNREGISTER outside EXEC, PYEXECUTE's checks) do not need
-// the global lock, and a PYEXECUTE holds the session lock only while it owns the global lock.
-func (st *state) lockSessionsInExec(c *client) bool {
-	if !c.inExec {
-		st.sessMu.Lock()
-		return true
-	}
-	for !st.sessMu.TryLock() {
-		if st.restoring.Load() > 0 {
-			return false
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return true
 }
 
 func cmdPause(s *Server, c *client, args [][]byte) value {

@@ -382,11 +382,10 @@ func (s *Server) runRG(c *client, h *rgCommand, args [][]byte) (v value) {
 			v = errValue(fmt.Sprintf("ERR gearstest internal error: %v", r))
 		}
 	}()
-	if h.ownLocking || c.inExec {
+	if h.ownLocking {
 		return h.fn(s, c, args)
 	}
-	s.lock.acquire(c.token)
-	defer s.lock.release(c.token)
+	defer s.holdLock(c)()
 	return h.fn(s, c, args)
 }
 

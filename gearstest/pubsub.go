@@ -56,7 +56,7 @@ func (s *Server) startBridge(conn redcon.Conn, c *client, args [][]byte) {
 		conn.WriteError(msgStoreUnavailable + err.Error())
 		return
 	}
-	c.be = nil // the bridge owns it now
+	c.be = nil    // the bridge owns it now
 	be.arm(false) // messages come at any time; Close ends the bridge
 	first := appendCommand(nil, args...)
 	dc := conn.Detach()

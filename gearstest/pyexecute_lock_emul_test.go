@@ -15,7 +15,7 @@ import (
 )
 
 // RG.PYEXECUTE holds the global lock while its script runs (spec_pyexecute_lock_test.go shows the
-// exclusion); these cover what only gearstest has: worker deaths, restores and the session lock.
+// exclusion); these cover what only gearstest has: worker deaths and restores.
 
 // within runs fn and fails the test when it does not return in d (a deadlock).
 func within(t *testing.T, d time.Duration, what string, fn func()) {
@@ -147,17 +147,21 @@ func TestUnregisterInsideMultiDuringRestore(t *testing.T) {
 	srv := Run(t)
 	ctx := ctxT(t)
 	rdb := newRDB(t, srv.Addr(), 2)
-	require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE", "import time\nexecute('INCR', 'runs')\ntime.sleep(0.5)\n"+
-		"execute('INCR', 'runs')\nGB('CommandReader').register(trigger='gone')\n"+
+	// On its restore (runs > 1) the script's top level waits for the test to open a gate.
+	require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE", "import time\n"+
+		"if execute('INCR', 'runs') > 1:\n"+
+		"    while execute('GET', 'gate') != '1':\n"+
+		"        time.sleep(0.005)\n"+
+		"GB('CommandReader').register(trigger='gone')\n"+
 		"GB('CommandReader').register(trigger='kept')\n", "ID", "slow").Val())
 	regs := rdb.Do(ctx, "RG.DUMPREGISTRATIONS").Val().([]any)
 	require.Len(t, regs, 2)
 	goneID := regs[0].([]any)[1].(string)
 	require.NoError(t, srv.KillWorker())
-	// While the restore re-runs the script (and waits for the global lock on its second execute()),
-	// EXEC holds the global lock and unregisters without waiting for the restore.
-	require.Eventually(t, func() bool { return srv.state.restoring.Load() > 0 && srv.currentWorker() == nil },
-		5*time.Second, time.Millisecond)
+	// While the restore re-runs the script (held at the gate), EXEC holds the global lock and
+	// unregisters without waiting for the restore.
+	require.Eventually(t, func() bool { return rdb.Get(ctx, "runs").Val() == "2" && srv.currentWorker() == nil },
+		10*time.Second, time.Millisecond)
 	within(t, 5*time.Second, "RG.UNREGISTER inside MULTI/EXEC during a restore", func() {
 		_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Do(ctx, "RG.UNREGISTER", goneID)
@@ -165,6 +169,8 @@ func TestUnregisterInsideMultiDuringRestore(t *testing.T) {
 		})
 		assert.NoError(t, err)
 	})
+	require.Nil(t, srv.currentWorker(), "the restore was still waiting at the gate")
+	require.NoError(t, rdb.Set(ctx, "gate", "1", 0).Err())
 	require.Eventually(t, func() bool {
 		v, err := rdb.Do(ctx, "RG.TRIGGER", "kept", "x").Result()
 		return err == nil && assert.ObjectsAreEqual([]any{"['kept', 'x']"}, v)

@@ -1,19 +1,27 @@
 package gearstest
 
-// rgCommand is one RG.* command.
+import "sync"
+
+// rgCommand is one RG.* command. Its handler runs in one of two ways (runRG):
+//   - ownLocking false: runRG holds the global lock around it (EXEC holds it already). Such a handler
+//     never waits for the worker or for an execution, so execute() from a gear function may call it,
+//     under the lock the gear holds (doRGCall).
+//   - ownLocking true: the handler talks to the worker or waits for executions. It takes the global
+//     lock itself with holdLock, once, for the steps that need it, so that its waits do not stall
+//     every other client. execute() cannot call it: it would wait for the very worker that asks.
 type rgCommand struct {
 	minArgs, maxArgs int // argc bounds; maxArgs < 0 means unbounded
-	// ownLocking handlers take the global lock themselves (or not at all): they wait for the worker or
-	// for executions, which must not stall every other client.
-	ownLocking bool
-	fn         func(s *Server, c *client, args [][]byte) value
+	ownLocking       bool
+	fn               func(s *Server, c *client, args [][]byte) value
 }
 
+// The command table: every RG command, its arity and locking, and its handler (cmd_*.go).
+var rgCommands map[string]*rgCommand
+
+// checkArity reports whether argc (the command name included) suits the command.
 func (h *rgCommand) checkArity(argc int) bool {
 	return argc >= h.minArgs && (h.maxArgs < 0 || argc <= h.maxArgs)
 }
-
-var rgCommands map[string]*rgCommand
 
 func init() {
 	rgCommands = map[string]*rgCommand{
@@ -50,4 +58,15 @@ func init() {
 			return bulk(msgExecuteRemote)
 		}},
 	}
+}
+
+// holdLock takes the global lock for c's command, unless c runs inside EXEC (which holds it for the
+// whole transaction), and returns what releases it. The release is idempotent, so that a handler may
+// release early (RG.TRIGGER of an async registration, a sync one on `yield`) and still defer it.
+func (s *Server) holdLock(c *client) (release func()) {
+	if c.inExec {
+		return func() {}
+	}
+	s.lock.acquire(c.token)
+	return sync.OnceFunc(func() { s.lock.release(c.token) })
 }

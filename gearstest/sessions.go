@@ -1,34 +1,39 @@
 package gearstest
 
-import "sort"
+import (
+	"errors"
+	"sort"
+)
 
-// sessionPlan decides how a PYEXECUTE applies to the sessions: its exec mode, the session it replaces
-// (as a protocol value and as a session), or the error reply. The caller holds sessMu.
-func (st *state) sessionPlan(id, replaceWith string, upgrade bool) (string, value, *session, *value) {
+// sessionPlan is how a PYEXECUTE applies to the sessions.
+type sessionPlan struct {
+	mode     string   // the exec mode: create, upgrade or replace
+	replaced value    // the session it replaces, as a protocol value (nil for create)
+	old      *session // the session it replaces, or nil
+}
+
+// sessionPlan decides how a PYEXECUTE applies to the sessions, or returns the real server's error.
+func (st *state) sessionPlan(id, replaceWith string, upgrade bool) (sessionPlan, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	fail := func(msg string) (string, value, *session, *value) {
-		v := errValue(msg)
-		return "", value{}, nil, &v
-	}
 	existing := st.sessions[id]
 	switch {
 	case replaceWith != "":
 		if existing != nil {
-			return fail(msgReplaceExisting(id, replaceWith))
+			return sessionPlan{}, errors.New(msgReplaceExisting(id, replaceWith))
 		}
 		old := st.sessions[replaceWith]
 		if old == nil {
-			return fail(msgReplaceMissing(replaceWith))
+			return sessionPlan{}, errors.New(msgReplaceMissing(replaceWith))
 		}
-		return "replace", bulk(replaceWith), old, nil
+		return sessionPlan{"replace", bulk(replaceWith), old}, nil
 	case existing != nil:
 		if !upgrade {
-			return fail(msgSessionExists(id))
+			return sessionPlan{}, errors.New(msgSessionExists(id))
 		}
-		return "upgrade", bulk(id), existing, nil
+		return sessionPlan{"upgrade", bulk(id), existing}, nil
 	}
-	return "create", nilValue(), nil, nil
+	return sessionPlan{"create", nilValue(), nil}, nil
 }
 
 // recordReqs stores the requirement metadata the worker reported.
@@ -91,28 +96,48 @@ func (st *state) commit(ss *session, old *session, regs []value) {
 	st.sessions[ss.id] = ss
 }
 
-// restore re-runs every committed session in a fresh worker, reusing the registration ids, so that
-// registrations survive a worker crash.
-//
-// It runs under the session lock and calls publish (which makes wk the current worker) before letting
-// go of it, so that a PYEXECUTE or UNREGISTER either changes the state before the restore reads it, or
-// finds the new worker in place. publish runs final first, under the lock that guards the current
-// worker: an RG.UNREGISTER inside MULTI/EXEC does not wait for the session lock of a restore (the
-// restore's scripts take the global lock EXEC holds), and final drops what it removed meanwhile.
-func (st *state) restore(wk *workerProc, publish func(final func() error) error) error {
-	st.restoring.Add(1)
-	defer st.restoring.Add(-1)
-	st.sessMu.Lock()
-	defer st.sessMu.Unlock()
+// unregister removes registration id from the state (RG.UNREGISTER). It reports whether it existed
+// and returns its session when that lost its last registration and was dropped.
+func (st *state) unregister(id string) (dropped *session, ok bool) {
 	st.mu.Lock()
-	sessions := make([]*session, 0, len(st.sessions))
-	for _, ss := range st.sessions {
-		sessions = append(sessions, ss)
+	defer st.mu.Unlock()
+	r := st.regs[id]
+	if r == nil {
+		return nil, false
 	}
-	st.mu.Unlock()
-	sort.Slice(sessions, func(i, j int) bool { return sessions[i].seq < sessions[j].seq })
+	delete(st.regs, id)
+	if st.triggers[r.trigger] == r {
+		delete(st.triggers, r.trigger)
+	}
+	ss := r.sess
+	if ss == nil {
+		return nil, true
+	}
+	for i, rid := range ss.regIDs {
+		if rid == id {
+			ss.regIDs = append(ss.regIDs[:i:i], ss.regIDs[i+1:]...)
+			break
+		}
+	}
+	if len(ss.regIDs) == 0 && st.sessions[ss.id] == ss {
+		delete(st.sessions, ss.id)
+		st.unlinkLocked(ss)
+		return ss, true
+	}
+	return nil, true
+}
+
+// restore re-runs every committed session in a fresh worker, reusing the registration ids, so that
+// registrations survive a worker crash. It holds no lock while the scripts run (their top-level
+// execute() calls lock per use, as commands keep running meanwhile).
+//
+// Sessions can only go away during a restore: a PYEXECUTE waits for the worker (Server.worker) and
+// an RG.UNREGISTER changes the state, then tells the current worker, which is none yet. publish
+// runs final (dropGone) and makes wk the current worker in one step under wmu, so each unregister is
+// either seen by dropGone or sent to wk.
+func (st *state) restore(wk *workerProc, publish func(final func() error) error) error {
 	var restored []*session
-	for _, ss := range sessions {
+	for _, ss := range st.committedSessions() {
 		if len(ss.reqs) > 0 {
 			res, err := wk.request("reqs", nil, append([]value{bulk("0")}, bulks(ss.reqs)...)...)
 			if err != nil {
@@ -123,12 +148,10 @@ func (st *state) restore(wk *workerProc, publish func(final func() error) error)
 			}
 		}
 		// The script registers what it registered at first, so it gets all the original ids; the
-		// registrations unregistered since then are dropped again right after.
+		// registrations unregistered since then are dropped again right after. No lock token: the
+		// script's execute() calls lock per use.
 		res, err := wk.request("exec", nil, bulk(ss.id), descValue(ss.desc, ss.hasDesc), bulk(ss.script),
-			bulk("restore"), nilValue(), array(bulks(ss.reqs)...), array(bulks(ss.origRegIDs)...),
-			// No lock token: the restore does not hold the global lock (commands keep running while
-			// the worker restarts), so the script's execute() calls lock per use.
-			bulk(""))
+			bulk("restore"), nilValue(), array(bulks(ss.reqs)...), array(bulks(ss.origRegIDs)...), bulk(""))
 		if err != nil {
 			return err
 		}
@@ -141,8 +164,27 @@ func (st *state) restore(wk *workerProc, publish func(final func() error) error)
 	return publish(func() error { return st.dropGone(wk, restored) })
 }
 
+// restoreToken owns the global lock while a restore reads the sessions.
+const restoreToken = "~restore"
+
+// committedSessions returns the committed sessions in commit order. It reads them under the global
+// lock: a PYEXECUTE commits under it, also when its worker died right after answering.
+func (st *state) committedSessions() []*session {
+	st.s.lock.acquire(restoreToken)
+	defer st.s.lock.release(restoreToken)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	sessions := make([]*session, 0, len(st.sessions))
+	for _, ss := range st.sessions {
+		sessions = append(sessions, ss)
+	}
+	sort.Slice(sessions, func(i, j int) bool { return sessions[i].seq < sessions[j].seq })
+	return sessions
+}
+
 // dropGone tells a restored worker about the registrations (and sessions) unregistered since their
-// session was committed: the script registered them again under their original ids.
+// session was committed: the script registered them again under their original ids. It does not wait
+// for the answers (it runs under wmu): the worker reads these before anything sent after them.
 func (st *state) dropGone(wk *workerProc, restored []*session) error {
 	var gone, dropped []value
 	st.mu.Lock()
@@ -158,12 +200,12 @@ func (st *state) dropGone(wk *workerProc, restored []*session) error {
 	}
 	st.mu.Unlock()
 	if len(gone) > 0 {
-		if _, err := wk.request("unregister", nil, gone...); err != nil {
+		if err := wk.post("unregister", gone...); err != nil {
 			return err
 		}
 	}
 	for _, sid := range dropped {
-		if _, err := wk.request("dropsession", nil, sid); err != nil {
+		if err := wk.post("dropsession", sid); err != nil {
 			return err
 		}
 	}

@@ -3,7 +3,6 @@ package gearstest
 import (
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -25,11 +24,6 @@ const zeroShard = "0000000000000000000000000000000000000000"
 type state struct {
 	s   *Server
 	cfg *config
-
-	sessMu sync.Mutex // serializes RG.PYEXECUTE commits, RG.UNREGISTER and restores
-	// restoring is non-zero while a restore wants or holds sessMu (RG.UNREGISTER inside MULTI/EXEC
-	// must not wait for it: see cmdUnregister).
-	restoring atomic.Int32
 
 	mu        sync.Mutex // guards everything below
 	fepID     int64
@@ -199,6 +193,71 @@ func (st *state) compactLocked() {
 		st.execOrder[i] = nil
 	}
 	st.execOrder = kept
+}
+
+// startTrigger accepts an RG.TRIGGER call of trigger: it counts it and creates its execution, which
+// RG.DUMPEXECUTIONS lists while it runs.
+func (st *state) startTrigger(trigger string, inExec bool) (*registration, *execution, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	r := st.triggers[trigger]
+	if r == nil {
+		return nil, nil, errNoTrigger
+	}
+	if inExec && r.mode != "sync" {
+		return nil, nil, errNonSyncInMulti
+	}
+	r.numTriggered++
+	if r.sess != nil {
+		r.sess.running++
+	}
+	e := &execution{num: st.epID, status: "running", trigger: true, start: time.Now(), done: make(chan struct{})}
+	st.epID++
+	e.id = makeID(e.num)
+	st.execs[e.id] = e
+	st.execOrder = append(st.execOrder, e)
+	st.evictLocked()
+	return r, e, nil
+}
+
+// finishTrigger records the end of a trigger's execution in its registration's statistics and drops
+// the execution (CommandReader_OnDone). It returns the records and errors to reply.
+func (st *state) finishTrigger(r *registration, e *execution, res value, err error) (records, errs []value) {
+	records, errs, aborted := triggerResult(res, err)
+	ms := time.Since(e.start).Milliseconds()
+	st.mu.Lock()
+	r.lastMS = ms
+	r.totalMS += ms
+	switch {
+	case len(errs) > 0:
+		// CommandReader_OnDone looks at the errors first: an aborted execution with errors failed.
+		r.numFailures++
+		r.lastError, r.hasLastError = errs[0].String(), true
+	case aborted:
+		// An aborted execution (RG.ABORTEXECUTION; UPGRADE or RG.UNREGISTER … ABORTPENDING before it
+		// started) replies with the records it had, and counts as aborted (CommandReader_OnDone).
+		r.numAborted++
+	default:
+		r.numSuccess++
+		r.hasLastError = false
+	}
+	// done is closed once, by whoever finishes the execution first.
+	finishedBefore := e.finished
+	e.finished = true
+	if st.execs[e.id] == e {
+		delete(st.execs, e.id)
+	}
+	if ss := r.sess; ss != nil {
+		ss.running--
+		if ss.dead && ss.running == 0 {
+			delete(st.dead, ss)
+		}
+	}
+	st.mu.Unlock()
+	if !finishedBefore {
+		close(e.done)
+	}
+	return records, errs
 }
 
 // newRunExecution creates the execution of a run() inside a script (`newexec`).
