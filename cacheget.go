@@ -141,7 +141,7 @@ func NewCacheGet(opts ...CacheOption) Script {
 		s.keyPrefix = DefaultCacheKeyPrefix
 	}
 	checkCacheKeyPrefix(s.keyPrefix)
-	return Script{
+	script := Script{
 		Function:     "cache_get",
 		Then:         "cache_get_store",
 		Source:       renderCacheGet(s),
@@ -154,6 +154,8 @@ func NewCacheGet(opts ...CacheOption) Script {
 		defaults: []Option{WithMode(AsyncLocal), WithIdempotent()},
 		lookup:   s.hit,
 	}
+	script.lookupFor = scriptCode(script) // a copy with other Python loses the Go-side hit
+	return script
 }
 
 // cacheGetMaxURLLen is CACHE_GET_MAX_URL_LEN of cache_get.py: longer URLs are refused.

@@ -321,3 +321,29 @@ func TestCacheGetDefaults(t *testing.T) {
 	}
 	assert.Equal(t, "sync", modes[e.trigger+"_sync"], "WithMode overrides it")
 }
+
+// TestCacheGetFuncCopyWithOtherCode: a copy of CacheGet whose Python was changed is other code; its Func
+// has no Go-side hit (its key or rules may differ) and asks the trigger every time.
+func TestCacheGetFuncCopyWithOtherCode(t *testing.T) {
+	ctx := context.Background()
+	e := cgStart(t)
+	rdb := redis.NewClient(&redis.Options{Addr: e.addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	log := &cgCmdLog{}
+	rdb.AddHook(log)
+	s := gears.NewCacheGet(gears.CacheAllowHosts("127.0.0.1"), gears.CacheKeyPrefix(e.prefix))
+	s.Source += "\n# changed by hand\n"
+	cache := gears.Command[[]byte](e.trigger+"_copy", rdb, s)
+	url := "http://127.0.0.1:8/copied.png"
+	require.NoError(t, e.rdb.Set(ctx, e.key(url), "stored", 0).Err())
+	got, err := cache(ctx, url)
+	require.NoError(t, err)
+	assert.Equal(t, []byte("stored"), got)
+	names := log.take()
+	assert.Equal(t, "rg.trigger", names[len(names)-1])
+	assert.NotContains(t, names, "get")
+	got, err = cache(ctx, url)
+	require.NoError(t, err)
+	assert.Equal(t, []byte("stored"), got)
+	assert.Equal(t, []string{"rg.trigger"}, log.take())
+}

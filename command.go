@@ -65,7 +65,7 @@ func Command[T any](trigger string, rdb redis.UniversalClient, script Script, op
 	}
 	c := &caller[T]{rdb: rdb, reg: reg, decode: decode, cmd: any("RG.TRIGGER"), trigger: any(trigger)}
 	c.idempotent = o.idempotent
-	c.lookup = script.lookup
+	c.lookup = script.fastPath()
 	if o.keyRouting {
 		c.cmd = any("RG.TRIGGERONKEY")
 		c.needKey = true

@@ -49,6 +49,23 @@ type Script struct {
 	// go-redis reads it, and true; or false when the trigger must run. It must keep every semantic of
 	// the server function for the calls it answers.
 	lookup func(ctx context.Context, rdb redis.UniversalClient, args []any) (reply any, ok bool)
+	// lookupFor is the code lookup was made for (scriptCode): a copy of the Script whose Function, Then
+	// or Source was changed is other code, and loses the fast path.
+	lookupFor string
+}
+
+// scriptCode identifies what a Script runs, for lookupFor.
+func scriptCode(s Script) string {
+	return s.Function + "\x00" + s.Then + "\x00" + s.Source
+}
+
+// fastPath is the lookup a Func may use: nil when there is none, or when the Script's code is no longer
+// the code it was made for.
+func (s Script) fastPath() func(ctx context.Context, rdb redis.UniversalClient, args []any) (any, bool) {
+	if s.lookup == nil || s.lookupFor != scriptCode(s) {
+		return nil
+	}
+	return s.lookup
 }
 
 //go:embed gears/templates/*.py
