@@ -171,6 +171,11 @@ class DictOrderTest(unittest.TestCase):
     def test_values_follow_their_names_and_a_repeat_keeps_the_last(self):
         d = readers.gears_dict([(b'a', 1), (b'b', 2), (b'a', 3)])
         self.assertEqual(d, {'a': 3, 'b': 2})
+        gd = readers._GearsDict()
+        for k in (b'a', b'b', b'a', b'a'):
+            gd.set(k)
+        self.assertEqual(sorted(gd.keys()), [b'a', b'b'])  # the old entry was deleted
+        self.assertEqual(gd.used, [2, 0])
 
     def test_many_fields_through_rehashing(self):
         # Every field is kept exactly once across table growth and incremental rehashing.
