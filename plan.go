@@ -107,3 +107,8 @@ func sessionDeployer(rdb redis.UniversalClient, s Session, opts []Option) (*depl
 	hash := contentHash(s.Source, reqs, s.ID)
 	return newDeployer(NewClient(rdb), s.ID, s.Source, hash, withMarker(s.Description, hash, o.version), reqs, &o)
 }
+
+// ParseError parses an error text the server sent inside a reply rather than as an error reply — an
+// entry of ExecResult.Errors, a registration's RegistrationData.LastError — into an *Error, with its
+// Python traceback split into lines and frames as for error replies.
+func ParseError(text string) *Error { return parseError(text) }

@@ -111,3 +111,15 @@ func TestUndeployWaitsForTheLock(t *testing.T) {
 		assert.Empty(t, e.registrationsOf(e.name("a")))
 	})
 }
+
+func TestParseError(t *testing.T) {
+	e := gears.ParseError(`['Traceback (most recent call last):\n', '  File "<string>", line 1, in <lambda>\n', "ZeroDivisionError: division by zero\n"]`)
+	assert.Equal(t, "ZeroDivisionError", e.ExceptionType)
+	assert.Equal(t, "division by zero", e.ExceptionMessage)
+	assert.Equal(t, []gears.Frame{{File: "<string>", Line: 1, Func: "<lambda>"}}, e.Frames)
+	assert.Equal(t, "gears: ZeroDivisionError: division by zero (at <string> line 1, in <lambda>)", e.Error())
+	plain := gears.ParseError("execution plan does not exist")
+	assert.Equal(t, "execution plan does not exist", plain.Msg)
+	assert.Empty(t, plain.Traceback)
+	assert.ErrorIs(t, plain, gears.ErrExecutionNotFound)
+}
