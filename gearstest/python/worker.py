@@ -564,6 +564,11 @@ class Worker(object):
             if tls.nest_ok and not reg.slow and not reg.steals and b'm' not in msg[5]:
                 if tls.nest_depth < NEST_MAX:
                     self.run_nested(reg, msg)
+                elif reg.mode == 'sync':
+                    # A sync trigger holds Go's global lock from before it was sent: deferred, it
+                    # would wait for the executions below to unwind while their execute() calls wait
+                    # for that lock (a deadlock seen with 50 sync and 50 async clients at once).
+                    self.pool.submit(self.run_trigger, reg, msg, False)
                 else:
                     # Too deep: run it on this thread once the stack unwinds a little. A pool
                     # thread would cost more: it contends for the GIL with this busy thread.
