@@ -58,6 +58,9 @@ func cmdPause(s *Server, c *client, args [][]byte) value {
 	if strings.EqualFold(string(args[0]), "RG.UNPAUSEREGISTRATIONS") {
 		verb = "unpause"
 	}
+	if r.ev != nil && r.ev.sr != nil {
+		return s.streamPause(r, verb == "pause") // StreamReader (streams.go)
+	}
 	return errValue(msgReaderCannot(r.reader, verb))
 }
 

@@ -225,10 +225,17 @@ func (s *Server) storeDo(conn redcon.Conn, c *client, args [][]byte, locked bool
 	}
 	if locked {
 		s.lock.acquire(c.token)
+		pre := s.preWrite(args) // keyspace events (events.go)
 		raw, err = be.do(args...)
+		if err == nil {
+			s.afterWrite(c.token, string(args[0]), args, raw, pre)
+		}
 		s.lock.release(c.token)
 	} else {
 		raw, err = be.doBlocking(args...)
+		if err == nil {
+			s.afterBlockingWrite(c.token, args, raw) // keyspace events (events.go)
+		}
 	}
 	if err != nil {
 		be.close()

@@ -123,6 +123,9 @@ func (st *state) regEntryLocked(r *registration, withPD bool) value {
 		bulk("lastError"), lastErr,
 		bulk("args"), array(bulk("trigger"), bulk(r.trigger), bulk("inorder"), integer(inorder)),
 	)
+	if r.ev != nil {
+		data = r.ev.regData(r, avg, lastErr) // KeysReader/StreamReader (events.go)
+	}
 	out := []value{bulk("id"), bulk(r.id), bulk("reader"), bulk(r.reader), bulk("desc"), descValue(r.desc, r.hasDesc),
 		bulk("RegistrationData"), data}
 	if withPD {

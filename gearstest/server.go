@@ -93,7 +93,8 @@ type Server struct {
 	bridges  bridges      // Pub/Sub connections, detached from the command loop
 	commands commandTable // COMMAND replies for the in-process store
 
-	hz hazards // hazards that happened (hazards.go)
+	hz hazards  // hazards that happened (hazards.go)
+	ev eventHub // keyspace events of KeysReader/StreamReader registrations (events.go)
 
 	wg   sync.WaitGroup // every goroutine the server owns
 	stop chan struct{}  // closed by Close

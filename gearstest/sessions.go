@@ -86,6 +86,9 @@ func (st *state) commit(ss *session, old *session, regs []value) {
 		if a[2].Kind == kindBulk {
 			r.desc, r.hasDesc = a[2].String(), true
 		}
+		if len(a) > 7 {
+			r.ev = parseEventReg(r.reader, a[7]) // KeysReader/StreamReader (events.go)
+		}
 		st.regs[r.id] = r
 		if r.reader == "CommandReader" {
 			st.triggers[r.trigger] = r

@@ -85,6 +85,8 @@ type registration struct {
 	lastMS, totalMS                                   int64
 	lastError                                         string
 	hasLastError                                      bool
+
+	ev *eventReg // the reader arguments of a KeysReader/StreamReader registration (events.go)
 }
 
 type execution struct {

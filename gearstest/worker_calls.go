@@ -21,8 +21,9 @@ func (wk *workerProc) handleCall(cid []byte, token string, args []value) {
 			cargs[i] = []byte(a.String())
 		}
 	}
-	if s.data.mini != nil && s.lock.tryAcquire(tok) {
-		wk.doCall(cid, cargs)
+	// A write that may run a sync KeysReader execution waits for it: not on the reader (events.go).
+	if s.data.mini != nil && !s.mayRunSync(tok, cargs) && s.lock.tryAcquire(tok) {
+		wk.doCall(cid, tok, cargs)
 		s.lock.release(tok)
 		return
 	}
@@ -30,7 +31,7 @@ func (wk *workerProc) handleCall(cid []byte, token string, args []value) {
 	go func() {
 		defer s.wg.Done()
 		s.lock.acquire(tok)
-		wk.doCall(cid, cargs)
+		wk.doCall(cid, tok, cargs)
 		s.lock.release(tok)
 	}()
 }
@@ -42,7 +43,7 @@ var stateChanging = map[string]bool{
 	"HELLO": true, "CLIENT": true, "MONITOR": true, "RESET": true, "AUTH": true, "QUIT": true,
 }
 
-func (wk *workerProc) doCall(cid []byte, args [][]byte) {
+func (wk *workerProc) doCall(cid []byte, tok string, args [][]byte) {
 	s := wk.s
 	name := strings.ToUpper(string(args[0]))
 	if h, ok := rgCommands[name]; ok {
@@ -59,6 +60,7 @@ func (wk *workerProc) doCall(cid []byte, args [][]byte) {
 		}
 		do = sc.do
 	}
+	pre := s.preWrite(args) // keyspace events (events.go)
 	raw, err := runNonBlocking(do, args)
 	if err != nil {
 		if sc != nil {
@@ -67,6 +69,7 @@ func (wk *workerProc) doCall(cid []byte, args [][]byte) {
 		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk(msgStoreFailed+err.Error()+"\r\n")))
 		return
 	}
+	s.afterWrite(tok, "", args, raw, pre)
 	var msg []byte
 	switch {
 	case len(raw) > 0 && raw[0] == '-':

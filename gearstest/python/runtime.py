@@ -11,6 +11,7 @@ import threading
 import types
 
 import engine
+import events
 import pyerrors
 import readers
 import serialcheck
@@ -76,7 +77,7 @@ class Registration(object):
     """A CommandReader registration committed in the worker."""
 
     __slots__ = ('regid', 'session', 'reader', 'desc', 'mode', 'trigger', 'inorder', 'steps',
-                 'on_registered', 'slow', 'steals')
+                 'on_registered', 'slow', 'steals', 'evargs')
 
     def __init__(self, regid, session, reader, desc, mode, trigger, inorder, steps, on_registered):
         self.regid = regid
@@ -90,11 +91,15 @@ class Registration(object):
         self.on_registered = on_registered
         self.slow = False  # executions blocked the reading thread: run them on the pool
         self.steals = 0
+        self.evargs = None  # KeysReader/StreamReader: the reader's args (events.py)
 
     def describe(self):
         """Returns the reg value of the exec answer (PROTOCOL.md)."""
-        return [self.regid, self.reader, self.desc, self.mode, self.trigger,
-                1 if self.inorder else 0, engine.describe_steps(self.steps)]
+        d = [self.regid, self.reader, self.desc, self.mode, self.trigger,
+             1 if self.inorder else 0, engine.describe_steps(self.steps)]
+        if self.evargs is not None:
+            d.append(self.evargs)
+        return d
 
 
 # ------------------------------------------------------------------------------------------
@@ -766,22 +771,31 @@ class GearsBuilder(object):
         on_registered = kargs.get('onRegistered')
         if on_registered is not None and not _is_function(on_registered):
             raise error('OnRegistered argument must be a function')
+        evargs = None
+        trigger, inorder = None, False
         if self.reader != 'CommandReader':
             prefix = kargs.get('prefix')
             if prefix is not None and not isinstance(prefix, str):
                 raise error('regex argument must be a string')
-            raise error(_REGISTER_UNSUPPORTED)
-        trigger, inorder = _command_args(kargs)
+            if self.reader == 'KeysReader':
+                evargs = events.keys_register_args(kargs, prefix if prefix is not None else '*')
+            elif self.reader == 'StreamReader':
+                evargs = events.stream_register_args(kargs, prefix if prefix is not None else '*', mode)
+            else:
+                raise error(_REGISTER_UNSUPPORTED)
+        else:
+            trigger, inorder = _command_args(kargs)
         if ctx is None or ctx.kind != 'script':
             raise error('register() outside RG.PYEXECUTE is not supported by gearstest')
-        # Verification (command_reader.c): the trigger must be unique among live registrations,
-        # except those of the session being replaced, and within this script.
-        for r in ctx.pending_regs:
-            if r.trigger == trigger:
-                raise error('trigger already registered in this session')
-        owner = state.worker.trigger_owner(trigger)
-        if owner is not None and owner.session.sid != ctx.replaced:
-            raise error('trigger already registered')
+        if trigger is not None:
+            # Verification (command_reader.c): the trigger must be unique among live registrations,
+            # except those of the session being replaced, and within this script.
+            for r in ctx.pending_regs:
+                if r.trigger == trigger:
+                    raise error('trigger already registered in this session')
+            owner = state.worker.trigger_owner(trigger)
+            if owner is not None and owner.session.sid != ctx.replaced:
+                raise error('trigger already registered')
         steps = list(self._steps)
         fns = engine.callbacks(steps)
         if on_registered is not None:
@@ -804,8 +818,9 @@ class GearsBuilder(object):
             # register() deep-copies the plan: a new id (RG_PrepareForRegister). Go takes the one
             # more id the real server's apply step uses, once per RG.PYEXECUTE (gears-spec 8).
             regid = state.worker.new_id()
-        reg = Registration(regid, self._session, 'CommandReader', self.desc, mode, trigger,
+        reg = Registration(regid, self._session, self.reader, self.desc, mode, trigger,
                            inorder, steps, on_registered)
+        reg.evargs = evargs
         ctx.pending_regs.append(reg)
         return regid
 

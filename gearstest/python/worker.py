@@ -30,6 +30,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import engine  # noqa: E402
+import events  # noqa: E402
 import py37  # noqa: E402
 import pyerrors  # noqa: E402
 import resp  # noqa: E402
@@ -478,7 +479,7 @@ class Worker(object):
         pending = ctx.pending_regs
         with self.reg_lock:
             for r in pending:
-                owner = self.triggers.get(r.trigger)
+                owner = self.triggers.get(r.trigger) if r.trigger is not None else None
                 if owner is not None and owner.session.sid != ctx.replaced:
                     return [b'err', str(['Traceback (most recent call last):\n',
                                          'gears.error: trigger already registered\n'])], None
@@ -496,7 +497,8 @@ class Worker(object):
                     old.regs = []
             for r in pending:
                 self.regs[r.regid] = r
-                self.triggers[r.trigger] = r
+                if r.trigger is not None:
+                    self.triggers[r.trigger] = r
                 session.regs.append(r.regid)
             if pending:
                 self.sessions[sid] = session
@@ -634,7 +636,19 @@ class Worker(object):
         if old is not None:
             self.send([b'done', ctx.rid, [b'ok', resp.records_raw([]), [], b'aborted']])
             return
-        self.drive(ctx, engine.run_steps(ctx, reg.steps, [record]), None, inline)
+        if reg.evargs is not None:
+            # A KeysReader/StreamReader event (flags k/s): the reader reads its records now.
+            tok = CUR.set(ctx)
+            try:
+                records = events.event_records(reg, ctx.token, msg[6:], msg[5])
+            except BaseException as e:
+                records = []
+                ctx.errors.append(error_text(e))
+            finally:
+                CUR.reset(tok)
+        else:
+            records = [record]
+        self.drive(ctx, engine.run_steps(ctx, reg.steps, records), None, inline)
 
     # ---------------------------------------------------------------- executions
 
