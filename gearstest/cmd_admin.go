@@ -1,11 +1,14 @@
 package gearstest
 
+// okHandler replies OK (RG.REFRESHCLUSTER: nothing to refresh outside a cluster).
 func okHandler(*Server, *client, [][]byte) value { return status("OK") }
 
+// cmdConfigGet implements RG.CONFIGGET.
 func cmdConfigGet(s *Server, c *client, args [][]byte) value {
 	return s.state.cfg.get(args[1:])
 }
 
+// cmdConfigSet implements RG.CONFIGSET and tells the worker the values that changed.
 func cmdConfigSet(s *Server, c *client, args [][]byte) value {
 	v, changed := s.state.cfg.set(args[1:])
 	// A restarting worker gets the whole configuration in its init message.
@@ -19,6 +22,7 @@ func cmdConfigSet(s *Server, c *client, args [][]byte) value {
 	return v
 }
 
+// cmdDumpPlugins implements RG.DUMPPLUGINS: the Python plugin of RedisGears 1.2.13.
 func cmdDumpPlugins(s *Server, c *client, args [][]byte) value {
 	return array(array(bulk("GearsPythonPlugin"), integer(10213)))
 }

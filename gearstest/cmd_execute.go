@@ -183,12 +183,14 @@ func (s *Server) waitRun(e *execution) value {
 	return resultsAndErrors(e)
 }
 
+// randomHex40 returns a random session id, as RG.PYEXECUTE without ID makes one.
 func randomHex40() string {
 	var b [20]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
 
+// validSessionID reports whether id uses only the characters RG.PYEXECUTE … ID accepts.
 func validSessionID(id string) bool {
 	for _, c := range id {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {

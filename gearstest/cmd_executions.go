@@ -6,6 +6,7 @@ import (
 	"time"
 )
 
+// cmdDumpExecutions implements RG.DUMPEXECUTIONS, in execution id order.
 func cmdDumpExecutions(s *Server, c *client, args [][]byte) value {
 	st := s.state
 	st.mu.Lock()
@@ -26,6 +27,7 @@ func cmdDumpExecutions(s *Server, c *client, args [][]byte) value {
 	return array(out...)
 }
 
+// cmdGetExecution implements RG.GETEXECUTION (SHARD only: gearstest is never a cluster).
 func cmdGetExecution(s *Server, c *client, args [][]byte) value {
 	if len(args) == 3 {
 		switch strings.ToUpper(string(args[2])) {
@@ -71,6 +73,7 @@ func cmdGetExecution(s *Server, c *client, args [][]byte) value {
 	return array(array(bulk("shard_id"), bulk(zeroShard), bulk("execution_plan"), plan))
 }
 
+// cmdGetResults implements RG.GETRESULTS of a finished execution.
 func cmdGetResults(s *Server, c *client, args [][]byte) value {
 	e := s.state.getExecution(string(args[1]))
 	if e == nil {
@@ -84,6 +87,8 @@ func cmdGetResults(s *Server, c *client, args [][]byte) value {
 	return resultsAndErrors(e)
 }
 
+// cmdGetResultsBlocking implements RG.GETRESULTSBLOCKING: it waits for the execution without the
+// global lock (refused inside EXEC unless the execution is done).
 func cmdGetResultsBlocking(s *Server, c *client, args [][]byte) value {
 	e := s.state.getExecution(string(args[1]))
 	if e == nil {
@@ -108,6 +113,7 @@ func cmdGetResultsBlocking(s *Server, c *client, args [][]byte) value {
 	return resultsAndErrors(e)
 }
 
+// cmdAbortExecution implements RG.ABORTEXECUTION: the worker aborts the execution (best effort).
 func cmdAbortExecution(s *Server, c *client, args [][]byte) value {
 	e := s.state.getExecution(string(args[1]))
 	if e == nil {
@@ -124,6 +130,7 @@ func cmdAbortExecution(s *Server, c *client, args [][]byte) value {
 	return status("OK")
 }
 
+// cmdDropExecution implements RG.DROPEXECUTION of a finished execution.
 func cmdDropExecution(s *Server, c *client, args [][]byte) value {
 	e := s.state.getExecution(string(args[1]))
 	if e == nil {

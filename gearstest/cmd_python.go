@@ -15,6 +15,7 @@ func cmdPyStats(s *Server, c *client, args [][]byte) value {
 		bulk("CurrAllocated"), integer(int64(m.HeapAlloc)))
 }
 
+// cmdPyDumpReqs implements RG.PYDUMPREQS, by requirement name.
 func cmdPyDumpReqs(s *Server, c *client, args [][]byte) value {
 	st := s.state
 	st.mu.Lock()
@@ -31,6 +32,7 @@ func cmdPyDumpReqs(s *Server, c *client, args [][]byte) value {
 	return array(out...)
 }
 
+// cmdPyDumpSessions implements RG.PYDUMPSESSIONS [VERBOSE] [DEAD] [SESSIONS id...].
 func cmdPyDumpSessions(s *Server, c *client, args [][]byte) value {
 	verbose, dead := false, false
 	var names []string
@@ -86,6 +88,7 @@ func cmdPyDumpSessions(s *Server, c *client, args [][]byte) value {
 	return array(out...)
 }
 
+// cmdPyProfile implements RG.PYPROFILE STATS|RESET <session>.
 func cmdPyProfile(s *Server, c *client, args [][]byte) value {
 	sub := strings.ToUpper(string(args[1]))
 	if sub != "STATS" && sub != "RESET" {
@@ -108,6 +111,7 @@ func cmdPyProfile(s *Server, c *client, args [][]byte) value {
 	return errValue(msgEmptyProfile)
 }
 
+// cmdPyExportReq implements RG.PYEXPORTREQ (the requirement's metadata; no wheel data).
 func cmdPyExportReq(s *Server, c *client, args [][]byte) value {
 	st := s.state
 	st.mu.Lock()
@@ -119,6 +123,7 @@ func cmdPyExportReq(s *Server, c *client, args [][]byte) value {
 	return array(st.reqEntryLocked(rq), array())
 }
 
+// cmdPyImportReq refuses RG.PYIMPORTREQ, which gearstest does not implement.
 func cmdPyImportReq(s *Server, c *client, args [][]byte) value {
 	return errValue(msgImportReqUnsupported)
 }

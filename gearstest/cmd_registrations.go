@@ -4,6 +4,7 @@ import (
 	"strings"
 )
 
+// cmdDumpRegistrations implements RG.DUMPREGISTRATIONS, in registration id order.
 func cmdDumpRegistrations(s *Server, c *client, args [][]byte) value {
 	st := s.state
 	st.mu.Lock()
@@ -46,6 +47,8 @@ func cmdUnregister(s *Server, c *client, args [][]byte) value {
 	return status("OK")
 }
 
+// cmdPause implements RG.PAUSEREGISTRATIONS and RG.UNPAUSEREGISTRATIONS, which CommandReader
+// registrations (the only ones gearstest has) do not support.
 func cmdPause(s *Server, c *client, args [][]byte) value {
 	id, _ := canonicalID(string(args[1]))
 	s.state.mu.Lock()
@@ -64,6 +67,7 @@ func cmdPause(s *Server, c *client, args [][]byte) value {
 	return errValue(msgReaderCannot(r.reader, verb))
 }
 
+// cmdClearStats implements RG.CLEARREGISTRATIONSSTATS.
 func cmdClearStats(s *Server, c *client, args [][]byte) value {
 	st := s.state
 	st.mu.Lock()

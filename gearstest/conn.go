@@ -25,13 +25,9 @@ type client struct {
 	inExec   bool       // running the queue of EXEC
 	multiErr bool       // a queue-time error: EXEC answers EXECABORT
 	txQueue  [][][]byte // commands queued by MULTI
-	rgQueue  []rgQueued // the RG commands among them, by position
+	rgQueue  []int      // the positions of the RG commands among them
 
 	out []byte // scratch buffer for encoding replies
-}
-
-type rgQueued struct {
-	pos int
 }
 
 func (s *Server) accept(conn redcon.Conn) bool {
@@ -68,7 +64,8 @@ func (s *Server) backend(c *client) (*storeConn, error) {
 }
 
 // serveCommand handles one client command. Nothing a client sends may crash the server: a panic is
-// logged and answered with an error.
+// logged and answered with an error. Long: one switch over the commands gearstest answers itself
+// (MULTI/EXEC, PING, HELLO, INFO, …), each case a few lines; the rest goes to the data store.
 func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 	c, _ := conn.Context().(*client)
 	if c == nil {
@@ -259,7 +256,7 @@ func (s *Server) queueCommand(conn redcon.Conn, c *client, name string, args [][
 			conn.WriteError(msgWrongArity(strings.ToLower(name)))
 			return
 		}
-		c.rgQueue = append(c.rgQueue, rgQueued{pos: len(c.txQueue)})
+		c.rgQueue = append(c.rgQueue, len(c.txQueue))
 	} else if !s.data.knownCommand(name) {
 		c.multiErr = true
 		conn.WriteError(unknownCommand(args))
@@ -299,7 +296,7 @@ func copyArgs(args [][]byte) [][]byte {
 // relayed as is. A queue with RG commands runs under the global lock (which excludes every other
 // command, as Redis' main thread does): the WATCHed keys are checked with an empty MULTI/EXEC on the
 // client's store connection, then the commands run one by one in order and their replies form the
-// array.
+// array. Long: the two ways above, in order, with their store error handling.
 func (s *Server) exec(conn redcon.Conn, c *client) {
 	defer c.resetMulti()
 	be, err := s.backend(c)
@@ -364,7 +361,7 @@ func (s *Server) exec(conn redcon.Conn, c *client) {
 	defer func() { c.inExec = false }()
 	q := c.rgQueue
 	for pos, args := range c.txQueue {
-		if len(q) > 0 && q[0].pos == pos {
+		if len(q) > 0 && q[0] == pos {
 			h := rgCommands[strings.ToUpper(string(args[0]))]
 			out = appendValue(out, s.runRG(c, h, args), c.resp3)
 			q = q[1:]

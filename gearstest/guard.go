@@ -69,6 +69,7 @@ type respGuard struct {
 }
 
 // feed scans p. It returns how many bytes may be handed on and, on a violation, the error text.
+// Long: one state machine over the bytes, each state a short case; split, its state would be spread.
 func (g *respGuard) feed(p []byte) (int, string) {
 	if g.off {
 		return len(p), ""

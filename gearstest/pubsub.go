@@ -8,11 +8,6 @@ import (
 	"github.com/tidwall/redcon"
 )
 
-// subscribeCommands put a connection in Pub/Sub mode: from then on the store pushes messages at any
-// time, so the connection is bridged to its store connection byte for byte instead of being served one
-// command at a time.
-var subscribeCommands = map[string]bool{"SUBSCRIBE": true, "PSUBSCRIBE": true, "SSUBSCRIBE": true}
-
 // bridges tracks the bridged connections so that Close can end them.
 type bridges struct {
 	mu     sync.Mutex

@@ -7,6 +7,7 @@ import (
 	"strings"
 )
 
+// resultsAndErrors renders an execution's results: [[record...], [error...]].
 func resultsAndErrors(e *execution) value {
 	return array(array(e.results...), array(e.errors...))
 }
@@ -74,6 +75,7 @@ func (st *state) sessionEntryLocked(ss *session, verbose bool) value {
 		bulk("registrations"), array(regs...))
 }
 
+// descValue is a description as a protocol value: nil when there is none.
 func descValue(desc string, has bool) value {
 	if !has {
 		return nilValue()
@@ -81,7 +83,7 @@ func descValue(desc string, has bool) value {
 	return bulk(desc)
 }
 
-// sortedRegs returns the registrations ordered by id number.
+// sortedRegsLocked returns the registrations ordered by id number. The caller holds st.mu.
 func (st *state) sortedRegsLocked() []*registration {
 	out := make([]*registration, 0, len(st.regs))
 	for _, r := range st.regs {
@@ -95,7 +97,7 @@ func (st *state) sortedRegsLocked() []*registration {
 	return out
 }
 
-// regEntry renders one RG.DUMPREGISTRATIONS entry (12 elements, or 10 without PD for
+// regEntryLocked renders one RG.DUMPREGISTRATIONS entry (12 elements, or 10 without PD for
 // RG.PYDUMPSESSIONS VERBOSE).
 func (st *state) regEntryLocked(r *registration, withPD bool) value {
 	done := r.numSuccess + r.numFailures + r.numAborted

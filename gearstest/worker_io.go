@@ -175,66 +175,15 @@ func (wk *workerProc) dispatch(m []value) {
 	}
 	switch string(m[0].Str) {
 	case "done":
-		rid, _ := strconv.ParseInt(arg(1).String(), 10, 64)
-		wk.mu.Lock()
-		pr := wk.pending[rid]
-		delete(wk.pending, rid)
-		wk.mu.Unlock()
-		if pr != nil {
-			// Hand the result over first, then release: the goroutine that the release wakes (the next
-			// command waiting for the global lock) then is the one the scheduler runs next, ahead of the
-			// requester's reply to its client, which is off that critical path. The requester releases
-			// too (idempotently) before it replies, so the lock is always free before the reply leaves.
-			pr.ch <- arg(2)
-			if pr.release != nil {
-				pr.release()
-			}
-		}
+		wk.onDone(arg(1).String(), arg(2))
 	case "yield":
-		rid, _ := strconv.ParseInt(arg(1).String(), 10, 64)
-		wk.mu.Lock()
-		pr := wk.pending[rid]
-		wk.mu.Unlock()
-		if pr != nil && pr.release != nil {
-			pr.release()
-		}
+		wk.onYield(arg(1).String())
 	case "call":
 		wk.handleCall(arg(1).Str, arg(2).String(), m[min(3, len(m)):])
 	case "lock":
-		cid, tok := arg(1).Str, lockToken(arg(2).String())
-		grant := func() {
-			wk.mu.Lock()
-			if wk.dead {
-				// The worker died while we waited: nobody will unlock.
-				wk.mu.Unlock()
-				s.lock.release(tok)
-				return
-			}
-			wk.locks[tok]++
-			wk.mu.Unlock()
-			_ = wk.sendRaw(replyMsg(cid, 'v', []byte("+OK\r\n")))
-		}
-		if s.lock.tryAcquire(tok) {
-			grant()
-			return
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.lock.acquire(tok)
-			grant()
-		}()
+		wk.onLock(arg(1).Str, lockToken(arg(2).String()))
 	case "unlock":
-		tok := lockToken(arg(1).String())
-		wk.mu.Lock()
-		if wk.locks[tok] > 0 {
-			wk.locks[tok]--
-			if wk.locks[tok] == 0 {
-				delete(wk.locks, tok)
-			}
-		}
-		wk.mu.Unlock()
-		s.lock.release(tok)
+		wk.onUnlock(lockToken(arg(1).String()))
 	case "newid":
 		id := s.state.newFEPID()
 		_ = wk.send(bulk("reply"), arg(1), bulk("v"), bulk(id))
@@ -263,6 +212,79 @@ func (wk *workerProc) dispatch(m []value) {
 	default:
 		s.logf('#', "gearstest: unknown message from python worker: %q", m[0].Str)
 	}
+}
+
+// onDone delivers a request's result (`done <rid> <result>`). A rid nobody waits for (a posted
+// message) is ignored.
+func (wk *workerProc) onDone(rid string, result value) {
+	n, _ := strconv.ParseInt(rid, 10, 64)
+	wk.mu.Lock()
+	pr := wk.pending[n]
+	delete(wk.pending, n)
+	wk.mu.Unlock()
+	if pr == nil {
+		return
+	}
+	// Hand the result over first, then release: the goroutine that the release wakes (the next
+	// command waiting for the global lock) then is the one the scheduler runs next, ahead of the
+	// requester's reply to its client, which is off that critical path. The requester releases too
+	// (idempotently) before it replies, so the lock is always free before the reply leaves.
+	pr.ch <- result
+	if pr.release != nil {
+		pr.release()
+	}
+}
+
+// onYield releases the global lock a sync trigger holds while its execution waits on a future.
+func (wk *workerProc) onYield(rid string) {
+	n, _ := strconv.ParseInt(rid, 10, 64)
+	wk.mu.Lock()
+	pr := wk.pending[n]
+	wk.mu.Unlock()
+	if pr != nil && pr.release != nil {
+		pr.release()
+	}
+}
+
+// onLock grants the global lock to tok for atomic() (`lock <cid> <token>`): at once when it is free
+// or tok owns it, else from a goroutine once it is (the reader never waits for the lock).
+func (wk *workerProc) onLock(cid []byte, tok string) {
+	s := wk.s
+	grant := func() {
+		wk.mu.Lock()
+		if wk.dead {
+			// The worker died while we waited: nobody will unlock.
+			wk.mu.Unlock()
+			s.lock.release(tok)
+			return
+		}
+		wk.locks[tok]++
+		wk.mu.Unlock()
+		_ = wk.sendRaw(replyMsg(cid, 'v', []byte("+OK\r\n")))
+	}
+	if s.lock.tryAcquire(tok) {
+		grant()
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.lock.acquire(tok)
+		grant()
+	}()
+}
+
+// onUnlock releases one level of the global lock tok took with `lock` (leaving atomic()).
+func (wk *workerProc) onUnlock(tok string) {
+	wk.mu.Lock()
+	if wk.locks[tok] > 0 {
+		wk.locks[tok]--
+		if wk.locks[tok] == 0 {
+			delete(wk.locks, tok)
+		}
+	}
+	wk.mu.Unlock()
+	wk.s.lock.release(tok)
 }
 
 // lockToken maps the empty token (code running outside an execution, e.g. a thread the script started)
