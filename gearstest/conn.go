@@ -194,6 +194,9 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 		conn.WriteError(unknownCommand(cmd.Args))
 		return
 	}
+	if s.runHook(conn, c, cmd.Args) { // CommandReader hook= (hooks.go)
+		return
+	}
 	s.forward(conn, c, name, cmd.Args)
 	if name == "RESET" {
 		c.resetMulti()

@@ -18,6 +18,9 @@ type eventReg struct {
 	commands   []string // commands= (hookCommands): only events raised by these client commands
 	readValue  bool
 
+	// CommandReader hook= (hooks.go)
+	hook, keyprefix string
+
 	// StreamReader
 	batch, durationMS, retrySec int64
 	trim                        bool
@@ -65,6 +68,10 @@ func parseEventReg(reader string, v value) *eventReg {
 			ev.policy = val.String()
 		case "retryInterval":
 			ev.retrySec = val.Int
+		case "hook":
+			ev.hook = val.String()
+		case "keyprefix":
+			ev.keyprefix = val.String()
 		}
 	}
 	switch reader {
@@ -90,6 +97,11 @@ func (ev *eventReg) regData(r *registration, avg float64, lastErr value) value {
 		bulk("lastRunDurationMS"), integer(r.lastMS),
 		bulk("totalRunDurationMS"), integer(r.totalMS),
 		bulk("avgRunDurationMS"), double(avg),
+	}
+	if ev.hook != "" {
+		// command_reader.c: a hook shows the hooked command's name as its trigger
+		return array(append(head, bulk("lastError"), lastErr, bulk("args"),
+			array(bulk("trigger"), bulk(ev.hook), bulk("inorder"), integer(0)))...)
 	}
 	if ev.sr == nil {
 		return array(append(head, bulk("lastError"), lastErr, bulk("args"), ev.args)...)
@@ -196,7 +208,7 @@ func (st *state) hasEventRegs() (any, sync bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for _, r := range st.regs {
-		if r.ev != nil {
+		if r.ev != nil && r.ev.hook == "" {
 			any = true
 			if r.mode == "sync" {
 				sync = true
@@ -327,7 +339,7 @@ func (st *state) keyRegsFor(e keyEvent, cmd string) []*registration {
 	defer st.mu.Unlock()
 	var out []*registration
 	for _, r := range st.sortedRegsLocked() {
-		if r.ev == nil {
+		if r.ev == nil || r.ev.hook != "" {
 			continue
 		}
 		if r.ev.sr != nil {

@@ -90,7 +90,7 @@ func (st *state) commit(ss *session, old *session, regs []value) {
 			r.ev = parseEventReg(r.reader, a[7]) // KeysReader/StreamReader (events.go)
 		}
 		st.regs[r.id] = r
-		if r.reader == "CommandReader" {
+		if r.reader == "CommandReader" && r.ev == nil { // hooks are not triggers (events.go)
 			st.triggers[r.trigger] = r
 		}
 		ss.regIDs = append(ss.regIDs, r.id)

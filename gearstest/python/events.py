@@ -115,6 +115,9 @@ class _Redis(object):
 def event_records(reg, token, args, flags):
     """The records of one event execution of reg: a KeysReader key event (flag k: event, key) or a
     StreamReader batch (flag s: key, first id, last id)."""
+    if b'h' in flags:
+        # a hooked command: the record is the command as the client sent it
+        return [[readers.to_py(a) for a in args]]
     r = _Redis(token)
     if b'k' in flags:
         event = args[0].decode('utf-8', 'replace')

@@ -46,7 +46,8 @@ class ExecCtx(object):
 
     __slots__ = ('kind', 'session', 'token', 'multi', 'fut', 'rid', 'execid', 'errors',
                  'created_exec', 'pending_regs', 'restore_ids', 'replaced', 'reg', 'aborted',
-                 'waiting', 'yielded', 'steps', 'reader_fn', 'mode', 'run_future', 'coro', 'in_rpc')
+                 'waiting', 'yielded', 'steps', 'reader_fn', 'mode', 'run_future', 'coro', 'in_rpc',
+                 'hook')
 
     def __init__(self, kind, session, token='', multi=False):
         self.kind = kind
@@ -66,6 +67,7 @@ class ExecCtx(object):
         self.waiting = None
         self.coro = None  # the async def coroutine the execution waits for (H1)
         self.in_rpc = 0  # RPCs to Go (execute(), atomic(), …) the execution waits for (H1)
+        self.hook = None  # the hooked command's [name, args...] (call_next/get_command)
         self.yielded = False
         self.run_future = None
         self.steps = None
@@ -391,11 +393,19 @@ def registerTE(*args, **kargs):
 
 
 def call_next(*args):
-    raise error('Can not get CommandHook ctx')
+    ctx = CUR.get()
+    if ctx is None or ctx.hook is None:
+        raise error('Can not get CommandHook ctx')
+    # The hooked command itself, with the arguments given (gearstest runs one hook per command:
+    # the last registered; execute() from a function is never hooked).
+    return make_execute(ctx.session)(ctx.hook[0], *args)
 
 
 def get_command(*args):
-    raise error('Can not get CommandHook ctx')
+    ctx = CUR.get()
+    if ctx is None or ctx.hook is None:
+        raise error('Can not get CommandHook ctx')
+    return list(ctx.hook)
 
 
 def override_reply(*args):
@@ -785,6 +795,11 @@ class GearsBuilder(object):
                 raise error(_REGISTER_UNSUPPORTED)
         else:
             trigger, inorder = _command_args(kargs)
+            if isinstance(trigger, _Hook):
+                if mode != 'sync':
+                    raise error('Can not override a none sync registration')
+                evargs = ['hook', trigger.command, 'keyprefix', trigger.keyprefix]
+                trigger = None
         if ctx is None or ctx.kind != 'script':
             raise error('register() outside RG.PYEXECUTE is not supported by gearstest')
         if trigger is not None:
@@ -889,7 +904,17 @@ def _command_args(kargs):
         return trigger, inorder
     if hook is None:
         raise error('no trigger or hook argument was given')
-    raise error('CommandReader hooks (hook=) are not supported by gearstest')
+    # hook= (+ keyprefix=): the command filter of command_reader.c. A hook is not a trigger:
+    # RG.TRIGGER does not reach it; Go runs it in place of the hooked command (events.go).
+    return _Hook(hook, keyprefix), inorder
+
+
+class _Hook(object):
+    __slots__ = ('command', 'keyprefix')
+
+    def __init__(self, command, keyprefix):
+        self.command = command
+        self.keyprefix = keyprefix
 
 
 def _shard_reader():

@@ -641,6 +641,8 @@ class Worker(object):
             tok = CUR.set(ctx)
             try:
                 records = events.event_records(reg, ctx.token, msg[6:], msg[5])
+                if b'h' in msg[5]:
+                    ctx.hook = records[0]
             except BaseException as e:
                 records = []
                 ctx.errors.append(error_text(e))
