@@ -7,6 +7,7 @@ import (
 	"log"
 	"net"
 	"os"
+	"os/exec"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +30,8 @@ type options struct {
 	storeTimeout time.Duration // WithStoreTimeout
 
 	allowHazards bool // AllowHazards: Run does not fail the test on hazards
+
+	noWarm bool // WithoutWarmWorker
 }
 
 // WithAddr sets the address to listen on (default "127.0.0.1:0", a free loopback port).
@@ -67,6 +70,11 @@ func WithStoreTimeout(d time.Duration) Option { return func(o *options) { o.stor
 // WithoutPython37Check accepts scripts that are not valid Python 3.7 syntax (RedisGears 1.2 runs 3.7,
 // so by default gearstest rejects them as the real server would).
 func WithoutPython37Check() Option { return func(o *options) { o.check37 = false } }
+
+// WithoutWarmWorker makes Start start a Python worker of its own instead of taking the process' warm
+// spare, and start no spare for later Starts (as GEARS_WARM=0 does for every Start). Start then costs
+// an interpreter start-up (~150 ms instead of a few ms); see the Performance section of the README.
+func WithoutWarmWorker() Option { return func(o *options) { o.noWarm = true } }
 
 // Server is a running gearstest server.
 type Server struct {
@@ -118,14 +126,25 @@ func Start(opts ...Option) (*Server, error) {
 	s := &Server{opts: o, lock: newGlobalLock(), stop: make(chan struct{}), procs: map[*workerProc]struct{}{}}
 	s.state = newState(s)
 	var err error
-	if s.tmp, err = os.MkdirTemp("", "gearstest-"); err != nil {
+	var sp *spare // a warm worker (warm.go): its directory becomes the server's
+	if warmEnabled(&o) {
+		if py, lerr := exec.LookPath(o.python); lerr == nil {
+			sp = takeSpare(py)
+		}
+	}
+	if sp != nil {
+		s.tmp = sp.tmp
+	} else if s.tmp, err = os.MkdirTemp("", "gearstest-"); err != nil {
 		return nil, fmt.Errorf("gearstest: %w", err)
 	}
 	if s.data, err = newStore(o.redisURL, o.storeTimeout); err != nil {
+		if sp != nil {
+			sp.discard()
+		}
 		_ = os.RemoveAll(s.tmp)
 		return nil, err
 	}
-	if err = s.startWorker(); err != nil {
+	if err = s.startWorker(sp); err != nil {
 		s.wg.Wait() // the dead worker's reader goroutines
 		s.data.close()
 		_ = os.RemoveAll(s.tmp)

@@ -39,14 +39,34 @@ func (s *Server) pythonPath() (string, error) {
 	return p, nil
 }
 
-// startWorker starts the first worker and waits until it is usable.
-func (s *Server) startWorker() error {
-	wk, err := s.spawnWorker()
-	if err != nil {
-		return err
+// startWorker starts the first worker, or adopts sp (a warm spare, warm.go) when it is not nil, and
+// waits until it is usable. A spare that fails is replaced by a cold worker.
+func (s *Server) startWorker(sp *spare) error {
+	var wk *workerProc
+	if sp != nil {
+		w, err := s.adoptSpare(sp)
+		if err == nil {
+			err = w.check()
+		}
+		if err == nil {
+			wk = w
+		} else {
+			s.logf('#', "gearstest: the warm python worker failed (%v), starting one", err)
+		}
 	}
-	if err := wk.check(); err != nil {
-		return err
+	if wk == nil {
+		w, err := s.spawnWorker()
+		if err != nil {
+			return err
+		}
+		if err := w.check(); err != nil {
+			return err
+		}
+		wk = w
+	}
+	if warmEnabled(&s.opts) {
+		// This interpreter works: have a spare ready for the next Start.
+		refillSpare(wk.cmd.Path)
 	}
 	s.wmu.Lock()
 	s.wk = wk
@@ -62,30 +82,15 @@ func (s *Server) spawnWorker() (*workerProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := s.writeWorkerFiles()
+	dir := filepath.Join(s.tmp, "worker")
+	if err := writeWorkerFiles(dir); err != nil {
+		return nil, err
+	}
+	wc, err := workerCommand(py, dir, os.Environ())
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(py, "-u", filepath.Join(dir, "worker.py"))
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8")
-	ownProcessGroup(cmd)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, fmt.Errorf("gearstest: %w", err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, fmt.Errorf("gearstest: %w", err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, fmt.Errorf("gearstest: %w", err)
-	}
-	wk := &workerProc{
-		s: s, cmd: cmd, out: newOutbox(),
-		pending: map[int64]*pendingReq{}, locks: map[string]int{}, exited: make(chan struct{}),
-	}
+	wk := s.newWorkerProc(wc.cmd)
 	// Registered before it starts, under wmu: Close (which stops every registered worker) either sees
 	// it or this sees that the server is closed.
 	s.wmu.Lock()
@@ -93,12 +98,71 @@ func (s *Server) spawnWorker() (*workerProc, error) {
 		s.wmu.Unlock()
 		return nil, errServerClosed
 	}
-	if err := cmd.Start(); err != nil {
+	if err := wc.cmd.Start(); err != nil {
 		s.wmu.Unlock()
 		return nil, fmt.Errorf("gearstest: starting python worker: %w", err)
 	}
 	s.procs[wk] = struct{}{}
 	s.wmu.Unlock()
+	s.runWorker(wk, wc.stdin, bufio.NewReaderSize(wc.stdout, 64<<10), wc.stderr, nil)
+	return wk, nil
+}
+
+// adoptSpare makes a warm spare this server's worker (registered in s.procs until it exits) and sends
+// it `init`; its directory is already s.tmp (Start).
+func (s *Server) adoptSpare(sp *spare) (*workerProc, error) {
+	wk := s.newWorkerProc(sp.cmd)
+	s.wmu.Lock()
+	if s.closed.Load() {
+		s.wmu.Unlock()
+		sp.discard()
+		return nil, errServerClosed
+	}
+	s.procs[wk] = struct{}{}
+	s.wmu.Unlock()
+	s.runWorker(wk, sp.stdin, sp.stdout, sp.stderr, sp)
+	return wk, nil
+}
+
+func (s *Server) newWorkerProc(cmd *exec.Cmd) *workerProc {
+	return &workerProc{
+		s: s, cmd: cmd, out: newOutbox(),
+		pending: map[int64]*pendingReq{}, locks: map[string]int{}, exited: make(chan struct{}),
+	}
+}
+
+// workerCmd is a worker process not started yet, with its pipes.
+type workerCmd struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout io.ReadCloser
+	stderr io.ReadCloser
+}
+
+// workerCommand prepares `python -u <dir>/worker.py args...` in dir with environment env (+ the
+// worker's own settings) and its three pipes.
+func workerCommand(py, dir string, env []string, args ...string) (workerCmd, error) {
+	cmd := exec.Command(py, append([]string{"-u", filepath.Join(dir, "worker.py")}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(env, "PYTHONDONTWRITEBYTECODE=1", "PYTHONIOENCODING=utf-8")
+	ownProcessGroup(cmd)
+	wc := workerCmd{cmd: cmd}
+	var err error
+	if wc.stdin, err = cmd.StdinPipe(); err != nil {
+		return wc, fmt.Errorf("gearstest: %w", err)
+	}
+	if wc.stdout, err = cmd.StdoutPipe(); err != nil {
+		return wc, fmt.Errorf("gearstest: %w", err)
+	}
+	if wc.stderr, err = cmd.StderrPipe(); err != nil {
+		return wc, fmt.Errorf("gearstest: %w", err)
+	}
+	return wc, nil
+}
+
+// runWorker starts the goroutines that serve a started worker and sends it `init`. For a spare (sp not
+// nil), its `ready` frame is read first unless a test read it already.
+func (s *Server) runWorker(wk *workerProc, stdin io.WriteCloser, stdout *bufio.Reader, stderr io.Reader, sp *spare) {
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
@@ -106,7 +170,12 @@ func (s *Server) spawnWorker() (*workerProc, error) {
 	}()
 	go func() {
 		defer s.wg.Done()
-		wk.readLoop(bufio.NewReaderSize(stdout, 64<<10))
+		if sp != nil {
+			if err := sp.waitReady(); err != nil && !errors.Is(err, io.EOF) {
+				s.logf('#', "%v", err)
+			}
+		}
+		wk.readLoop(stdout)
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -119,29 +188,27 @@ func (s *Server) spawnWorker() (*workerProc, error) {
 		"shard":   zeroShard,
 	})
 	_ = wk.send(bulk("init"), bulkBytes(init))
-	return wk, nil
 }
 
-// writeWorkerFiles writes the embedded worker sources to a directory and returns it.
-func (s *Server) writeWorkerFiles() (string, error) {
-	dir := filepath.Join(s.tmp, "worker")
+// writeWorkerFiles writes the embedded worker sources to directory dir.
+func writeWorkerFiles(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("gearstest: %w", err)
+		return fmt.Errorf("gearstest: %w", err)
 	}
 	entries, err := pythonFiles.ReadDir("python")
 	if err != nil {
-		return "", fmt.Errorf("gearstest: %w", err)
+		return fmt.Errorf("gearstest: %w", err)
 	}
 	for _, e := range entries {
 		b, err := pythonFiles.ReadFile("python/" + e.Name())
 		if err != nil {
-			return "", fmt.Errorf("gearstest: %w", err)
+			return fmt.Errorf("gearstest: %w", err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
-			return "", fmt.Errorf("gearstest: %w", err)
+			return fmt.Errorf("gearstest: %w", err)
 		}
 	}
-	return dir, nil
+	return nil
 }
 
 // logStderr forwards the worker's stderr to the server log, line by line.

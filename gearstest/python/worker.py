@@ -300,6 +300,10 @@ class Worker(object):
             msg = resp.read_value(self.inp)
         except EOFError:
             _dump_profile()
+            if SPARE_DIR is not None:
+                # A spare that never served a server: nobody else removes its directory.
+                import shutil
+                shutil.rmtree(SPARE_DIR, ignore_errors=True)
             os._exit(0)
         except (resp.ProtocolError, ValueError) as e:
             self.warn('skipping a broken message: %s' % e)
@@ -358,6 +362,8 @@ class Worker(object):
     # ---------------------------------------------------------------- config
 
     def on_init(self, raw):
+        global SPARE_DIR
+        SPARE_DIR = None  # handed over: the server owns the directory now
         cfg = json.loads(raw.decode('utf-8'))
         for k, v in (cfg.get('config') or {}).items():
             self.set_config(k, v)
@@ -797,6 +803,12 @@ def encode_deep(records):
 RETIRED_MAX = 1024
 
 
+# `worker.py --spare <dir>`: a spare started ahead of any server (gearstest/warm.go). It says `ready`
+# once warm; if its stdin ends before `init` (the Go process exited without using it), it removes
+# <dir>, the directory Go made for it.
+SPARE_DIR = None
+
+
 # GEARS_PROFILE=<file>: profile every thread with cProfile and write the merged pstats to <file>
 # when stdin ends (for measurements only; it slows the worker down).
 _PROFILES = []
@@ -828,6 +840,11 @@ def _dump_profile():
 
 
 def main():
+    global SPARE_DIR
+    spare = len(sys.argv) == 3 and sys.argv[1] == '--spare'
+    if spare:
+        SPARE_DIR = sys.argv[2]
+        del sys.argv[1:]  # user code sees the same argv as in a worker started for its server
     if os.environ.get('GEARS_PROFILE'):
         _enable_profile()
     # Keep the real stdin/stdout for the protocol only; user prints and child processes (pip)
@@ -847,6 +864,8 @@ def main():
     state.worker = w
     runtime.install_guards()
     threading.Thread(target=w.watchdog, name='gears-watchdog', daemon=True).start()
+    if spare:
+        w.send([b'ready'])
     w.serve()
     # The reader role moved to another thread (this one got stuck in user code once); the
     # process lives until stdin ends (read_one exits then).
