@@ -1,9 +1,11 @@
 package gears_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -120,4 +122,66 @@ func trigger2(t *testing.T, e *gEnv, name string, args ...any) []any {
 	recs, err := e.c.Trigger(e.ctx, name, args...)
 	require.NoError(t, err, fmt.Sprint(args...))
 	return recs
+}
+
+func TestBuilderKeysAndStreams(t *testing.T) {
+	forEachProtocol(t, func(t *testing.T, e *gEnv) {
+		k1, k2, s := e.name("k:1"), e.name("k:2"), e.name("s")
+		t.Cleanup(func() { _ = e.rdb.Del(context.Background(), k1, k2, s).Err() })
+		require.NoError(t, e.rdb.Set(e.ctx, k1, "one", 0).Err())
+		require.NoError(t, e.rdb.RPush(e.ctx, k2, "a", "b").Err())
+
+		res, err := gears.KeysReader(e.name("k:*")).Map("lambda r: r['key'] + '=' + str(r['value'])").Sort(true).Run(e.ctx, e.rdb)
+		require.NoError(t, err)
+		assert.Equal(t, []any{k1 + "=one", k2 + "=['a', 'b']"}, res.Records)
+
+		res, err = gears.KeysReader(k1).Map("lambda r: sorted(r.keys())").Run(e.ctx, e.rdb, gears.WithNoScan(), gears.WithReadValue(false))
+		require.NoError(t, err)
+		assert.Equal(t, []any{"['event', 'key']"}, res.Records)
+
+		res, err = gears.KeysOnlyReader(e.name("k:*")).Sort(true).Run(e.ctx, e.rdb)
+		require.NoError(t, err)
+		assert.Equal(t, []any{k1, k2}, res.Records)
+
+		for _, id := range []string{"1-1", "1-2", "1-3"} {
+			require.NoError(t, e.rdb.XAdd(e.ctx, &redis.XAddArgs{Stream: s, ID: id, Values: []any{"f", id}}).Err())
+		}
+		res, err = gears.StreamReader(s).Map("lambda r: r['id'] + ':' + r['value']['f']").Run(e.ctx, e.rdb, gears.WithFromID("1-1"))
+		require.NoError(t, err)
+		assert.Equal(t, []any{"1-2:1-2", "1-3:1-3"}, res.Records, "fromId is exclusive")
+	})
+}
+
+func TestBuilderRegisterEvents(t *testing.T) {
+	forEachProtocol(t, func(t *testing.T, e *gEnv) {
+		sid, prefix, log := e.name("events"), e.name("u:"), e.name("log")
+		t.Cleanup(func() {
+			unregisterSession(e, sid)
+			_ = e.rdb.Del(context.Background(), log, prefix+"1", prefix+"2").Err()
+		})
+		d, err := gears.KeysReader(prefix+"*").
+			Foreach(fmt.Sprintf("lambda r: execute('RPUSH', %q, r['event'] + ' ' + r['key'])", log)).
+			Register(e.ctx, e.rdb, gears.WithSessionID(sid), gears.WithMode(gears.Sync), gears.WithEventTypes("hset", "del"),
+				gears.WithReadValue(false))
+		require.NoError(t, err)
+		assert.Equal(t, gears.Created, d.Action)
+		require.NoError(t, e.rdb.HSet(e.ctx, prefix+"1", "f", "v").Err())
+		require.NoError(t, e.rdb.Set(e.ctx, prefix+"2", "x", 0).Err()) // not an hset: ignored
+		require.NoError(t, e.rdb.Del(e.ctx, prefix+"1").Err())
+		got, err := e.rdb.LRange(e.ctx, log, 0, -1).Result()
+		require.NoError(t, err)
+		assert.Equal(t, []string{"hset " + prefix + "1", "del " + prefix + "1"}, got, "sync: written before each command replied")
+
+		regs, err := e.c.DumpRegistrations(e.ctx)
+		require.NoError(t, err)
+		var found bool
+		for _, r := range regs {
+			if r.ID == d.RegistrationIDs[0] {
+				found = true
+				assert.Equal(t, "KeysReader", r.Reader)
+				assert.Equal(t, "sync", r.Data.Mode)
+			}
+		}
+		assert.True(t, found)
+	})
 }

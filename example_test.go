@@ -245,3 +245,46 @@ func ExampleBuilder_Register() {
 	// created
 	// 5
 }
+
+func ExampleKeysReader() {
+	srv, rdb := startExampleServer()
+	defer srv.Close()
+	defer rdb.Close()
+	ctx := context.Background()
+	for id, country := range map[string]string{"1": "NL", "2": "FR", "3": "NL"} {
+		rdb.HSet(ctx, "user:"+id, "country", country)
+	}
+
+	// A batch query over the keys, run next to the data: users per country.
+	res, err := gears.KeysReader("user:*").
+		Map("lambda r: r['value']['country']").
+		CountBy("").
+		Map("lambda r: '%s %d' % (r['key'], r['value'])").
+		Sort(true).
+		Run(ctx, rdb)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(res.Records...)
+	// Output: FR 1 NL 2
+}
+
+func ExampleBuilder_Register_keys() {
+	srv, rdb := startExampleServer()
+	defer srv.Close()
+	defer rdb.Close()
+	ctx := context.Background()
+
+	// An event registration: every SET under greeting: stores the upper-cased value beside it, inside
+	// the server, before the SET replies (sync mode).
+	_, err := gears.KeysReader("greeting:*").
+		Foreach("lambda r: execute('SET', 'upper:' + r['key'], r['value'].upper())").
+		Register(ctx, rdb, gears.WithSessionID("greetings"), gears.WithMode(gears.Sync),
+			gears.WithEventTypes("set"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	rdb.Set(ctx, "greeting:en", "hello", 0)
+	fmt.Println(rdb.Get(ctx, "upper:greeting:en").Val())
+	// Output: HELLO
+}
