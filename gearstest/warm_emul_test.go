@@ -90,6 +90,10 @@ func TestWarmSpareReplacedAfterTaken(t *testing.T) {
 	pid1 := warmSpare(t, py)
 	s := Run(t)
 	require.Equal(t, pid1, workerPid(s))
+	warm.mu.Lock()
+	asked := warm.filling[py] || warm.spares[py] != nil
+	warm.mu.Unlock()
+	require.True(t, asked, "Start asked for a new spare")
 	pid2 := warmSpare(t, py)
 	require.NotEqual(t, pid1, pid2, "a new spare")
 	require.False(t, processGone(pid2))
@@ -108,7 +112,9 @@ func TestWarmCloseKillsWorker(t *testing.T) {
 	require.DirExists(t, dir+"/worker")
 	require.Equal(t, "[[1] []]", runOne(t, s, "GB('ShardsIDReader').count().run()"))
 	require.False(t, processGone(pid))
+	watchdog := time.AfterFunc(time.Minute, func() { panic("gearstest: Close did not return") })
 	require.NoError(t, s.Close())
+	watchdog.Stop()
 	require.True(t, processGone(pid), "the worker process is gone after Close")
 	require.NoDirExists(t, dir)
 }
