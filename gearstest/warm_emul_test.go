@@ -185,3 +185,16 @@ func TestSpareExitsWhenItsStdinEnds(t *testing.T) {
 	_, err = os.Stat(sp.tmp)
 	require.True(t, os.IsNotExist(err), "its directory is gone: %v", err)
 }
+
+// TestWarmDeadSpareFallsBackToCold: a spare that died while it waited in the pool (killed here) is
+// noticed by Start, which starts a worker of its own instead and works.
+func TestWarmDeadSpareFallsBackToCold(t *testing.T) {
+	py := warmPython(t)
+	pid := warmSpare(t, py)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	logs := &syncBuffer{}
+	s := Run(t, WithLogger(logs))
+	require.NotEqual(t, pid, workerPid(s))
+	require.Equal(t, "[[1] []]", runOne(t, s, "GB('ShardsIDReader').count().run()"))
+	require.Contains(t, logs.String(), "the warm python worker failed")
+}
