@@ -5,12 +5,12 @@ import (
 	"crypto/sha1"
 	_ "embed"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -376,6 +376,9 @@ func cacheGetKey(prefix, url string) string {
 
 // checkCacheKeyPrefix panics on a prefix that would break the per-URL hash tag.
 func checkCacheKeyPrefix(prefix string) {
+	if !utf8.ValidString(prefix) {
+		panic(fmt.Sprintf("gears: CacheKeyPrefix %q is not valid UTF-8", prefix))
+	}
 	if strings.ContainsAny(prefix, "{}") {
 		panic(fmt.Sprintf("gears: CacheKeyPrefix %q contains a brace; the hash tag {<SHA-1 of the URL>} must be the key's first", prefix))
 	}
@@ -426,14 +429,12 @@ func pyBool(b bool) string {
 	return "False"
 }
 
-// pyString quotes s as a Python 3 string literal. A JSON string is one: its escapes (\", \\, \n, \uXXXX,
-// ...) mean the same in Python, and json.Marshal escapes every control character, so no setting can
-// break out of its literal.
+// pyString quotes a setting as a Python literal (pyLiteral). Settings are checked to be valid UTF-8
+// before rendering (NewCacheGet panics otherwise, like on other programming errors in its options).
 func pyString(s string) string {
-	b, err := json.Marshal(s)
+	lit, err := pyLiteral(s)
 	if err != nil {
-		// json.Marshal of a string cannot fail; invalid UTF-8 is replaced, not rejected.
 		panic(err)
 	}
-	return string(b)
+	return lit
 }
