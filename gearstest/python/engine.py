@@ -198,23 +198,17 @@ def _pull(ctx, step, prev, st):
         if isinstance(r, _Err):
             return r
         if kind == 'map':
-            s, v = _invoke(ctx, fn, (r,))
-            if s is PENDING:
-                s, v = yield v
+            s, v = yield from _call(ctx, fn, (r,))
             return _Err(v) if s is ERR else v
         if kind == 'filter':
-            s, v = _invoke(ctx, fn, (r,))
-            if s is PENDING:
-                s, v = yield v
+            s, v = yield from _call(ctx, fn, (r,))
             if s is ERR:
                 return _Err(v)
             if v:
                 return r
             continue
         if kind == 'flatmap':
-            s, v = _invoke(ctx, fn, (r,))
-            if s is PENDING:
-                s, v = yield v
+            s, v = yield from _call(ctx, fn, (r,))
             if s is ERR:
                 return _Err(v)
             if isinstance(v, list):
@@ -223,14 +217,10 @@ def _pull(ctx, step, prev, st):
                 continue
             return v
         if kind == 'foreach':
-            s, v = _invoke(ctx, fn, (r,))
-            if s is PENDING:
-                s, v = yield v
+            s, v = yield from _call(ctx, fn, (r,))
             return _Err(v) if s is ERR else r
         if kind == 'accumulate':
-            s, v = _invoke(ctx, fn, (st['acc'], r))
-            if s is PENDING:
-                s, v = yield v
+            s, v = yield from _call(ctx, fn, (st['acc'], r))
             if s is ERR:
                 # RedisGearsPy_PyCallbackAccumulate frees the accumulator on error: the next
                 # record starts again from None.
@@ -246,9 +236,7 @@ def _pull(ctx, step, prev, st):
             if s is ERR:
                 return _Err(k)
             groups = st['groups']
-            s, v = _invoke(ctx, step.f2, (k, groups.get(k), r))
-            if s is PENDING:
-                s, v = yield v
+            s, v = yield from _call(ctx, step.f2, (k, groups.get(k), r))
             if s is ERR:
                 # The key's accumulator is freed on error (AccumulateByKey returns NULL).
                 groups.pop(k, None)
@@ -268,6 +256,14 @@ def _pull(ctx, step, prev, st):
             st['taken'] += 1
             return r
         return r  # topy, collect
+
+
+def _call(ctx, fn, args):
+    """Generator: calls a step callback and waits for it when it goes async; returns (OK|ERR, value)."""
+    s, v = _invoke(ctx, fn, args)
+    if s is PENDING:
+        s, v = yield v
+    return s, v
 
 
 def _next(ctx, node):
