@@ -183,7 +183,8 @@ func TestCloseWithHungStore(t *testing.T) {
 	hung := newHungStore(t)
 	defer hung.close()
 	logs := &syncBuffer{}
-	srv, err := Start(WithLogger(logs), WithRedis("redis://"+hung.ln.Addr().String()))
+	// No store deadline to help: only Close may end the hung store calls.
+	srv, err := Start(WithLogger(logs), WithRedis("redis://"+hung.ln.Addr().String()), WithStoreTimeout(time.Hour))
 	require.NoError(t, err)
 	ctx := ctxT(t)
 	// Raw connections: a client library's handshake (HELLO) would wait for the hung store first.
@@ -196,7 +197,7 @@ func TestCloseWithHungStore(t *testing.T) {
 	got := collect(t, ctx, out, 3)
 	// Interrupted (an error reply) or cut (the connection closed): never a reply from the store.
 	for _, r := range got {
-		if r.err == nil {
+		if r.err == nil && r.what != "PING" { // PING is the front's own reply, once the lock is free
 			assert.True(t, strings.HasPrefix(r.val.(string), "-"), "%s: %v", r.what, r.val)
 		}
 	}
