@@ -27,6 +27,9 @@ func BenchmarkStart(b *testing.B) {
 	var coldMedian float64
 	for _, kind := range []string{"cold", "warm"} {
 		b.Run(kind, func(b *testing.B) {
+			if kind == "warm" && os.Getenv("GEARS_WARM") == "0" {
+				b.Skip("GEARS_WARM=0: Start takes no spare")
+			}
 			var opts []Option
 			if kind == "cold" {
 				opts = append(opts, WithoutWarmWorker())

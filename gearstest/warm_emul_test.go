@@ -21,6 +21,9 @@ import (
 
 func warmPython(t *testing.T) string {
 	t.Helper()
+	if os.Getenv("GEARS_WARM") == "0" {
+		t.Skip("GEARS_WARM=0: Start takes no spare")
+	}
 	py, err := exec.LookPath(defaultPython())
 	if err != nil {
 		t.Skip(err)
