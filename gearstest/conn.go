@@ -82,6 +82,9 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 		return
 	}
 	name := strings.ToUpper(string(cmd.Args[0]))
+	if s.shard != nil && s.clusterRoute(conn, c, name, cmd.Args) { // CLUSTER, MOVED, CROSSSLOT (cluster_cmds.go)
+		return
+	}
 	if c.inMulti {
 		switch name {
 		case "EXEC", "DISCARD", "MULTI", "WATCH", "QUIT", "RESET":
@@ -467,7 +470,7 @@ func (s *Server) info(conn redcon.Conn, c *client, args [][]byte) {
 
 func (s *Server) serverInfo() string {
 	_, port, _ := net.SplitHostPort(s.Addr())
-	return "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\nos:" + runtime.GOOS + "\r\narch_bits:64\r\n" +
+	return "# Server\r\nredis_version:7.0.15\r\nredis_mode:" + s.mode() + "\r\nos:" + runtime.GOOS + "\r\narch_bits:64\r\n" +
 		"process_id:" + strconv.Itoa(os.Getpid()) + "\r\ntcp_port:" + port + "\r\nexecutable:gearstest\r\n"
 }
 
@@ -521,7 +524,7 @@ func (s *Server) hello(conn redcon.Conn, c *client, args [][]byte) {
 	b = kv(b, "version", bulk("7.0.15"))
 	b = kv(b, "proto", integer(proto))
 	b = kv(b, "id", integer(c.id))
-	b = kv(b, "mode", bulk("standalone"))
+	b = kv(b, "mode", bulk(s.mode()))
 	b = kv(b, "role", bulk("master"))
 	b = appendValue(b, bulk("modules"), c.resp3)
 	b = append(b, "*1\r\n"...)

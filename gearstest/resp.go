@@ -16,6 +16,8 @@ const (
 	kindStatus = '+'
 	kindError  = '-'
 	kindDouble = ',' // only produced by gearstest itself (avgRunDurationMS); RESP2 clients get a bulk string
+	kindMap    = '%' // produced by gearstest itself (cluster replies): Arr holds key, value, …; RESP2 gets the flat array
+	kindVerb   = '=' // verbatim text (CLUSTER INFO/NODES): RESP3 "=len\r\ntxt:…", RESP2 a bulk string
 )
 
 // value is one RESP value as it travels between the worker, the handlers and the clients.
@@ -91,6 +93,21 @@ func appendValue(b []byte, v value, resp3 bool) []byte {
 	case kindDouble:
 		if resp3 {
 			b = append(b, ',')
+			b = append(b, v.Str...)
+			return append(b, '\r', '\n')
+		}
+		return appendValue(b, value{Kind: kindBulk, Str: v.Str}, false)
+	case kindMap:
+		b = appendMapHeader(b, len(v.Arr)/2, resp3)
+		for _, e := range v.Arr {
+			b = appendValue(b, e, resp3)
+		}
+		return b
+	case kindVerb:
+		if resp3 {
+			b = append(b, '=')
+			b = strconv.AppendInt(b, int64(len(v.Str)+4), 10)
+			b = append(b, "\r\ntxt:"...)
 			b = append(b, v.Str...)
 			return append(b, '\r', '\n')
 		}

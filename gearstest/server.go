@@ -32,6 +32,8 @@ type options struct {
 	allowHazards bool // AllowHazards: Run does not fail the test on hazards
 
 	noWarm bool // WithoutWarmWorker
+
+	shard *clusterShard // StartCluster: this server is a shard of a cluster (cluster.go)
 }
 
 // WithAddr sets the address to listen on (default "127.0.0.1:0", a free loopback port).
@@ -104,6 +106,8 @@ type Server struct {
 	hz hazards  // hazards that happened (hazards.go)
 	ev eventHub // keyspace events of KeysReader/StreamReader registrations (events.go)
 
+	shard *clusterShard // nil for a stand-alone server; set for a shard of a Cluster (cluster.go)
+
 	wg   sync.WaitGroup // every goroutine the server owns
 	stop chan struct{}  // closed by Close
 }
@@ -123,7 +127,7 @@ func Start(opts ...Option) (*Server, error) {
 	if o.python == "" {
 		o.python = "python3"
 	}
-	s := &Server{opts: o, lock: newGlobalLock(), stop: make(chan struct{}), procs: map[*workerProc]struct{}{}}
+	s := &Server{opts: o, lock: newGlobalLock(), stop: make(chan struct{}), procs: map[*workerProc]struct{}{}, shard: o.shard}
 	s.state = newState(s)
 	var err error
 	var sp *spare // a warm worker (warm.go): its directory becomes the server's

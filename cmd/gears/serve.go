@@ -4,20 +4,23 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/gearsgo/gears/gearstest"
 )
 
 func (c *cli) serve(args []string) int {
-	fs := c.flags("serve", "[--addr 127.0.0.1:6379] [--redis redis://HOST:PORT] [--python PATH] [--no-py37-check]",
+	fs := c.flags("serve", "[--addr 127.0.0.1:6379] [--shards N] [--redis redis://HOST:PORT] [--python PATH] [--no-py37-check]",
 		"Runs a RedisGears 1.2 compatible server (gearstest: a RESP front and a CPython worker) until SIGINT or\n"+
 			"SIGTERM. Hazards (actions that crash or hang a real RedisGears 1.2.13) are refused and logged.",
-		"gears serve --addr 127.0.0.1:6379\ngears serve --addr :6380 --redis redis://127.0.0.1:6379")
+		"gears serve --addr 127.0.0.1:6379\ngears serve --addr :6380 --redis redis://127.0.0.1:6379\n"+
+			"gears serve --shards 3 --addr 127.0.0.1:7000   # a Redis Cluster on ports 7000, 7001, 7002")
 	addr := fs.String("addr", "127.0.0.1:6379", "address to listen on")
 	redisURL := fs.String("redis", "", "external Redis for the data (redis://HOST:PORT); default: in-process")
 	python := fs.String("python", "", "Python interpreter for the worker (default $GEARS_PYTHON, else python3)")
 	no37 := fs.Bool("no-py37-check", false, "accept scripts that are not valid Python 3.7 syntax")
+	shards := fs.Int("shards", 0, "run a Redis Cluster of N shards on ports PORT..PORT+N-1 of --addr (0: stand-alone)")
 	if _, code := c.parse(fs, args, 0, 0); code >= 0 {
 		return code
 	}
@@ -34,6 +37,9 @@ func (c *cli) serve(args []string) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	if *shards != 0 {
+		return c.serveCluster(*shards, opts, sigs)
+	}
 	srv, err := gearstest.Start(opts...)
 	if err != nil {
 		fmt.Fprintf(c.stderr, "gears serve: %v\n", err)
@@ -47,6 +53,30 @@ func (c *cli) serve(args []string) int {
 		fmt.Fprintf(c.stderr, "gears serve: %d hazard(s) were refused; each would crash or hang a real RedisGears 1.2.13 (see the log)\n", n)
 	}
 	if err := srv.Close(); err != nil {
+		fmt.Fprintf(c.stderr, "gears serve: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// serveCluster runs a gearstest cluster of n shards until a signal arrives.
+func (c *cli) serveCluster(n int, opts []gearstest.Option, sigs <-chan os.Signal) int {
+	cl, err := gearstest.StartCluster(n, opts...)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "gears serve: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(c.stderr, "gears serve: cluster of %d shards on %s\n", n, strings.Join(cl.Addrs(), " "))
+	sig := <-sigs
+	fmt.Fprintf(c.stderr, "gears serve: received %v, shutting down\n", sig)
+	hazards := 0
+	for _, s := range cl.Shards() {
+		hazards += len(s.Hazards())
+	}
+	if hazards > 0 {
+		fmt.Fprintf(c.stderr, "gears serve: %d hazard(s) were refused; each would crash or hang a real RedisGears 1.2.13 (see the log)\n", hazards)
+	}
+	if err := cl.Close(); err != nil {
 		fmt.Fprintf(c.stderr, "gears serve: %v\n", err)
 		return 1
 	}

@@ -1,0 +1,216 @@
+package gearstest_test
+
+// Conformance tests of cluster mode: they run on gearstest.RunCluster(t, 3), or against a real Redis
+// Cluster with RedisGears 1.2.13 when GEARS_CLUSTER_ADDRS=host:port,… is set (3 masters made by
+// redis-cli --cluster create).
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gearsgo/gears/gearstest"
+)
+
+// clusterTarget is the cluster under test: its node addresses, in slot order.
+type clusterTarget struct {
+	addrs []string
+	cl    *gearstest.Cluster // nil on a real cluster
+}
+
+// newClusterTarget starts (or points at) a 3-shard cluster for t.
+func newClusterTarget(t *testing.T) *clusterTarget {
+	t.Helper()
+	if env := os.Getenv("GEARS_CLUSTER_ADDRS"); env != "" {
+		tg := &clusterTarget{}
+		// Order the nodes by slot, as gearstest's Addrs are.
+		slots, err := redis.NewClient(&redis.Options{Addr: strings.Split(env, ",")[0]}).ClusterSlots(context.Background()).Result()
+		require.NoError(t, err)
+		for _, s := range slots {
+			tg.addrs = append(tg.addrs, s.Nodes[0].Addr)
+		}
+		return tg
+	}
+	cl := gearstest.RunCluster(t, 3)
+	return &clusterTarget{addrs: cl.Addrs(), cl: cl}
+}
+
+// clusterClient is a go-redis ClusterClient on the cluster, closed by t.Cleanup.
+func (tg *clusterTarget) clusterClient(t testing.TB, proto int) *redis.ClusterClient {
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: tg.addrs, Protocol: proto, ReadTimeout: time.Minute})
+	t.Cleanup(func() { _ = cc.Close() })
+	return cc
+}
+
+// node is a plain client on node i (no redirection followed).
+func (tg *clusterTarget) node(t testing.TB, i, proto int) *client {
+	return (&target{addr: tg.addrs[i]}).newClient(t, proto)
+}
+
+// owner returns the index of the node that owns key, from CLUSTER KEYSLOT and CLUSTER SLOTS.
+func (tg *clusterTarget) owner(t testing.TB, key string) int {
+	c := tg.node(t, 0, 2)
+	slot := c.do("CLUSTER", "KEYSLOT", key).(int64)
+	for i, r := range c.do("CLUSTER", "SLOTS").([]any) {
+		rr := r.([]any)
+		if slot >= rr[0].(int64) && slot <= rr[1].(int64) {
+			return i
+		}
+	}
+	t.Fatalf("no node owns slot %d", slot)
+	return -1
+}
+
+var hex40 = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+func TestClusterSlotsShape(t *testing.T) {
+	tg := newClusterTarget(t)
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			for i, addr := range tg.addrs {
+				c := tg.node(t, i, proto)
+				slots := c.do("CLUSTER", "SLOTS").([]any)
+				require.Len(t, slots, 3)
+				next := int64(0)
+				ids := map[string]bool{}
+				for j, r := range slots {
+					rr := r.([]any)
+					require.Len(t, rr, 3, "range %d: first, last and one master", j)
+					require.Equal(t, next, rr[0], "range %d starts where the previous ended", j)
+					next = rr[1].(int64) + 1
+					nodeEntry := rr[2].([]any)
+					require.Len(t, nodeEntry, 4, "ip, port, id, endpoints")
+					require.Equal(t, tg.addrs[j], nodeEntry[0].(string)+":"+strconv.FormatInt(nodeEntry[1].(int64), 10))
+					require.Regexp(t, hex40, nodeEntry[2])
+					ids[nodeEntry[2].(string)] = true
+					if nodeEntry[0] == strings.Split(addr, ":")[0] && j == i {
+						require.Equal(t, nodeEntry[2], c.do("CLUSTER", "MYID"), "MYID of %s", addr)
+					}
+				}
+				require.Equal(t, int64(16384), next)
+				require.Len(t, ids, 3)
+				if tg.cl != nil { // redis-cli --cluster create's split
+					require.Equal(t, []any{int64(0), int64(5460), int64(5461), int64(10922), int64(10923), int64(16383)},
+						[]any{slots[0].([]any)[0], slots[0].([]any)[1], slots[1].([]any)[0], slots[1].([]any)[1],
+							slots[2].([]any)[0], slots[2].([]any)[1]})
+				}
+				info := c.do("CLUSTER", "INFO").(string)
+				require.Contains(t, info, "cluster_state:ok\r\ncluster_slots_assigned:16384\r\n")
+				require.Contains(t, info, "\r\ncluster_known_nodes:3\r\ncluster_size:3\r\n")
+				myid := c.do("CLUSTER", "MYID").(string)
+				require.Regexp(t, "(?m)^"+myid+" "+regexp.QuoteMeta(addr)+"@[0-9]+ myself,master - ", c.do("CLUSTER", "NODES"))
+				shards := c.do("CLUSTER", "SHARDS").([]any)
+				require.Len(t, shards, 3)
+				require.Equal(t, int64(12182), c.do("CLUSTER", "KEYSLOT", "foo"))
+				require.Equal(t, int64(12182), c.do("CLUSTER", "KEYSLOT", "x{foo}y"))
+				c.expectErr("ERR unknown subcommand 'NOPE'. Try CLUSTER HELP.", "CLUSTER", "NOPE")
+				c.expectOK("READONLY")
+				c.expectOK("READWRITE")
+			}
+		})
+	}
+}
+
+func TestClusterGoRedisAcrossSlots(t *testing.T) {
+	tg := newClusterTarget(t)
+	ctx := testCtx(t)
+	tag := uniq(t, "cl")
+	for _, proto := range protocols {
+		cc := tg.clusterClient(t, proto)
+		perNode := make([]int, 3)
+		for i := 0; i < 60; i++ {
+			key := fmt.Sprintf("%s:%d:%d", tag, proto, i)
+			require.NoError(t, cc.Set(ctx, key, i, 0).Err())
+			perNode[tg.owner(t, key)]++
+		}
+		for i := 0; i < 60; i++ {
+			key := fmt.Sprintf("%s:%d:%d", tag, proto, i)
+			require.Equal(t, strconv.Itoa(i), cc.Get(ctx, key).Val())
+		}
+		for i, n := range perNode {
+			require.NotZero(t, n, "node %d owns none of the keys", i)
+		}
+	}
+	// Each key lives on its owner only; the other nodes redirect.
+	key := tag + ":2:7"
+	own := tg.owner(t, key)
+	slot := tg.node(t, 0, 2).do("CLUSTER", "KEYSLOT", key).(int64)
+	for i := range tg.addrs {
+		c := tg.node(t, i, 2)
+		if i == own {
+			c.expect("7", "GET", key)
+			continue
+		}
+		c.expectErr(fmt.Sprintf("MOVED %d %s", slot, tg.addrs[own]), "GET", key)
+	}
+	require.NoError(t, tg.clusterClient(t, 3).Del(ctx, key).Err())
+}
+
+func TestClusterCrossSlot(t *testing.T) {
+	tg := newClusterTarget(t)
+	ctx := testCtx(t)
+	tag := uniq(t, "xs")
+	cc := tg.clusterClient(t, 3)
+	// go-redis routes by the first key; the node refuses keys of two slots.
+	a, b := tag+":a", tag+":b"
+	require.NotEqual(t, tg.node(t, 0, 2).do("CLUSTER", "KEYSLOT", a), tg.node(t, 0, 2).do("CLUSTER", "KEYSLOT", b))
+	require.EqualError(t, cc.MSet(ctx, a, 1, b, 2).Err(), "CROSSSLOT Keys in request don't hash to the same slot")
+	// One slot, two keys: fine, on their owner.
+	ha, hb := "{"+tag+"}a", "{"+tag+"}b"
+	require.NoError(t, cc.MSet(ctx, ha, 1, hb, 2).Err())
+	require.Equal(t, []any{"1", "2"}, cc.MGet(ctx, ha, hb).Val())
+	require.NoError(t, cc.Del(ctx, ha, hb).Err())
+
+	// In MULTI: a foreign key is refused at once and EXEC aborts.
+	own := tg.owner(t, a)
+	other := (own + 1) % 3
+	conn := tg.node(t, other, 2).conn(t)
+	slot := tg.node(t, 0, 2).do("CLUSTER", "KEYSLOT", a).(int64)
+	var errs []string
+	res, _ := conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Do(ctx, "MULTI")
+		p.Do(ctx, "SET", a, "1")
+		p.Do(ctx, "EXEC")
+		return nil
+	})
+	for _, r := range res {
+		if r.Err() != nil {
+			errs = append(errs, r.Err().Error())
+		} else {
+			errs = append(errs, "ok")
+		}
+	}
+	require.Equal(t, []string{"ok", fmt.Sprintf("MOVED %d %s", slot, tg.addrs[own]),
+		"EXECABORT Transaction discarded because of previous errors."}, errs)
+}
+
+func TestClusterRedisCLIFollowsMoved(t *testing.T) {
+	tg := newClusterTarget(t)
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		t.Skip("redis-cli is not installed")
+	}
+	key := uniq(t, "cli")
+	own := tg.owner(t, key)
+	other := (own + 1) % 3
+	cli := func(node int, args ...string) string {
+		host, port, _ := strings.Cut(tg.addrs[node], ":")
+		out, err := exec.Command("redis-cli", append([]string{"-h", host, "-p", port}, args...)...).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		return strings.TrimSpace(string(out))
+	}
+	slot := tg.node(t, 0, 2).do("CLUSTER", "KEYSLOT", key).(int64)
+	require.Equal(t, fmt.Sprintf("MOVED %d %s", slot, tg.addrs[own]), cli(other, "SET", key, "v1"))
+	require.Equal(t, "OK", cli(other, "-c", "SET", key, "v1"))
+	require.Equal(t, "v1", cli((other+1)%3, "-c", "GET", key))
+	require.Equal(t, "v1", cli(own, "GET", key))
+	require.Equal(t, "1", cli(other, "-c", "DEL", key))
+}
