@@ -1,6 +1,7 @@
 package gearstest
 
 import (
+	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
@@ -28,6 +29,7 @@ type Cluster struct {
 	mu     sync.RWMutex
 	addrs  []string // announced address of each shard ("127.0.0.1:PORT"), filled as they listen
 	ranges [][2]int // the slots of each shard, first..last
+	runIDs []string // each shard's Redis run id (40 random hex characters, new for every cluster)
 	closed atomic.Bool
 }
 
@@ -37,6 +39,7 @@ type clusterShard struct {
 	index       int
 	id          string // node id: 40 hex characters, stable per shard index
 	first, last int    // the slots this shard owns, first..last
+	hashtag     string // what hashtag() answers on this shard: a tag of slot first
 
 	specsOnce sync.Once
 	specs     map[string]keySpec // key positions by command name (cluster_slots.go)
@@ -76,7 +79,12 @@ func StartCluster(n int, opts ...Option) (*Cluster, error) {
 		return nil, fmt.Errorf("gearstest: cluster address %q: the ports %s..%s+%d must be in 1..65535", o.addr, portText, portText, n-1)
 	}
 	ranges := splitSlots(n)
-	cl := &Cluster{shards: make([]*Server, n), addrs: make([]string, n), ranges: ranges}
+	cl := &Cluster{shards: make([]*Server, n), addrs: make([]string, n), ranges: ranges, runIDs: make([]string, n)}
+	for i := range cl.runIDs {
+		var b [20]byte
+		_, _ = rand.Read(b[:])
+		cl.runIDs[i] = hex.EncodeToString(b[:])
+	}
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
@@ -85,7 +93,8 @@ func StartCluster(n int, opts ...Option) (*Cluster, error) {
 			addr = net.JoinHostPort(host, strconv.Itoa(port+i))
 			cl.addrs[i] = announced(addr)
 		}
-		sh := &clusterShard{cl: cl, index: i, id: shardID(i), first: ranges[i][0], last: ranges[i][1]}
+		sh := &clusterShard{cl: cl, index: i, id: shardID(i), first: ranges[i][0], last: ranges[i][1],
+			hashtag: slotTag(ranges[i][0])}
 		shardOpts := append(append([]Option{}, opts...), WithAddr(addr), withShard(sh))
 		wg.Add(1)
 		go func() {
@@ -195,4 +204,13 @@ func (s *Server) mode() string {
 		return "cluster"
 	}
 	return "standalone"
+}
+
+// shardInit is what the worker's init message says of this shard (python/PROTOCOL.md): its node id
+// and its hashtag(); nil stand-alone.
+func (s *Server) shardInit() map[string]string {
+	if s.shard == nil {
+		return nil
+	}
+	return map[string]string{"myid": s.shard.id, "hashtag": s.shard.hashtag}
 }

@@ -195,3 +195,21 @@ func emptyMap() value { return value{Kind: kindMap, Arr: []value{}} }
 
 // verbatim is a verbatim text reply (RESP3 "=…txt:"), a bulk string for RESP2.
 func verbatim(s string) value { return value{Kind: kindVerb, Str: []byte(s)} }
+
+// cmdInfoCluster implements RG.INFOCLUSTER (src/cluster.c Cluster_GetClusterInfo): "no cluster mode"
+// stand-alone; on a shard ["MyId", id, "MyRunId", runid, [node…]] with 16 elements per node, in slot
+// order. Every shard knows the others' run ids (RedisGears learns them with its hello message).
+func cmdInfoCluster(s *Server, _ *client, _ [][]byte) value {
+	if s.shard == nil {
+		return bulk(msgNoClusterMode)
+	}
+	cl := s.shard.cl
+	nodes := make([]value, len(cl.ranges))
+	for i, r := range cl.ranges {
+		host, port, _ := splitPort(cl.addr(i))
+		nodes[i] = array(bulk("id"), bulk(shardID(i)), bulk("ip"), bulk(host), bulk("port"), integer(int64(port)),
+			bulk("unixSocket"), bulk("None"), bulk("runid"), bulk(cl.runIDs[i]), bulk("minHslot"), integer(int64(r[0])),
+			bulk("maxHslot"), integer(int64(r[1])), bulk("pendingMessages"), integer(0))
+	}
+	return array(bulk("MyId"), bulk(s.shard.id), bulk("MyRunId"), bulk(cl.runIDs[s.shard.index]), array(nodes...))
+}

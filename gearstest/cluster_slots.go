@@ -62,11 +62,17 @@ func splitSlots(n int) [][2]int {
 // roundHalfAway is C's lround for the non-negative values splitSlots uses.
 func roundHalfAway(f float32) int64 { return int64(f + 0.5) }
 
-// slotTag returns the shortest string whose slot is slot, the first one in the order of
-// length, then bytes of [0-9a-z] — what RedisGears' hashtag() answers for a shard (its
-// src/slots_table.c lists such a string for every slot; gearstest computes them).
+// slotTag returns what hashtag() answers on a shard whose first slot is slot: a string whose slot is
+// slot. RedisGears takes it from a fixed table (src/slots_table.c: "06S" for slot 0, "1OV" for 5461,
+// "4BE" for 10923) whose strings follow no rule gearstest could derive; gearstest keeps "06S" for slot
+// 0 (the stand-alone answer, shard 0 of every cluster) and otherwise computes the first string of
+// [0-9A-Za-z] in order of length, then of bytes, whose slot is slot. Code that uses the tag as
+// 'key{%s}' % hashtag() sees no difference.
 func slotTag(slot int) string {
-	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+	if slot == 0 {
+		return "06S"
+	}
+	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	buf := make([]byte, 0, 4)
 	var try func(n int) bool
 	try = func(n int) bool {
@@ -87,7 +93,7 @@ func slotTag(slot int) string {
 			return string(buf)
 		}
 	}
-	return "{" + strconv.Itoa(slot) + "}" // not reached: 36^3 strings cover every slot
+	return "{" + strconv.Itoa(slot) + "}" // not reached: 4 characters reach every slot
 }
 
 // keySpec is where a command's keys are, from the COMMAND table: args[first], args[first+step], …

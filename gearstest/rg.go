@@ -40,7 +40,7 @@ func init() {
 		"RG.PYDUMPREQS":              {1, -1, false, cmdPyDumpReqs},
 		"RG.PYDUMPSESSIONS":          {1, -1, false, cmdPyDumpSessions},
 		"RG.PYPROFILE":               {2, -1, false, cmdPyProfile},
-		"RG.INFOCLUSTER":             {1, -1, false, func(*Server, *client, [][]byte) value { return bulk(msgNoClusterMode) }},
+		"RG.INFOCLUSTER":             {1, -1, false, cmdInfoCluster},
 		"RG.REFRESHCLUSTER":          {1, -1, false, okHandler},
 		"RG.NETWORKTEST":             {1, -1, false, cmdNetworkTest},
 		"RG.CONFIGGET":               {1, -1, false, cmdConfigGet},

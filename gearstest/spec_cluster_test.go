@@ -214,3 +214,61 @@ func TestClusterRedisCLIFollowsMoved(t *testing.T) {
 	require.Equal(t, "v1", cli(own, "GET", key))
 	require.Equal(t, "1", cli(other, "-c", "DEL", key))
 }
+
+func TestClusterInfoCluster(t *testing.T) {
+	tg := newClusterTarget(t)
+	for _, proto := range protocols {
+		for i, addr := range tg.addrs {
+			c := tg.node(t, i, proto)
+			slots := c.do("CLUSTER", "SLOTS").([]any)
+			c.expectOK("RG.REFRESHCLUSTER")
+			info := c.do("RG.INFOCLUSTER").([]any)
+			require.Len(t, info, 5)
+			require.Equal(t, []any{"MyId", c.do("CLUSTER", "MYID"), "MyRunId"}, info[:3])
+			require.Regexp(t, hex40, info[3])
+			nodes := info[4].([]any)
+			require.Len(t, nodes, 3)
+			seen := map[string]bool{}
+			for _, n := range nodes {
+				nn := n.([]any)
+				require.Len(t, nn, 16)
+				require.Equal(t, []any{"id", "ip", "port", "unixSocket", "runid", "minHslot", "maxHslot", "pendingMessages"},
+					[]any{nn[0], nn[2], nn[4], nn[6], nn[8], nn[10], nn[12], nn[14]})
+				j := -1
+				for k, a := range tg.addrs {
+					if a == nn[3].(string)+":"+strconv.FormatInt(nn[5].(int64), 10) {
+						j = k
+					}
+				}
+				require.GreaterOrEqual(t, j, 0, "node %v is not one of %v", nn, tg.addrs)
+				seen[tg.addrs[j]] = true
+				rng := slots[j].([]any)
+				require.Equal(t, []any{rng[2].([]any)[2], "None", rng[0], rng[1]}, []any{nn[1], nn[7], nn[11], nn[13]})
+				if j == i {
+					require.Equal(t, info[3], nn[9], "my run id on %s", addr)
+				}
+			}
+			require.Len(t, seen, 3)
+		}
+	}
+}
+
+// hashtag() on each shard is a tag of the first slot the shard owns.
+func TestClusterHashtagPerShard(t *testing.T) {
+	tg := newClusterTarget(t)
+	tag := uniq(t, "ht")
+	for i := range tg.addrs {
+		c := tg.node(t, i, 2)
+		c.expectOK("RG.PYEXECUTE", "execute('SET', '{%s}"+tag+"' % hashtag(), hashtag())")
+		keys := c.do("KEYS", "*"+tag).([]any)
+		require.Len(t, keys, 1, "node %d", i)
+		ht := c.do("GET", keys[0]).(string)
+		require.Equal(t, "{"+ht+"}"+tag, keys[0])
+		first := c.do("CLUSTER", "SLOTS").([]any)[i].([]any)[0]
+		require.Equal(t, first, c.do("CLUSTER", "KEYSLOT", ht), "hashtag() %q on node %d", ht, i)
+		if i == 0 {
+			require.Equal(t, "06S", ht) // slot 0's tag, as stand-alone
+		}
+		c.expect(int64(1), "DEL", keys[0])
+	}
+}

@@ -186,6 +186,7 @@ func (s *Server) runWorker(wk *workerProc, stdin io.WriteCloser, stdout *bufio.R
 		"check37": s.opts.check37,
 		"reqdir":  filepath.Join(s.tmp, "requirements"),
 		"shard":   zeroShard,
+		"cluster": s.shardInit(), // cluster.go: node id and hashtag() of a shard, null stand-alone
 	})
 	_ = wk.send(bulk("init"), bulkBytes(init))
 }

@@ -12,6 +12,7 @@ tls = threading.local()
 class _Holder(object):
     worker = None  # the Worker (set by worker.py)
     config = {}  # RG config values (str keys, values as Go sent them)
+    cluster = None  # a shard of a gearstest cluster: {'myid': node id, 'hashtag': tag of its first slot}
 
 
 state = _Holder()

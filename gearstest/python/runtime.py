@@ -377,7 +377,10 @@ def gearsConfigGet(key, default=None):
 
 
 def hashtag():
-    # Stand-alone: the tag of slot 0 (src/cluster.c, src/slots_table.c).
+    # The tag of the first slot this shard owns (src/cluster.c Cluster_GetMyHashTag); stand-alone:
+    # slot 0's, '06S' (src/slots_table.c).
+    if state.cluster:
+        return state.cluster['hashtag']
     return '06S'
 
 
@@ -918,8 +921,9 @@ class _Hook(object):
 
 
 def _shard_reader():
-    # shardReaderCallback(): RG.INFOCLUSTER answers 'no cluster mode' stand-alone -> '1'.
-    yield '1'
+    # shardReaderCallback(): stand-alone (RG.INFOCLUSTER answers 'no cluster mode') -> '1'; a shard of
+    # a cluster -> its node id.
+    yield state.cluster['myid'] if state.cluster else '1'
 
 
 class RunFuture(object):

@@ -370,6 +370,7 @@ class Worker(object):
         self.check37 = bool(cfg.get('check37', True))
         self.reqdir = cfg.get('reqdir')
         self.shard = cfg.get('shard') or self.shard
+        state.cluster = cfg.get('cluster')
 
     def set_config(self, name, value):
         self.config[name] = value
