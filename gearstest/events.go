@@ -306,6 +306,10 @@ func (s *Server) fire(token, cmd string, evs []keyEvent) {
 		switch e.event {
 		case "expire":
 			s.ev.volatile[string(e.key)] = true
+			if s.data.mini != nil && s.data.tick.Load() == nil {
+				tick := s.expiryTick
+				s.data.tick.CompareAndSwap(nil, &tick)
+			}
 		case "del", "expired", "persist", "rename_from", "set":
 			// set without KEEPTTL clears the TTL; a later expire event adds the key again.
 			delete(s.ev.volatile, string(e.key))
@@ -442,4 +446,41 @@ func (s *Server) trackChain(token string, r *registration, execID string) {
 // parseRaw decodes one raw RESP reply.
 func parseRaw(raw []byte) (value, error) {
 	return readValue(bufio.NewReader(bytes.NewReader(raw)))
+}
+
+// clockToken owns the global lock while the in-process store's clock expires keys.
+const clockToken = "~clock"
+
+// expiryTick wraps one advance of the in-process store's clock (store.runClock): the keys with a TTL
+// that it removes raise "expired" (expire.c activeExpireCycle / db.c expireIfNeeded), under the global
+// lock as on Redis' main thread. miniredis has no notifications: the keys that had a TTL before the
+// advance and are gone after it expired.
+func (s *Server) expiryTick(advance func()) {
+	s.ev.mu.Lock()
+	n := len(s.ev.volatile)
+	s.ev.mu.Unlock()
+	if n == 0 {
+		advance()
+		return
+	}
+	s.lock.acquire(clockToken)
+	defer s.lock.release(clockToken)
+	s.ev.mu.Lock()
+	var live []string
+	for k := range s.ev.volatile {
+		if s.data.mini.TTL(k) > 0 {
+			live = append(live, k)
+		} else {
+			delete(s.ev.volatile, k) // persisted or deleted by a command gearstest saw no event of
+		}
+	}
+	s.ev.mu.Unlock()
+	advance()
+	var evs []keyEvent
+	for _, k := range live {
+		if !s.data.mini.Exists(k) {
+			evs = append(evs, keyEvent{event: "expired", key: []byte(k)})
+		}
+	}
+	s.fire(clockToken, "", evs)
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -35,6 +36,8 @@ type store struct {
 
 	stopClock chan struct{} // closed by close; ends runClock (in-process store only)
 	clockDone chan struct{} // closed when runClock has returned
+
+	tick atomic.Pointer[func(advance func())] // wraps each clock advance: expired events (events.go)
 }
 
 // clockTick is how often the in-process store's clock advances. miniredis only counts TTLs down when
@@ -55,7 +58,12 @@ func (s *store) runClock() {
 			return
 		case now := <-t.C:
 			s.mini.SetTime(now)
-			s.mini.FastForward(now.Sub(last))
+			d := now.Sub(last)
+			if h := s.tick.Load(); h != nil {
+				(*h)(func() { s.mini.FastForward(d) })
+			} else {
+				s.mini.FastForward(d)
+			}
 			last = now
 		}
 	}

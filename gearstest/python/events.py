@@ -8,7 +8,7 @@ messages with flag `k` (a key event: event, key) or `s` (a stream batch: key, fi
 
 import readers
 from pyerrors import error
-from rt import state
+from rt import state, tls
 
 # registerStrKeyTypeToInt: the key types register(keyTypes=) accepts.
 _KEY_TYPES = ('empty', 'string', 'list', 'hash', 'set', 'zset', 'module', 'stream')
@@ -20,6 +20,8 @@ def _str_list(value, not_iterable, not_string, check=None):
     try:
         it = iter(value)
     except TypeError:
+        it = None
+    if it is None:
         raise error(not_iterable)
     out = []
     for v in it:
@@ -95,10 +97,11 @@ def stream_register_args(kargs, prefix, mode):
 class _Redis(object):
     """Redis access under an execution's token (the reader's own reads trigger nothing)."""
 
-    __slots__ = ('token',)
+    __slots__ = ('token', 'prev')
 
     def __init__(self, token):
         self.token = token
+        self.prev = None
 
     def call(self, *args):
         parts = [b'call', None, self.token, args[0]]
@@ -107,8 +110,13 @@ class _Redis(object):
 
     def lock(self):
         state.worker.call([b'lock', None, self.token], 1)
+        # As atomic() does: while this thread holds the lock, the worker's reader must not run another
+        # trigger on top of it (that one would wait for the lock this one holds).
+        self.prev = getattr(tls, 'atomic_token', None)
+        tls.atomic_token = self.token
 
     def unlock(self):
+        tls.atomic_token = self.prev
         state.worker.send([b'unlock', self.token])
 
 
