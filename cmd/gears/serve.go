@@ -24,7 +24,8 @@ func (c *cli) serve(args []string) int {
 	if _, code := c.parse(fs, args, 0, 0); code >= 0 {
 		return code
 	}
-	opts := []gearstest.Option{gearstest.WithAddr(*addr), gearstest.WithLogger(c.stderr)}
+	// A long-lived process starts its servers once: a warm spare worker would only idle beside them.
+	opts := []gearstest.Option{gearstest.WithAddr(*addr), gearstest.WithLogger(c.stderr), gearstest.WithoutWarmWorker()}
 	if *redisURL != "" {
 		opts = append(opts, gearstest.WithRedis(*redisURL))
 	}
