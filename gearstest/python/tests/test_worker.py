@@ -183,8 +183,11 @@ class OperationsTest(WorkerTest):
             self.assertEqual(tb_last(r[1]), 'gears.error: %s\n' % text, expr)
         r = self.g.exec_("GB(1)")
         self.assertEqual(tb_last(r[1]), 'gears.error: reader argument must be a string\n')
-        r = self.g.exec_("GB('KeysReader').register(prefix='x')")
+        # KeysReader and StreamReader register (issue 9); PythonReader cannot.
+        r = self.g.exec_("GB('PythonReader').register(prefix='x')")
         self.assertEqual(tb_last(r[1]), 'gears.error: given reader does not exists or does not support register\n')
+        r = self.g.exec_("GB('KeysReader').register(keyTypes=['nope'])")
+        self.assertEqual(tb_last(r[1]), 'gears.error: unknown key type\n')
         r = self.g.exec_("GB('PythonReader').run()")
         self.assertEqual(tb_last(r[1]), 'gears.error: pyreader argument must be a function\n')
 
