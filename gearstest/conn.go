@@ -230,10 +230,12 @@ func (s *Server) storeDo(conn redcon.Conn, c *client, args [][]byte, locked bool
 		s.lock.acquire(c.token)
 		pre := s.preWrite(args) // keyspace events (events.go)
 		raw, err = be.do(args...)
+		var cc *cmdCtx
 		if err == nil {
-			s.afterWrite(c.token, string(args[0]), args, raw, pre)
+			cc = s.afterWrite(c.token, string(args[0]), args, raw, pre)
 		}
 		s.lock.release(c.token)
+		raw = cc.reply(raw, c.resp3) // KeysReader commands= (events.go)
 	} else {
 		raw, err = be.doBlocking(args...)
 		if err == nil {

@@ -259,9 +259,11 @@ func (s *Server) mayRunSync(token string, args [][]byte) bool {
 // afterWrite raises the keyspace events of a command that ran on the in-process store (called under
 // the global lock, held for token, before the command's reply leaves). cmd is the client command's
 // name for commands= (empty for execute() calls inside functions, which no client command links).
-func (s *Server) afterWrite(token, cmd string, args [][]byte, raw []byte, f *writeFacts) {
+// It returns the command context of the executions of commands= registrations the write started
+// (nil when none): the caller releases the lock, then takes the client's reply from it.
+func (s *Server) afterWrite(token, cmd string, args [][]byte, raw []byte, f *writeFacts) *cmdCtx {
 	if f == nil {
-		return
+		return nil
 	}
 	var existed map[string]bool
 	if f.existed != nil {
@@ -280,7 +282,7 @@ func (s *Server) afterWrite(token, cmd string, args [][]byte, raw []byte, f *wri
 		}
 		evs = kept
 	}
-	s.fire(token, cmd, evs)
+	return s.fire(token, cmd, evs)
 }
 
 // afterBlockingWrite raises the events of a blocking command (BLPOP, …), which ran without the
@@ -295,10 +297,11 @@ func (s *Server) afterBlockingWrite(token string, args [][]byte, raw []byte) {
 }
 
 // fire runs the registrations that listen to evs. Sync ones run here (their function runs before the
-// write's reply, on token's global lock); async ones are queued.
-func (s *Server) fire(token, cmd string, evs []keyEvent) {
+// write's reply, on token's global lock); async ones are queued. The executions of registrations with
+// commands= run in the context of the client command cmd (see cmdCtx), which fire returns.
+func (s *Server) fire(token, cmd string, evs []keyEvent) (cc *cmdCtx) {
 	if len(evs) == 0 {
-		return
+		return nil
 	}
 	s.ev.mu.Lock()
 	s.ev.lazyLocked()
@@ -317,11 +320,11 @@ func (s *Server) fire(token, cmd string, evs []keyEvent) {
 	}
 	s.ev.mu.Unlock()
 	if s.ev.suppressed(token) {
-		return
+		return nil
 	}
 	wk := s.currentWorker()
 	if wk == nil {
-		return
+		return nil
 	}
 	for _, e := range evs {
 		for _, r := range s.state.keyRegsFor(e, cmd) {
@@ -332,9 +335,64 @@ func (s *Server) fire(token, cmd string, evs []keyEvent) {
 			if len(r.ev.keyTypes) > 0 && !s.keyTypeMatches(r.ev.keyTypes, e.key) {
 				continue
 			}
-			s.runKeyEvent(wk, r, token, e)
+			var rc *cmdCtx
+			if r.ev.commands != nil {
+				// matchKey passed: cmd is one of the registration's commands
+				if cc == nil {
+					cc = &cmdCtx{}
+				}
+				rc = cc
+			}
+			s.runKeyEvent(wk, r, token, e, rc)
 		}
 	}
+	return cc
+}
+
+// cmdCtx is the command context of KeysReader registrations with commands= (keys_reader.c
+// KeysReader_CommandHook, RedisGears v1.2.13): the hooked client command runs, and the executions its
+// notifications start share its context. The client's reply waits for all of them — a sync one runs
+// inline; for an async one the real server blocks the client (RedisModule_BlockClient in
+// KeysReader_OnKeyTouched) until the last execution frees the context (KeyReader_CommandCtxFree) —
+// and is the value an execution gave to override_reply(), or else the command's own reply.
+//
+// Assumption: the real server lets override_reply() succeed once per command ("Can only override
+// reply once" for the next execution that tries); gearstest checks that per execution, and when several
+// executions of one command override the reply, the first one to finish (in registration order for
+// sync ones) wins.
+type cmdCtx struct {
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	override *value
+}
+
+// setOverride records an execution's override_reply() value (the 5th element of its result).
+func (cc *cmdCtx) setOverride(res value) {
+	a := resultArr(res)
+	if len(a) < 5 || a[4].Kind != kindArray || len(a[4].Arr) != 1 {
+		return
+	}
+	v := a[4].Arr[0]
+	cc.mu.Lock()
+	if cc.override == nil {
+		cc.override = &v
+	}
+	cc.mu.Unlock()
+}
+
+// reply waits for the command's async executions (the caller no longer holds the global lock) and
+// returns the reply for the client: the override, rendered for its protocol, or raw.
+func (cc *cmdCtx) reply(raw []byte, resp3 bool) []byte {
+	if cc == nil {
+		return raw
+	}
+	cc.wg.Wait()
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.override == nil {
+		return raw
+	}
+	return appendValue(nil, *cc.override, resp3)
 }
 
 // keyRegsFor returns the registrations an event fires, in registration order.
@@ -399,24 +457,41 @@ func (st *state) startEvent(r *registration) *execution {
 	return e
 }
 
-// runKeyEvent runs one KeysReader execution of r for e.
-func (s *Server) runKeyEvent(wk *workerProc, r *registration, token string, e keyEvent) {
+// runKeyEvent runs one KeysReader execution of r for e, in the command context cc when r has
+// commands= (flag c: override_reply() is allowed).
+func (s *Server) runKeyEvent(wk *workerProc, r *registration, token string, e keyEvent, cc *cmdCtx) {
 	ex := s.state.startEvent(r)
+	flags := "k"
+	if cc != nil {
+		flags = "kc"
+	}
 	if r.mode == "sync" {
 		s.ev.enter(token, 1)
-		res, err := wk.request("trigger", nil, bulk(r.id), bulk(ex.id), bulk(token), bulk("k"),
+		res, err := wk.request("trigger", nil, bulk(r.id), bulk(ex.id), bulk(token), bulk(flags),
 			bulk(e.event), bulkBytes(e.key))
 		s.ev.enter(token, -1)
 		s.state.finishTrigger(r, ex, res, err)
+		if cc != nil && err == nil {
+			cc.setOverride(res)
+		}
 		return
 	}
 	s.trackChain(token, r, ex.id)
-	msg := []value{bulk(r.id), bulk(ex.id), bulk("x" + ex.id), bulk("k"), bulk(e.event), bulkBytes(append([]byte(nil), e.key...))}
+	msg := []value{bulk(r.id), bulk(ex.id), bulk("x" + ex.id), bulk(flags), bulk(e.event), bulkBytes(append([]byte(nil), e.key...))}
 	s.wg.Add(1)
+	if cc != nil {
+		cc.wg.Add(1)
+	}
 	go func() {
 		defer s.wg.Done()
 		res, err := wk.request("trigger", nil, msg...)
 		s.state.finishTrigger(r, ex, res, err)
+		if cc != nil {
+			if err == nil {
+				cc.setOverride(res)
+			}
+			cc.wg.Done()
+		}
 		s.ev.mu.Lock()
 		delete(s.ev.chains, ex.id)
 		s.ev.mu.Unlock()

@@ -55,8 +55,30 @@ def keys_register_args(kargs, prefix):
                          'given command type is not string')
     if commands is not None and not commands:
         commands = None  # an empty list is no list (registerCreateKeysArgs)
+    for c in commands or ():
+        verify_hook(c)
     return ['regex', prefix, 'eventTypes', event_types, 'keyTypes', key_types,
             'hookCommands', commands, 'readValue', 1 if read_value else 0]
+
+
+# Command flags of Redis 6.2 (src/server.c redisCommandTable, the server RedisGears 1.2.13 ships with):
+# the commands flagged no-script, and those with movable keys (a getkeys_proc).
+_NOSCRIPT = frozenset('''auth hello blpop brpop brpoplpush blmove bzpopmin bzpopmax save bgsave
+    bgrewriteaof shutdown multi exec discard watch unwatch sync psync replconf subscribe unsubscribe
+    psubscribe punsubscribe eval evalsha script monitor client slaveof replicaof debug config module
+    wait failover reset acl latency role'''.split())
+_MOVABLEKEYS = frozenset('''zunionstore zinterstore zdiffstore zunion zinter zdiff eval evalsha sort
+    migrate georadius georadiusbymember xread xreadgroup memory'''.split())
+
+
+def verify_hook(cmd):
+    """KeysReader_VerifyRegister -> CommandHook_VerifyHook (command_hook.c) for a KeysReader's
+    commands=: its prefix is always given (default '*'), so a command with movable keys is refused."""
+    name = cmd.lower()
+    if name in _NOSCRIPT:
+        raise error('Can not hook a command which are not allowed inside a script')
+    if name in _MOVABLEKEYS:
+        raise error('Can not hook a command with moveable keys by key prefix')
 
 
 def _number(kargs, name, default, text):

@@ -47,7 +47,7 @@ class ExecCtx(object):
     __slots__ = ('kind', 'session', 'token', 'multi', 'fut', 'rid', 'execid', 'errors',
                  'created_exec', 'pending_regs', 'restore_ids', 'replaced', 'reg', 'aborted',
                  'waiting', 'yielded', 'steps', 'reader_fn', 'mode', 'run_future', 'coro', 'in_rpc',
-                 'hook')
+                 'hook', 'cmdctx', 'override')
 
     def __init__(self, kind, session, token='', multi=False):
         self.kind = kind
@@ -68,6 +68,8 @@ class ExecCtx(object):
         self.coro = None  # the async def coroutine the execution waits for (H1)
         self.in_rpc = 0  # RPCs to Go (execute(), atomic(), …) the execution waits for (H1)
         self.hook = None  # the hooked command's [name, args...] (call_next/get_command)
+        self.cmdctx = False  # a KeysReader commands= execution: override_reply() allowed
+        self.override = None  # (value,) once override_reply(value) was called
         self.yielded = False
         self.run_future = None
         self.steps = None
@@ -412,7 +414,17 @@ def get_command(*args):
 
 
 def override_reply(*args):
-    raise error('Can not get command ctx')
+    # overrideReply (redisgears_python.c): only in an execution of a KeysReader registration with
+    # commands= that a client command started; the value replaces the command's reply (encoded as a
+    # record, gears-spec 2.6), once.
+    ctx = CUR.get()
+    if ctx is None or not ctx.cmdctx:
+        raise error('Can not get command ctx')
+    if len(args) != 1:
+        raise error('Override reply must get a single argument')
+    if ctx.override is not None:
+        raise error('Can only override reply once')
+    ctx.override = (args[0],)
 
 
 # ------------------------------------------------------------------------------------------

@@ -630,6 +630,7 @@ class Worker(object):
         ctx.rid = msg[1]
         ctx.execid = msg[3]
         ctx.reg = reg
+        ctx.cmdctx = b'c' in msg[5]  # a KeysReader commands= event (override_reply)
         record = [_arg(a) for a in msg[6:]]
         # The execution starts here. Until now it was queued (from Go's acceptance: Go's inorder
         # queue, the pipe, the pool, the deferred list); an async one whose registration left with
@@ -754,7 +755,14 @@ class Worker(object):
             raw = resp.records_raw([])
             ctx.errors.append(error_text(e))
         if ctx.kind == 'trigger':
-            self.send([b'done', ctx.rid, [b'ok', raw, ctx.errors, status]])
+            answer = [b'ok', raw, ctx.errors, status]
+            if ctx.override is not None:
+                # override_reply(v): Go replies v to the command instead of its own reply
+                try:
+                    answer.append(resp.records_raw([ctx.override[0]]))
+                except BaseException as e:
+                    ctx.errors.append(error_text(e))
+            self.send([b'done', ctx.rid, answer])
         else:
             self.send([b'execdone', ctx.execid, status, raw, ctx.errors])
             if ctx.run_future is not None:
