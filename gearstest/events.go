@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -160,6 +161,8 @@ type eventHub struct {
 	inCallback map[string]int     // tokens inside a sync KeysReader execution
 	volatile   map[string]bool    // in-process store keys (DB 0) that have a TTL
 	chains     map[string]chainAt // async execution id -> the registration and its self-trigger depth
+
+	notify atomic.Pointer[notifier] // the keyspace subscriber of an external Redis (notify.go)
 }
 
 type chainAt struct {
@@ -226,7 +229,7 @@ type writeFacts struct {
 // preWrite records, under the global lock and before a command runs on the in-process store, the
 // existence of the keys its events depend on. It returns nil when nothing listens.
 func (s *Server) preWrite(args [][]byte) *writeFacts {
-	if s.data.mini == nil || len(args) == 0 {
+	if len(args) == 0 {
 		return nil
 	}
 	name := strings.ToUpper(string(args[0]))
@@ -240,7 +243,7 @@ func (s *Server) preWrite(args [][]byte) *writeFacts {
 	if keys := preKeys(name, args); len(keys) > 0 {
 		f.existed = map[string]bool{}
 		for _, k := range keys {
-			f.existed[string(k)] = s.data.mini.Exists(string(k))
+			f.existed[string(k)] = s.keyExists(k)
 		}
 	}
 	return f
@@ -269,9 +272,7 @@ func (s *Server) afterWrite(token, cmd string, args [][]byte, raw []byte, f *wri
 	if f.existed != nil {
 		existed = f.existed
 	}
-	evs := commandEvents(args, raw, eventFacts{existed: existed, exists: func(k []byte) bool {
-		return s.data.mini.Exists(string(k))
-	}})
+	evs := commandEvents(args, raw, eventFacts{existed: existed, exists: s.keyExists})
 	if cmd == "" {
 		// keymiss only for client commands (the reader's own reads of a missing key raise none).
 		kept := evs[:0]
@@ -282,13 +283,17 @@ func (s *Server) afterWrite(token, cmd string, args [][]byte, raw []byte, f *wri
 		}
 		evs = kept
 	}
+	// An external Redis notifies these events too: they must not fire twice (notify.go).
+	s.ev.notify.Load().expect(evs)
 	return s.fire(token, cmd, evs)
 }
 
 // afterBlockingWrite raises the events of a blocking command (BLPOP, …), which ran without the
 // global lock: it takes the lock to run them.
 func (s *Server) afterBlockingWrite(token string, args [][]byte, raw []byte) {
-	if len(args) == 0 || isNilReply(raw) {
+	if len(args) == 0 || isNilReply(raw) || s.data.mini == nil {
+		// An external Redis' own notifications fire the events of blocking commands (notify.go): they
+		// ran without the global lock, so their notifications could be read before an expectation.
 		return
 	}
 	s.lock.acquire(token)
@@ -422,7 +427,7 @@ func (s *Server) keyTypeMatches(types []string, key []byte) bool {
 	t := "empty"
 	if s.data.mini != nil {
 		t = s.data.mini.Type(string(key))
-	} else if raw, err := s.data.direct([]byte("TYPE"), key); err == nil {
+	} else if raw, err := s.data.call([]byte("TYPE"), key); err == nil {
 		t = strings.TrimSpace(strings.TrimPrefix(string(raw), "+"))
 	}
 	switch t {

@@ -164,6 +164,7 @@ func Start(opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("gearstest: listen %s: %w", o.addr, err)
 	}
 	s.rc = redcon.NewServer(o.addr, s.serveCommand, s.accept, s.closedConn)
+	s.startNotify() // keyspace notifications of an external Redis (notify.go)
 	guarded := &guardListener{Listener: s.ln}
 	s.wg.Add(1)
 	go func() {
