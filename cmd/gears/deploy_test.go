@@ -43,6 +43,25 @@ func newServer(t *testing.T, opts ...gearstest.Option) *server {
 	return &server{Server: srv, rdb: rdb, c: gears.NewClient(rdb)}
 }
 
+// startAt starts a server on addr, trying up to tries times while the address is in use (nil then).
+func startAt(t *testing.T, addr string, tries int) *server {
+	t.Helper()
+	for i := 0; i < tries; i++ {
+		srv, err := gearstest.Start(gearstest.WithAddr(addr))
+		if err == nil {
+			t.Cleanup(func() { _ = srv.Close() })
+			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), ReadTimeout: time.Minute})
+			t.Cleanup(func() { _ = rdb.Close() })
+			return &server{Server: srv, rdb: rdb, c: gears.NewClient(rdb)}
+		}
+		if !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
 func (s *server) trigger(t *testing.T, name string) []any {
 	t.Helper()
 	recs, err := s.c.Trigger(context.Background(), name)
@@ -251,8 +270,13 @@ func TestDeployWatch(t *testing.T) {
 }
 
 func TestDeployWatchSurvivesServerRestart(t *testing.T) {
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	s1 := newServer(t, gearstest.WithAddr(addr))
+	// A port found free may be taken by another test process before the server binds it: try others.
+	var addr string
+	var s1 *server
+	for s1 == nil {
+		addr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+		s1 = startAt(t, addr, 1)
+	}
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "a.py"), reply("ta", "a1"))
 	p := start(t, "deploy", dir, "--addr", addr, "--prefix", "r-", "--watch")
@@ -261,7 +285,9 @@ func TestDeployWatchSurvivesServerRestart(t *testing.T) {
 
 	require.NoError(t, s1.Close())
 	p.waitLine(`^waiting   server unavailable .*; retrying$`)
-	s2 := newServer(t, gearstest.WithAddr(addr))
+	// The same port again; someone else may hold it for a moment.
+	s2 := startAt(t, addr, 100)
+	require.NotNil(t, s2, "port %s stayed taken", addr)
 	p.waitLine(`^connected server is back$`)
 	p.waitLine(`^created   r-a \(a\.py\) 1 registration$`)
 	assert.Equal(t, []any{"a1"}, s2.trigger(t, "ta"))
