@@ -12,37 +12,48 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// holdScript returns a script whose top level pushes to list key `started`, then waits until the
-// file gate exists (the test creates it), then registers trigger. It holds RG.PYEXECUTE open for as
-// long as the test wants, without any timing.
+// holdScript returns a script whose top level creates the file `started`, then waits until the file
+// gate exists (the test creates it), then registers trigger. It holds RG.PYEXECUTE open for as long as
+// the test wants, without any timing. The signals are files, not Redis commands: while a script's top
+// level runs it holds Redis' main thread (the global lock), so no other client's command — a BLPOP's
+// wake-up included — is answered until it ends, as on a real server.
 func holdScript(started, gate, trigger string) string {
-	return fmt.Sprintf("import os, time\nexecute('RPUSH', %q, '1')\nwhile not os.path.exists(%q):\n"+
+	return fmt.Sprintf("import os, time\nopen(%q, 'w').close()\nwhile not os.path.exists(%q):\n"+
 		"    time.sleep(0.002)\nGB('CommandReader').register(trigger=%q)\n", started, gate, trigger)
 }
 
 // startHeld sends RG.PYEXECUTE holdScript(...) args... on its own client and returns once the script
-// runs (it pushed to `started`); open the gate to let it finish, then read its reply from the channel.
+// runs (it created its `started` file); open the gate to let it finish, then read its reply from the
+// channel.
 func startHeld(t *testing.T, ctx context.Context, srv *Server, trigger string, args ...any) (gate string, reply <-chan error) {
 	t.Helper()
-	gate = filepath.Join(t.TempDir(), "gate")
-	started := "started:" + trigger
-	// Both clients connect (HELLO waits for the global lock) before the script holds the lock.
-	rdb, blpop := newRDB(t, srv.Addr(), 2), newRDB(t, srv.Addr(), 2)
-	require.NoError(t, rdb.Ping(ctx).Err())
-	require.NoError(t, blpop.Ping(ctx).Err())
+	dir := t.TempDir()
+	gate, started := filepath.Join(dir, "gate"), filepath.Join(dir, "started")
+	rdb := newRDB(t, srv.Addr(), 2)
+	require.NoError(t, rdb.Ping(ctx).Err()) // connected (HELLO waits for the global lock) before the script holds it
 	ch := make(chan error, 1)
 	go func() {
 		ch <- rdb.Do(ctx, append([]any{"RG.PYEXECUTE", holdScript(started, gate, trigger)}, args...)...).Err()
 	}()
-	// BLPOP waits without the global lock, which the running script holds.
-	require.Equal(t, []string{started, "1"}, blpop.BLPop(ctx, 0, started).Val())
-	return gate, ch
+	for {
+		if _, err := os.Stat(started); err == nil {
+			return gate, ch
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the script never started: %v", ctx.Err())
+		case err := <-ch:
+			t.Fatalf("the script ended before it started waiting: %v", err)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }
 
 func openGate(t *testing.T, gate string) {
