@@ -324,7 +324,12 @@ func (s *Server) exec(conn redcon.Conn, c *client) {
 		c.be = nil
 		conn.WriteError(msgStoreFailed + err.Error())
 	}
-	if len(c.rgQueue) == 0 {
+	// A transaction without RG commands goes to the store as one MULTI … EXEC, unless KeysReader
+	// registrations listen on the in-process store: then each command runs on its own, between the
+	// keyspace-event bookkeeping (events.go), as Redis notifies each command of an EXEC. (An external
+	// Redis notifies them itself: notify.go.)
+	anyReg, _ := s.state.hasEventRegs()
+	if len(c.rgQueue) == 0 && !(anyReg && s.data.mini != nil) {
 		buf := appendCommand(nil, []byte("MULTI"))
 		for _, a := range c.txQueue {
 			buf = appendCommand(buf, a...)
@@ -375,11 +380,13 @@ func (s *Server) exec(conn redcon.Conn, c *client) {
 			q = q[1:]
 			continue
 		}
+		pre := s.preWrite(args)
 		raw, err := runNonBlocking(be.do, args)
 		if err != nil {
 			fail(err)
 			return
 		}
+		s.afterWrite(c.token, "", args, raw, pre) // commands= replies are not overridden inside EXEC
 		out = append(out, raw...)
 	}
 	c.out = out

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Keyspace notifications of an external Redis (WithRedis / gears serve --redis).
@@ -91,9 +92,17 @@ func (s *Server) startNotify() {
 	}()
 }
 
+// notifySetupTimeout bounds the CONFIG GET/SET of ensureNotifyFlags, whatever the store's timeout: a
+// Redis that does not answer must not keep Start from returning (it is logged, and Start goes on).
+const notifySetupTimeout = 5 * time.Second
+
 // ensureNotifyFlags adds notifyFlags to the Redis' notify-keyspace-events, keeping the flags set.
 func ensureNotifyFlags(sc *storeConn) error {
-	raw, err := sc.do([]byte("CONFIG"), []byte("GET"), []byte("notify-keyspace-events"))
+	do := func(args ...[]byte) ([]byte, error) {
+		_ = sc.c.SetDeadline(time.Now().Add(notifySetupTimeout))
+		return sc.roundTrip(args)
+	}
+	raw, err := do([]byte("CONFIG"), []byte("GET"), []byte("notify-keyspace-events"))
 	if err != nil {
 		return err
 	}
@@ -111,7 +120,7 @@ func ensureNotifyFlags(sc *storeConn) error {
 	if strings.Contains(cur, "K") && (strings.Contains(cur, "A") || containsAll(cur, "g$lshzxetd")) {
 		return nil
 	}
-	raw, err = sc.do([]byte("CONFIG"), []byte("SET"), []byte("notify-keyspace-events"), []byte(cur+notifyFlags))
+	raw, err = do([]byte("CONFIG"), []byte("SET"), []byte("notify-keyspace-events"), []byte(cur+notifyFlags))
 	if err != nil {
 		return err
 	}
