@@ -89,16 +89,7 @@ func parseEventReg(reader string, v value) *eventReg {
 
 // regData renders the RegistrationData of a KeysReader (20 elements) or StreamReader (26) registration.
 func (ev *eventReg) regData(r *registration, avg float64, lastErr value) value {
-	head := []value{
-		bulk("mode"), bulk(r.mode),
-		bulk("numTriggered"), integer(r.numTriggered),
-		bulk("numSuccess"), integer(r.numSuccess),
-		bulk("numFailures"), integer(r.numFailures),
-		bulk("numAborted"), integer(r.numAborted),
-		bulk("lastRunDurationMS"), integer(r.lastMS),
-		bulk("totalRunDurationMS"), integer(r.totalMS),
-		bulk("avgRunDurationMS"), double(avg),
-	}
+	head := statsHead(r, avg)
 	if ev.hook != "" {
 		// command_reader.c: a hook shows the hooked command's name as its trigger
 		return array(append(head, bulk("lastError"), lastErr, bulk("args"),

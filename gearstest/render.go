@@ -97,6 +97,21 @@ func (st *state) sortedRegsLocked() []*registration {
 	return out
 }
 
+// statsHead renders the first 16 elements every reader's RegistrationData starts with: the mode and
+// the run statistics (command_reader.c, keys_reader.c, streams_reader.c).
+func statsHead(r *registration, avg float64) []value {
+	return []value{
+		bulk("mode"), bulk(r.mode),
+		bulk("numTriggered"), integer(r.numTriggered),
+		bulk("numSuccess"), integer(r.numSuccess),
+		bulk("numFailures"), integer(r.numFailures),
+		bulk("numAborted"), integer(r.numAborted),
+		bulk("lastRunDurationMS"), integer(r.lastMS),
+		bulk("totalRunDurationMS"), integer(r.totalMS),
+		bulk("avgRunDurationMS"), double(avg),
+	}
+}
+
 // regEntryLocked renders one RG.DUMPREGISTRATIONS entry (12 elements, or 10 without PD for
 // RG.PYDUMPSESSIONS VERBOSE).
 func (st *state) regEntryLocked(r *registration, withPD bool) value {
@@ -113,20 +128,12 @@ func (st *state) regEntryLocked(r *registration, withPD bool) value {
 	if r.inorder {
 		inorder = 1
 	}
-	data := array(
-		bulk("mode"), bulk(r.mode),
-		bulk("numTriggered"), integer(r.numTriggered),
-		bulk("numSuccess"), integer(r.numSuccess),
-		bulk("numFailures"), integer(r.numFailures),
-		bulk("numAborted"), integer(r.numAborted),
-		bulk("lastRunDurationMS"), integer(r.lastMS),
-		bulk("totalRunDurationMS"), integer(r.totalMS),
-		bulk("avgRunDurationMS"), double(avg),
-		bulk("lastError"), lastErr,
-		bulk("args"), array(bulk("trigger"), bulk(r.trigger), bulk("inorder"), integer(inorder)),
-	)
+	var data value
 	if r.ev != nil {
 		data = r.ev.regData(r, avg, lastErr) // KeysReader/StreamReader (events.go)
+	} else {
+		data = array(append(statsHead(r, avg), bulk("lastError"), lastErr,
+			bulk("args"), array(bulk("trigger"), bulk(r.trigger), bulk("inorder"), integer(inorder)))...)
 	}
 	out := []value{bulk("id"), bulk(r.id), bulk("reader"), bulk(r.reader), bulk("desc"), descValue(r.desc, r.hasDesc),
 		bulk("RegistrationData"), data}
