@@ -69,19 +69,10 @@ func Deploy(ctx context.Context, rdb redis.UniversalClient, s Session, opts ...O
 	if rdb == nil {
 		return Deployment{}, errors.New("gears: Deploy needs a go-redis client")
 	}
-	var o commandOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	if !validSessionID(s.ID) {
-		return Deployment{}, fmt.Errorf("gears: session id %q may only hold letters, digits, '-' and '_'", s.ID)
-	}
 	if strings.TrimSpace(s.Source) == "" {
 		return Deployment{}, errors.New("gears: Deploy needs the session's Source")
 	}
-	reqs := append(append([]string(nil), s.Requirements...), o.requirements...)
-	hash := contentHash(s.Source, reqs, s.ID)
-	d, err := newDeployer(NewClient(rdb), s.ID, s.Source, hash, withMarker(s.Description, hash, o.version), reqs, &o)
+	d, err := sessionDeployer(rdb, s, opts)
 	if err != nil {
 		return Deployment{}, err
 	}

@@ -55,21 +55,13 @@ func Undeploy(ctx context.Context, rdb redis.UniversalClient, id string, opts ..
 	if err != nil {
 		return nil, err
 	}
-	for {
-		held, err := d.lock.tryAcquire(ctx)
-		if err != nil {
-			return nil, d.wrap(fmt.Errorf("taking the registration lock %s: %w", d.lock.key, err))
-		}
-		if held == nil {
-			if err := d.lock.waitFree(ctx); err != nil {
-				return nil, d.wrap(fmt.Errorf("waiting for the registration lock %s, held by another process: %w", d.lock.key, err))
-			}
-			continue
-		}
-		ids, err := d.unregisterAll(ctx)
-		_ = held.release(ctx)
-		return ids, d.wrap(err)
+	held, err := d.lock.acquire(ctx)
+	if err != nil {
+		return nil, d.wrap(err)
 	}
+	ids, err := d.unregisterAll(ctx)
+	_ = held.release(ctx)
+	return ids, d.wrap(err)
 }
 
 // unregisterAll unregisters the session's registrations; the caller holds the lock.

@@ -5,6 +5,7 @@ import (
 	crand "crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -85,6 +86,23 @@ func (l *regLock) tryAcquire(ctx context.Context) (*heldLock, error) {
 	h := &heldLock{l: l, token: token, stop: make(chan struct{}), done: make(chan struct{})}
 	go h.renew(context.WithoutCancel(ctx))
 	return h, nil
+}
+
+// acquire takes the lock, waiting for other holders; ctx bounds the wait. (Deploy does not use it: it
+// checks the session again each time the lock is free, and may then need no lock at all.)
+func (l *regLock) acquire(ctx context.Context) (*heldLock, error) {
+	for {
+		held, err := l.tryAcquire(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("taking the registration lock %s: %w", l.key, err)
+		}
+		if held != nil {
+			return held, nil
+		}
+		if err := l.waitFree(ctx); err != nil {
+			return nil, fmt.Errorf("waiting for the registration lock %s, held by another process: %w", l.key, err)
+		}
+	}
 }
 
 // waitFree returns when the lock key no longer exists (released, or expired with its holder), or when

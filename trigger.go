@@ -95,7 +95,8 @@ func isEmptyReply(v any) bool {
 	return ok && len(a) == 0
 }
 
-// backoff waits before retry n (5 ms, 10 ms, 20 ms, … up to 160 ms), or until ctx ends.
+// backoff waits before retry n (5 ms, 10 ms, 20 ms, 40 ms, 80 ms for the maxLossRetries retries), or until
+// ctx ends.
 func backoff(ctx context.Context, n int) error {
 	t := time.NewTimer((5 * time.Millisecond) << n)
 	defer t.Stop()
