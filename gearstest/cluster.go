@@ -31,6 +31,9 @@ type Cluster struct {
 	ranges [][2]int // the slots of each shard, first..last
 	runIDs []string // each shard's Redis run id (40 random hex characters, new for every cluster)
 	closed atomic.Bool
+
+	inflightMu sync.Mutex
+	inflight   map[string]bool // session ids with an RG.PYEXECUTE in flight on any shard (K1, hazards.go)
 }
 
 // clusterShard is what a Server knows of the cluster it belongs to.

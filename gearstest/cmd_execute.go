@@ -95,10 +95,16 @@ func cmdPyExecute(s *Server, c *client, args [][]byte) value {
 	if err := s.installReqs(a.reqs, a.force); err != nil {
 		return errValue(err.Error())
 	}
-	e, err := s.runScript(c, a)
+	e, applied, err := s.runScript(c, a)
 	switch {
 	case err != nil:
 		return errValue(err.Error())
+	case applied != nil && s.shard != nil:
+		// A cluster applies the registrations on every shard before replying (cluster_regs.go).
+		if errs := s.replicate(a, applied); len(errs) > 0 {
+			return array(errs...)
+		}
+		return status("OK")
 	case e == nil:
 		return status("OK")
 	case a.unblocking:
@@ -135,41 +141,46 @@ func (s *Server) installReqs(reqs []string, force bool) error {
 // (RedisGearsPy_Execute runs it on the main thread, the apply of its registrations and their
 // onRegistered included). It returns the run() execution the script started, if it registered
 // nothing: that one runs after the script, on the real server's thread pool, and nobody waits for it
-// under the lock.
-func (s *Server) runScript(c *client, a pyExecuteArgs) (*execution, error) {
+// under the lock. When the script registered something, it returns what it committed instead.
+func (s *Server) runScript(c *client, a pyExecuteArgs) (*execution, *appliedSession, error) {
 	// The worker is fetched before the lock: a restart takes the lock to read the sessions it restores.
 	wk, err := s.worker()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	release := s.holdLock(c)
 	defer release()
 	st := s.state
 	plan, err := st.sessionPlan(a.id, a.replaceWith, a.upgrade)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	res, err := wk.request("exec", nil, bulk(a.id), descValue(a.desc, a.hasDesc), bulk(a.script), bulk(plan.mode),
 		plan.replaced, array(bulks(a.reqs)...), nilValue(), bulk(c.token))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r := resultArr(res)
 	if len(r) == 0 || r[0].String() != "ok" {
-		return nil, errors.New(resultText(res))
+		return nil, nil, errors.New(resultText(res))
 	}
 	if len(r) > 1 && len(r[1].Arr) > 0 {
-		st.commit(&session{id: a.id, desc: a.desc, hasDesc: a.hasDesc, reqs: a.reqs, script: a.script}, plan.old, r[1].Arr)
-		return nil, nil
+		ss := &session{id: a.id, desc: a.desc, hasDesc: a.hasDesc, reqs: a.reqs, script: a.script}
+		st.commit(ss, plan.old, r[1].Arr, false)
+		applied := &appliedSession{regIDs: append([]string(nil), ss.origRegIDs...)}
+		if plan.old != nil {
+			applied.replaced = plan.old.id
+		}
+		return nil, applied, nil
 	}
 	if len(r) < 3 || r[2].Kind != kindBulk {
-		return nil, nil
+		return nil, nil, nil
 	}
 	e := st.getExecution(r[2].String())
 	if e == nil {
-		return nil, errors.New(msgNoPlan)
+		return nil, nil, errors.New(msgNoPlan)
 	}
-	return e, nil
+	return e, nil, nil
 }
 
 // waitRun waits for a run() execution (without any lock), drops it and replies its results.

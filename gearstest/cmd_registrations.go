@@ -21,22 +21,47 @@ func cmdDumpRegistrations(s *Server, c *client, args [][]byte) value {
 // server's main thread. It tells the worker without waiting for its answer: the worker reads the
 // message before anything sent after it. While the worker restarts there is nothing to tell: the
 // restore drops what the state no longer has when it publishes the new worker (state.restore).
+//
+// In a cluster the registration goes on every shard (ExecutionPlan_UnregisterSingleReigstration sends
+// it to the others after checking it exists locally; a shard without it logs and ignores it). The real
+// server replies before the others got the message; gearstest applies it on them first, each under its
+// own lock once this shard's is released (never two at once, so two shards unregistering at the same
+// time cannot deadlock), so the reply means it is gone everywhere.
 func cmdUnregister(s *Server, c *client, args [][]byte) value {
-	defer s.holdLock(c)()
 	id, ok := canonicalID(string(args[1]))
 	if !ok {
 		return errValue(msgNotRegistered)
 	}
-	dropped, ok := s.state.unregister(id)
+	// ABORTPENDING (any other third argument is ignored, as in execution_plan.c) aborts the
+	// registration's executions that have not started yet (the worker decides when one starts:
+	// see PROTOCOL.md `unregister`); the started ones go on (gears-spec §8).
+	abortPending := len(args) == 3 && strings.EqualFold(string(args[2]), "abortpending")
+	release := s.holdLock(c)
+	ok = s.unregisterLocal(id, abortPending)
+	release()
 	if !ok {
 		return errValue(msgNotRegistered)
 	}
+	if s.shard != nil {
+		for _, t := range s.others() {
+			t.lock.acquire(replicaToken)
+			t.unregisterLocal(id, abortPending)
+			t.lock.release(replicaToken)
+		}
+	}
+	return status("OK")
+}
+
+// unregisterLocal removes registration id from this shard (the caller holds the global lock) and
+// reports whether it existed.
+func (s *Server) unregisterLocal(id string, abortPending bool) bool {
+	dropped, ok := s.state.unregister(id)
+	if !ok {
+		return false
+	}
 	if wk := s.currentWorker(); wk != nil {
 		msg := []value{bulk(id)}
-		// ABORTPENDING (any other third argument is ignored, as in execution_plan.c) aborts the
-		// registration's executions that have not started yet (the worker decides when one starts:
-		// see PROTOCOL.md `unregister`); the started ones go on (gears-spec §8).
-		if len(args) == 3 && strings.EqualFold(string(args[2]), "abortpending") {
+		if abortPending {
 			msg = append(msg, bulk("abortpending"))
 		}
 		_ = wk.post("unregister", msg...)
@@ -44,32 +69,62 @@ func cmdUnregister(s *Server, c *client, args [][]byte) value {
 			_ = wk.post("dropsession", bulk(dropped.id))
 		}
 	}
-	return status("OK")
+	return true
 }
 
-// cmdPause implements RG.PAUSEREGISTRATIONS and RG.UNPAUSEREGISTRATIONS, which CommandReader
-// registrations (the only ones gearstest has) do not support.
+// cmdPause implements RG.PAUSEREGISTRATIONS and RG.UNPAUSEREGISTRATIONS (src/commands.c
+// Command_PauseOrUnpausedRegistrations): CommandReader registrations do not support them, StreamReader
+// ones do. In a cluster the command runs on every shard (a ShardIDReader execution: each shard checks
+// the registration exists there and its reader supports the operation, then applies it) and replies
+// the first error, or OK; gearstest lists this shard's error first, then the others' in slot order.
+// The other shards' state is changed under their state mutex, not their global lock: this handler runs
+// under this shard's lock, and waiting for another shard's would deadlock two shards doing it at once.
 func cmdPause(s *Server, c *client, args [][]byte) value {
-	id, _ := canonicalID(string(args[1]))
+	pause := !strings.EqualFold(string(args[0]), "RG.UNPAUSEREGISTRATIONS")
+	v := s.pauseLocal(string(args[1]), pause)
+	if s.shard != nil {
+		for _, t := range s.others() {
+			if w := t.pauseLocal(string(args[1]), pause); w.Kind == kindError && v.Kind != kindError {
+				v = w
+			}
+		}
+	}
+	return v
+}
+
+// pauseLocal pauses or unpauses registration id on this shard.
+func (s *Server) pauseLocal(id string, pause bool) value {
+	cid, _ := canonicalID(id)
 	s.state.mu.Lock()
-	r := s.state.regs[id]
+	r := s.state.regs[cid]
 	s.state.mu.Unlock()
 	if r == nil {
-		return errValue(msgNoRegistrationOnShard(string(args[1])))
+		return errValue(msgNoRegistrationOnShard(id, s.state.myid))
 	}
 	verb := "pause"
-	if strings.EqualFold(string(args[0]), "RG.UNPAUSEREGISTRATIONS") {
+	if !pause {
 		verb = "unpause"
 	}
 	if r.ev != nil && r.ev.sr != nil {
-		return s.streamPause(r, verb == "pause") // StreamReader (streams.go)
+		return s.streamPause(r, pause) // StreamReader (streams.go)
 	}
 	return errValue(msgReaderCannot(r.reader, verb))
 }
 
-// cmdClearStats implements RG.CLEARREGISTRATIONSSTATS.
+// cmdClearStats implements RG.CLEARREGISTRATIONSSTATS, on every shard of a cluster (src/commands.c
+// Command_FlushRegistrationsStats runs a ShardIDReader execution).
 func cmdClearStats(s *Server, c *client, args [][]byte) value {
-	st := s.state
+	s.state.clearStats()
+	if s.shard != nil {
+		for _, t := range s.others() {
+			t.state.clearStats()
+		}
+	}
+	return status("OK")
+}
+
+// clearStats zeroes the statistics of every registration.
+func (st *state) clearStats() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for _, r := range st.regs {
@@ -77,5 +132,4 @@ func cmdClearStats(s *Server, c *client, args [][]byte) value {
 		r.lastMS, r.totalMS = 0, 0
 		r.lastError, r.hasLastError = "", false
 	}
-	return status("OK")
 }

@@ -48,8 +48,8 @@ func msgReplaceExisting(id, with string) string {
 func msgReplaceMissing(with string) string {
 	return "Can not replace with " + with + ", session does not exists."
 }
-func msgNoRegistrationOnShard(id string) string {
-	return "Execution " + id + " does not exists on shard " + zeroShard
+func msgNoRegistrationOnShard(id, shard string) string {
+	return "Execution " + id + " does not exists on shard " + shard
 }
 func msgReaderCannot(reader, verb string) string {
 	return "Reader " + reader + " does not support " + verb

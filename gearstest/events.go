@@ -446,7 +446,7 @@ func (st *state) startEvent(r *registration) *execution {
 	}
 	e := &execution{num: st.epID, status: "running", trigger: true, registered: true, start: time.Now(), done: make(chan struct{})}
 	st.epID++
-	e.id = makeID(e.num)
+	e.id = st.makeID(e.num)
 	st.execs[e.id] = e
 	st.execOrder = append(st.execOrder, e)
 	st.evictLocked()

@@ -212,32 +212,43 @@ func (wk *workerProc) hazardMessage(cid []byte, id, detail string) {
 // beginPyExecute marks the session ids an RG.PYEXECUTE names (its ID, and the session REPLACE_WITH
 // replaces) as in flight from the command's arrival until its reply. When one of them already is, the
 // command is refused (K1): the real server crashes when two run at once. end clears the marks.
+//
+// In a cluster the marks are the cluster's: a registration is applied on every shard (cluster_regs.go),
+// so two RG.PYEXECUTEs of one session sent to two shards overlap on every shard, as on a real cluster,
+// where the second one's apply meets the first one's (FlatExecutionPlane_RegistrationCtxApply asserts
+// "registering the same session on two shards at the same time"). The refusal is recorded on the shard
+// that received the second one.
 func (s *Server) beginPyExecute(ids ...string) (end func(), refused *value) {
-	s.hz.mu.Lock()
-	if s.hz.inflight == nil {
-		s.hz.inflight = map[string]bool{}
+	mu, inflight := &s.hz.mu, &s.hz.inflight
+	if s.shard != nil {
+		mu, inflight = &s.shard.cl.inflightMu, &s.shard.cl.inflight
 	}
+	mu.Lock()
+	if *inflight == nil {
+		*inflight = map[string]bool{}
+	}
+	marks := *inflight
 	for _, id := range ids {
-		if id != "" && s.hz.inflight[id] {
-			s.hz.mu.Unlock()
+		if id != "" && marks[id] {
+			mu.Unlock()
 			v := s.hazardError("K1", id)
 			return func() {}, &v
 		}
 	}
 	var marked []string
 	for _, id := range ids {
-		if id != "" && !s.hz.inflight[id] {
-			s.hz.inflight[id] = true
+		if id != "" && !marks[id] {
+			marks[id] = true
 			marked = append(marked, id)
 		}
 	}
-	s.hz.mu.Unlock()
+	mu.Unlock()
 	return func() {
-		s.hz.mu.Lock()
+		mu.Lock()
 		for _, id := range marked {
-			delete(s.hz.inflight, id)
+			delete(marks, id)
 		}
-		s.hz.mu.Unlock()
+		mu.Unlock()
 	}, nil
 }
 

@@ -54,13 +54,18 @@ func (st *state) recordReqs(list value) {
 }
 
 // commit applies a PYEXECUTE that registered something: the old session (UPGRADE/REPLACE_WITH) and
-// its registrations go, the new ones come. It consumes the ids of the internal registration plan and
-// execution (see state).
-func (st *state) commit(ss *session, old *session, regs []value) {
+// its registrations go, the new ones come. On the shard that ran the script it consumes the ids of the
+// internal registration plan and execution (see state); a cluster's other shards (replica) apply the
+// registrations with the ids the origin gave them and consume none (they run the origin's ShardIDReader
+// execution, whose ids are the origin's: src/commands.c Command_Register).
+func (st *state) commit(ss *session, old *session, regs []value, replica bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.fepID++
-	st.epID++
+	if !replica {
+		st.fepID++
+		st.epID++
+	}
+	ss.replica = replica
 	if old != nil {
 		for _, id := range old.regIDs {
 			if r := st.regs[id]; r != nil {
@@ -153,8 +158,14 @@ func (st *state) restore(wk *workerProc, publish func(final func() error) error)
 		// The script registers what it registered at first, so it gets all the original ids; the
 		// registrations unregistered since then are dropped again right after. No lock token: the
 		// script's execute() calls lock per use.
+		// A session applied from another shard of a cluster is replayed in replica mode again
+		// (cluster_regs.go): its top-level execute() calls never ran on this shard.
+		flags := ""
+		if ss.replica {
+			flags = "r"
+		}
 		res, err := wk.request("exec", nil, bulk(ss.id), descValue(ss.desc, ss.hasDesc), bulk(ss.script),
-			bulk("restore"), nilValue(), array(bulks(ss.reqs)...), array(bulks(ss.origRegIDs)...), bulk(""))
+			bulk("restore"), nilValue(), array(bulks(ss.reqs)...), array(bulks(ss.origRegIDs)...), bulk(""), bulk(flags))
 		if err != nil {
 			return err
 		}

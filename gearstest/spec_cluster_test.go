@@ -272,3 +272,158 @@ func TestClusterHashtagPerShard(t *testing.T) {
 		c.expect(int64(1), "DEL", keys[0])
 	}
 }
+
+// myIDs returns CLUSTER MYID of every node, in slot order.
+func (tg *clusterTarget) myIDs(t testing.TB) []string {
+	ids := make([]string, len(tg.addrs))
+	for i := range tg.addrs {
+		ids[i] = tg.node(t, i, 2).do("CLUSTER", "MYID").(string)
+	}
+	return ids
+}
+
+// hashtags returns what hashtag() answers on every node, in slot order, through a sync trigger that
+// runs where it is called.
+func (tg *clusterTarget) hashtags(t testing.TB) []string {
+	trig := uniq(t, "ht")
+	c := tg.node(t, 0, 2)
+	c.registerScript(uniq(t, "hts"), fmt.Sprintf("GB('CommandReader').map(lambda x: hashtag()).register(trigger=%s, mode='sync')", pyQuote(trig)))
+	tags := make([]string, len(tg.addrs))
+	for i := range tg.addrs {
+		tags[i] = tg.node(t, i, 2).do("RG.TRIGGER", trig).([]any)[0].(string)
+	}
+	return tags
+}
+
+// A registration sent to any node is applied on every shard with the same ids, made by the node that
+// ran the script ("<its node id>-<n>"); the session is on every shard; each shard runs it locally.
+func TestClusterRegistrationOnEveryShard(t *testing.T) {
+	tg := newClusterTarget(t)
+	ids := tg.myIDs(t)
+	tags := tg.hashtags(t)
+	for origin := range tg.addrs {
+		sid, trig := uniq(t, "s"), uniq(t, "t")
+		script := fmt.Sprintf("GB('CommandReader').map(lambda x: ' '.join([hashtag()] + x[1:])).register(trigger=%s, mode='sync')\n"+
+			"GB('CommandReader').register(trigger=%s, mode='async_local')", pyQuote(trig), pyQuote(trig+"_2"))
+		ss := tg.node(t, origin, 2).registerScript(sid, script, "DESCRIPTION", "everywhere")
+		require.Len(t, ss.regs, 2)
+		for _, id := range ss.regs {
+			require.Regexp(t, "^"+ids[origin]+"-[0-9]+$", id, "made by node %d", origin)
+		}
+		for i := range tg.addrs {
+			c := tg.node(t, i, 2)
+			require.Equal(t, ss.regs, c.sessionRegs(sid), "session %s on node %d", sid, i)
+			require.Equal(t, "everywhere", field(t, c.sessionEntry(sid), "sessionDescription"))
+			for _, id := range ss.regs {
+				require.NotNil(t, c.registration(id), "registration %s on node %d", id, i)
+			}
+			c.expect(L(tags[i]+" a"), "RG.TRIGGER", trig, "a")
+			c.expect(L("['"+trig+"_2']"), "RG.TRIGGER", trig+"_2")
+			// Each shard keeps its own statistics.
+			entry := c.registration(ss.regs[0])
+			require.Equal(t, int64(1), field(t, entry[7].([]any), "numTriggered"), "node %d", i)
+		}
+	}
+}
+
+// UPGRADE through another node replaces the session on every shard; RG.UNREGISTER through a third
+// removes it everywhere (the other shards get it by a cluster message on a real cluster: polled).
+func TestClusterUpgradeAndUnregister(t *testing.T) {
+	tg := newClusterTarget(t)
+	ids := tg.myIDs(t)
+	sid, trig := uniq(t, "s"), uniq(t, "t")
+	script := func(v string) string {
+		return fmt.Sprintf("GB('CommandReader').map(lambda x: %s).register(trigger=%s, mode='sync')", pyQuote(v), pyQuote(trig))
+	}
+	first := tg.node(t, 0, 2).registerScript(sid, script("v1"))
+	tg.node(t, 2, 2).expectOK("RG.PYEXECUTE", script("v2"), "ID", sid, "UPGRADE")
+	upgraded := tg.node(t, 2, 2).sessionRegs(sid)
+	require.Len(t, upgraded, 1)
+	require.Regexp(t, "^"+ids[2]+"-[0-9]+$", upgraded[0])
+	for i := range tg.addrs {
+		c := tg.node(t, i, 2)
+		require.Equal(t, upgraded, c.sessionRegs(sid), "node %d", i)
+		require.Nil(t, c.registration(first.regs[0]), "the old registration on node %d", i)
+		c.expect(L("v2"), "RG.TRIGGER", trig)
+	}
+	// REPLACE_WITH through node 1: the new session replaces the old one everywhere.
+	sid2 := uniq(t, "s2")
+	tg.node(t, 1, 2).expectOK("RG.PYEXECUTE", script("v3"), "ID", sid2, "REPLACE_WITH", sid)
+	tg.node(t, 1, 2).cleanupSession(sid2)
+	replaced := tg.node(t, 1, 2).sessionRegs(sid2)
+	for i := range tg.addrs {
+		c := tg.node(t, i, 2)
+		require.Nil(t, c.sessionEntry(sid), "node %d", i)
+		require.Equal(t, replaced, c.sessionRegs(sid2), "node %d", i)
+		c.expect(L("v3"), "RG.TRIGGER", trig)
+	}
+	// RG.UNREGISTER through node 0.
+	tg.node(t, 0, 2).expectOK("RG.UNREGISTER", replaced[0])
+	for i := range tg.addrs {
+		c := tg.node(t, i, 2)
+		waitFor(t, 10*time.Second, fmt.Sprintf("the registration gone from node %d", i), func() bool {
+			return c.registration(replaced[0]) == nil
+		})
+		require.Nil(t, c.sessionEntry(sid2), "node %d", i)
+		c.expectErr("ERR subcommand not found", "RG.TRIGGER", trig)
+	}
+	tg.node(t, 1, 2).expectErr("execution is not registered", "RG.UNREGISTER", replaced[0])
+}
+
+// RG.TRIGGERONKEY on a node that does not own the key's slot is redirected with MOVED (its key is
+// argument 2 in COMMAND); a ClusterClient follows it to the owner, where the trigger runs. RG.TRIGGER
+// (no key) runs where it is sent.
+func TestClusterTriggerOnKeyMoved(t *testing.T) {
+	tg := newClusterTarget(t)
+	ctx := testCtx(t)
+	tags := tg.hashtags(t)
+	trig := uniq(t, "t")
+	tg.node(t, 0, 2).registerScript(uniq(t, "s"),
+		fmt.Sprintf("GB('CommandReader').map(lambda x: ' '.join([hashtag()] + x[1:])).register(trigger=%s, mode='async_local')", pyQuote(trig)))
+	cmd := tg.node(t, 0, 2).do("COMMAND", "INFO", "RG.TRIGGERONKEY").([]any)[0].([]any)
+	require.Equal(t, []any{int64(2), int64(2), int64(1)}, cmd[3:6], "first key, last key, step")
+	for _, proto := range protocols {
+		cc := tg.clusterClient(t, proto)
+		for k := 0; k < 12; k++ {
+			key := fmt.Sprintf("%s:%d", uniq(t, "k"), k)
+			own := tg.owner(t, key)
+			slot := tg.node(t, 0, 2).do("CLUSTER", "KEYSLOT", key).(int64)
+			for i := range tg.addrs {
+				c := tg.node(t, i, proto)
+				if i == own {
+					c.expect(L(tags[own]+" "+key+" arg"), "RG.TRIGGERONKEY", trig, key, "arg")
+					continue
+				}
+				c.expectErr(fmt.Sprintf("MOVED %d %s", slot, tg.addrs[own]), "RG.TRIGGERONKEY", trig, key, "arg")
+				c.expect(L(tags[i]+" a"), "RG.TRIGGER", trig, "a")
+			}
+			v, err := cc.Do(ctx, "RG.TRIGGERONKEY", trig, key, "arg").Result()
+			require.NoError(t, err)
+			require.Equal(t, []any{tags[own] + " " + key + " arg"}, canon(v), "key %s through a ClusterClient", key)
+		}
+	}
+}
+
+// A KeysReader registration sent to one node fires on each shard for the keys that shard owns.
+func TestClusterKeysReaderPerShard(t *testing.T) {
+	tg := newClusterTarget(t)
+	ctx := testCtx(t)
+	tags := tg.hashtags(t)
+	prefix := uniq(t, "kr")
+	tg.node(t, 1, 2).registerScript(uniq(t, "s"), fmt.Sprintf(
+		"GB('KeysReader').foreach(lambda x: execute('SET', '{%%s}:seen' %% x['key'], hashtag())).register(prefix=%s, eventTypes=['set'], mode='sync')",
+		pyQuote(prefix+":*")))
+	cc := tg.clusterClient(t, 3)
+	perNode := make([]int, len(tg.addrs))
+	for k := 0; k < 30; k++ {
+		key := fmt.Sprintf("%s:%d", prefix, k)
+		require.NoError(t, cc.Set(ctx, key, k, 0).Err())
+		own := tg.owner(t, key)
+		perNode[own]++
+		require.Equal(t, tags[own], cc.Get(ctx, "{"+key+"}:seen").Val(), "key %s", key)
+		require.NoError(t, cc.Del(ctx, key, "{"+key+"}:seen").Err())
+	}
+	for i, n := range perNode {
+		require.NotZero(t, n, "node %d owns none of the keys", i)
+	}
+}

@@ -22,8 +22,9 @@ const zeroShard = "0000000000000000000000000000000000000000"
 // CommandReader_OnDone (src/readers/command_reader.c) calls RedisGears_DropExecution, so trigger
 // executions are listed by RG.DUMPEXECUTIONS only while they run.
 type state struct {
-	s   *Server
-	cfg *config
+	s    *Server
+	cfg  *config
+	myid string // the shard id that prefixes the ids made here (makeID)
 
 	mu        sync.Mutex // guards everything below
 	fepID     int64
@@ -49,6 +50,7 @@ type session struct {
 	origRegIDs []string // the ids of the registrations the script made, for restores
 	running    int64    // trigger executions in flight
 	dead       bool     // unlinked while executions still ran (RG.PYDUMPSESSIONS DEAD)
+	replica    bool     // applied from another shard of the cluster (cluster_regs.go): restored in replica mode
 }
 
 // refCount is the session's reference count as RedisGears shows it: every registered flat execution
@@ -113,14 +115,20 @@ type requirement struct {
 }
 
 func newState(s *Server) *state {
+	myid := zeroShard
+	if s.shard != nil {
+		myid = s.shard.id
+	}
 	return &state{
-		s: s, cfg: newConfig(),
+		s: s, cfg: newConfig(), myid: myid,
 		sessions: map[string]*session{}, regs: map[string]*registration{}, triggers: map[string]*registration{},
 		execs: map[string]*execution{}, reqs: map[string]*requirement{}, dead: map[*session]bool{},
 	}
 }
 
-func makeID(n int64) string { return zeroShard + "-" + strconv.FormatInt(n, 10) }
+// makeID is the id of registration or execution n: "<shard id>-<n>", the shard id being 40 × '0'
+// stand-alone and the shard's node id in a cluster (src/common.c SetId).
+func (st *state) makeID(n int64) string { return st.myid + "-" + strconv.FormatInt(n, 10) }
 
 // parseID accepts "<40 chars>-<number>" as RedisGears does; anything else is "not found".
 func parseID(id string) (int64, bool) {
@@ -143,7 +151,7 @@ func canonicalID(id string) (string, bool) {
 func (st *state) newFEPID() string {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	id := makeID(st.fepID)
+	id := st.makeID(st.fepID)
 	st.fepID++
 	return id
 }
@@ -215,7 +223,7 @@ func (st *state) startTrigger(trigger string, inExec bool) (*registration, *exec
 	}
 	e := &execution{num: st.epID, status: "running", trigger: true, start: time.Now(), done: make(chan struct{})}
 	st.epID++
-	e.id = makeID(e.num)
+	e.id = st.makeID(e.num)
 	st.execs[e.id] = e
 	st.execOrder = append(st.execOrder, e)
 	st.evictLocked()
@@ -265,7 +273,7 @@ func (st *state) finishTrigger(r *registration, e *execution, res value, err err
 // newRunExecution creates the execution of a run() inside a script (`newexec`).
 func (st *state) newRunExecution(steps value) string {
 	e := &execution{num: st.newEPID(), status: "running", steps: steps, start: time.Now(), done: make(chan struct{})}
-	e.id = makeID(e.num)
+	e.id = st.makeID(e.num)
 	st.addExecution(e)
 	return e.id
 }

@@ -47,7 +47,7 @@ class ExecCtx(object):
     __slots__ = ('kind', 'session', 'token', 'multi', 'fut', 'rid', 'execid', 'errors',
                  'created_exec', 'pending_regs', 'restore_ids', 'replaced', 'reg', 'aborted',
                  'waiting', 'yielded', 'steps', 'reader_fn', 'mode', 'run_future', 'coro', 'in_rpc',
-                 'hook', 'cmdctx', 'override')
+                 'hook', 'cmdctx', 'override', 'replica')
 
     def __init__(self, kind, session, token='', multi=False):
         self.kind = kind
@@ -75,6 +75,14 @@ class ExecCtx(object):
         self.steps = None
         self.reader_fn = None
         self.mode = None
+        self.replica = False  # a script replayed on another cluster shard (worker.do_exec)
+
+
+def _replica_script():
+    # Whether the running code is the top level of a script replayed in replica mode: there execute()
+    # does nothing and log() is silent (the real server runs the script on one shard only).
+    ctx = CUR.get()
+    return ctx is not None and ctx.replica and ctx.kind == 'script'
 
 
 class Registration(object):
@@ -280,6 +288,8 @@ def make_execute(session):
         cmd = args[0]
         if not isinstance(cmd, str):
             raise error('the given command must be a string')
+        if _replica_script():
+            return None
         token = _current_token(session)
         _check_command(cmd, args)
         parts = [b'call', None, token, cmd]
@@ -342,7 +352,7 @@ def log(*args, **kargs):
     level = kargs.get('level')
     if len(args) < 1 or len(args) > 2:
         raise error('log function must get a log message as input')
-    if len(args) == 2:
+    if len(args) == 2 and not _replica_script():
         state.worker.send([b'log', b'warning', 'Specify log level as the first argument to log '
                            'function is depricated, use key argument \'level\' instead'])
         level, msg = args
@@ -357,6 +367,8 @@ def log(*args, **kargs):
         if level not in _LEVELS:
             raise error('Log level should be one of the following : debug,verbose,notice,warning')
         lvl = level
+    if _replica_script():
+        return
     state.worker.send([b'log', lvl, msg])
 
 
@@ -824,7 +836,8 @@ class GearsBuilder(object):
                 if r.trigger == trigger:
                     raise error('trigger already registered in this session')
             owner = state.worker.trigger_owner(trigger)
-            if owner is not None and owner.session.sid != ctx.replaced:
+            # A replica's conflicts are reported by the apply (worker.do_exec), as a shard's error.
+            if owner is not None and owner.session.sid != ctx.replaced and not ctx.replica:
                 raise error('trigger already registered')
         steps = list(self._steps)
         fns = engine.callbacks(steps)

@@ -450,6 +450,9 @@ class Worker(object):
         # The lock token Go holds the global lock for while the script runs and commits (empty: Go
         # holds nothing, e.g. a restore; execute()/atomic() then lock per use).
         lock_token = _s(msg[9]) if len(msg) > 9 and msg[9] is not None else ''
+        # Flags: 'r' = replica mode, a cluster shard applying what another shard's RG.PYEXECUTE
+        # registered (PROTOCOL.md `exec`).
+        replica = len(msg) > 10 and msg[10] is not None and b'r' in msg[10]
         if self.check37:
             try:
                 py37.check(ast.parse(src, '<string>', 'exec', feature_version=(3, 7)))
@@ -471,8 +474,9 @@ class Worker(object):
         ctx.pending_regs = []
         if mode in ('upgrade', 'replace'):
             ctx.replaced = replaced if replaced is not None else sid
-        if mode == 'restore':
+        if mode == 'restore' or replica:
             ctx.restore_ids = iter(regids or [])
+        ctx.replica = replica
         tok = CUR.set(ctx)
         try:
             exec(code, g)
@@ -484,10 +488,20 @@ class Worker(object):
         finally:
             CUR.reset(tok)
         pending = ctx.pending_regs
+        if replica and (not pending or next(ctx.restore_ids, None) is not None):
+            # The replay registered less than the origin did (its top level's execute() returned
+            # None here): nothing is applied on this shard.
+            return [b'err', 'the script registered %d registrations here, fewer than on the shard that '
+                    'ran it (gearstest replays it on every shard, where execute() returns None at its '
+                    'top level)' % len(pending)], None
         with self.reg_lock:
             for r in pending:
                 owner = self.triggers.get(r.trigger) if r.trigger is not None else None
                 if owner is not None and owner.session.sid != ctx.replaced:
+                    if replica:
+                        # The apply's verification on a shard (verifyRegister): Go prefixes
+                        # "-ERR shard-<id>: ".
+                        return [b'err', 'trigger already registered'], None
                     return [b'err', str(['Traceback (most recent call last):\n',
                                          'gears.error: trigger already registered\n'])], None
             if ctx.replaced is not None:
