@@ -172,7 +172,7 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 		}
 	case "INFO":
 		if len(cmd.Args) == 2 && strings.EqualFold(string(cmd.Args[1]), "gearstest") {
-			c.write(conn, bulk(s.hazardInfo())) // with either store
+			c.write(conn, bulk(s.gearstestInfo())) // with either store
 			return
 		}
 		if s.data.mini != nil {
@@ -472,7 +472,7 @@ func (s *Server) info(conn redcon.Conn, c *client, args [][]byte) {
 			}
 			body = append(body, '\r', '\n')
 		}
-		body = append(body, s.hazardInfo()...)
+		body = append(body, s.gearstestInfo()...)
 	}
 	c.write(conn, bulkBytes(body))
 }

@@ -154,6 +154,8 @@ type eventHub struct {
 	chains     map[string]chainAt // async execution id -> the registration and its self-trigger depth
 
 	notify atomic.Pointer[notifier] // the keyspace subscriber of an external Redis (notify.go)
+
+	queue eventQueue // executions of events raised while the worker restarts (eventqueue.go)
 }
 
 type chainAt struct {
@@ -318,14 +320,18 @@ func (s *Server) fire(token, cmd string, evs []keyEvent) (cc *cmdCtx) {
 	if s.ev.suppressed(token) {
 		return nil
 	}
+	// While the worker restarts (and until what was queued then is delivered), the executions are
+	// queued with what decided them now: the registrations, the key's type (eventqueue.go).
 	wk := s.currentWorker()
-	if wk == nil {
-		return nil
-	}
+	queue := wk == nil || s.ev.queueing()
 	for _, e := range evs {
 		for _, r := range s.state.keyRegsFor(e, cmd) {
 			if r.ev.sr != nil {
-				s.streamEvent(wk, r, e.key, token)
+				if queue {
+					s.queueEvent(r, token, e, nil)
+				} else {
+					s.streamEvent(wk, r, e.key, token)
+				}
 				continue
 			}
 			if len(r.ev.keyTypes) > 0 && !s.keyTypeMatches(r.ev.keyTypes, e.key) {
@@ -339,7 +345,11 @@ func (s *Server) fire(token, cmd string, evs []keyEvent) (cc *cmdCtx) {
 				}
 				rc = cc
 			}
-			s.runKeyEvent(wk, r, token, e, rc)
+			if queue {
+				s.queueEvent(r, token, e, rc)
+			} else {
+				s.runKeyEvent(wk, r, token, e, rc)
+			}
 		}
 	}
 	return cc

@@ -322,14 +322,18 @@ func (s *Server) onWorkerExit(wk *workerProc) {
 	s.state.workerDied()
 	if s.closed.Load() {
 		close(ready)
+		s.dropQueuedEvents()
 		return
 	}
 	s.logf('#', "gearstest: python worker exited (%v), restarting it", wk.cmd.ProcessState)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		defer close(ready)
 		s.restartWorker()
+		close(ready)
+		// The events raised meanwhile were queued (eventqueue.go): after close(ready), since the
+		// delivery takes the global lock, which a command waiting for ready may hold.
+		s.deliverQueuedEvents()
 	}()
 }
 
