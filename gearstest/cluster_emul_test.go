@@ -1,6 +1,14 @@
 package gearstest
 
-import "testing"
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
 
 func TestClusterSlotMath(t *testing.T) {
 	for key, want := range map[string]int{"foo": 12182, "bar": 5061, "{user1000}.following": 3443, "{}x": keySlot([]byte("{}x")), "a{b}c": keySlot([]byte("b"))} {
@@ -32,4 +40,137 @@ func TestClusterSlotMath(t *testing.T) {
 			t.Errorf("slotTag(%d) = %q, whose slot is %d", slot, tag, keySlot([]byte(tag)))
 		}
 	}
+}
+
+// clusterClients returns a RESP2 client on every shard of cl, in slot order.
+func clusterClients(t *testing.T, cl *Cluster) []*redis.Client {
+	var out []*redis.Client
+	for _, a := range cl.Addrs() {
+		out = append(out, newRDB(t, a, 2))
+	}
+	return out
+}
+
+// replyTexts describes the elements of an array reply: "error <text>" for an error element, else
+// "value <v>".
+func replyTexts(v any) []string {
+	var out []string
+	arr, _ := v.([]any)
+	for _, e := range arr {
+		if err, ok := e.(redis.Error); ok {
+			out = append(out, "error "+err.Error())
+		} else {
+			out = append(out, fmt.Sprintf("value %v", e))
+		}
+	}
+	return out
+}
+
+// The other shards replay a registering script in replica mode: its top level's execute() does
+// nothing there and its log() is silent, while the registrations and their onRegistered callbacks are
+// applied on every shard. A shard whose worker restarts gets the session back in replica mode.
+func TestClusterReplicaModeEmul(t *testing.T) {
+	logs := &syncBuffer{}
+	cl := RunCluster(t, 3, WithLogger(logs))
+	ctx := ctxT(t)
+	rdbs := clusterClients(t, cl)
+	tags := make([]string, 3)
+	for i, s := range cl.Shards() {
+		tags[i] = s.shard.hashtag
+	}
+	script := "execute('INCR', 'runs{%s}' % hashtag())\nlog('top level of the replica test')\n" +
+		"GB('CommandReader').map(lambda x: hashtag()).register(trigger='where', mode='sync', " +
+		"onRegistered=lambda: execute('INCR', 'onreg{%s}' % hashtag()))\nGB().run()\n"
+	require.Equal(t, "OK", rdbs[1].Do(ctx, "RG.PYEXECUTE", script, "ID", "rs").Val())
+	for i, rdb := range rdbs {
+		runs := rdb.Get(ctx, "runs{"+tags[i]+"}").Val()
+		if i == 1 {
+			require.Equal(t, "1", runs, "the top level ran on the shard that got the script")
+		} else {
+			require.Equal(t, "", runs, "the top level's execute() ran on shard %d", i)
+		}
+		require.Equal(t, "1", rdb.Get(ctx, "onreg{"+tags[i]+"}").Val(), "onRegistered on shard %d", i)
+		require.Equal(t, []any{tags[i]}, rdb.Do(ctx, "RG.TRIGGER", "where").Val(), "shard %d", i)
+		if i != 1 {
+			require.Empty(t, rdb.Do(ctx, "RG.DUMPEXECUTIONS").Val(), "no run() execution on shard %d", i)
+		}
+	}
+	require.Equal(t, 1, strings.Count(logs.String(), "top level of the replica test"), "log() on one shard only:\n%s", logs.String())
+
+	// A replica shard's worker restarts: the registration comes back, the top level still does not run.
+	regs := rdbs[2].Do(ctx, "RG.DUMPREGISTRATIONS").Val().([]any)
+	require.Len(t, regs, 1)
+	require.NoError(t, cl.Shards()[2].KillWorker())
+	// A command sent while the old worker is dying gets an error; the restored one answers.
+	require.Eventually(t, func() bool {
+		v, err := rdbs[2].Do(ctx, "RG.TRIGGER", "where").Result()
+		return err == nil && fmt.Sprint(v) == fmt.Sprint([]any{tags[2]})
+	}, 2*time.Minute, 20*time.Millisecond, "the worker never came back")
+	require.Equal(t, regs[0].([]any)[1], rdbs[2].Do(ctx, "RG.DUMPREGISTRATIONS").Val().([]any)[0].([]any)[1])
+	require.Equal(t, "", rdbs[2].Get(ctx, "runs{"+tags[2]+"}").Val())
+	require.Equal(t, 1, strings.Count(logs.String(), "top level of the replica test"))
+}
+
+// A shard that cannot apply a registration answers "-ERR shard-<id>: <reason>" in RG.PYEXECUTE's array
+// reply; the shards that could keep it. A replay that registers less than the origin did is refused.
+func TestClusterShardErrorsEmul(t *testing.T) {
+	cl := RunCluster(t, 3)
+	ctx := ctxT(t)
+	rdbs := clusterClients(t, cl)
+	shards := cl.Shards()
+	require.Equal(t, "OK", rdbs[0].Do(ctx, "RG.PYEXECUTE", "GB('CommandReader').map(lambda x: 'a').register(trigger='T', mode='sync')", "ID", "a").Val())
+	id := rdbs[0].Do(ctx, "RG.DUMPREGISTRATIONS").Val().([]any)[0].([]any)[1].(string)
+	require.Equal(t, shards[0].shard.id+"-1", id)
+	// Shard 0 alone loses it (as if an earlier apply failed there).
+	shards[0].lock.acquire("test")
+	require.True(t, shards[0].unregisterLocal(id, false))
+	shards[0].lock.release("test")
+
+	v, err := rdbs[0].Do(ctx, "RG.PYEXECUTE", "GB('CommandReader').map(lambda x: 'b').register(trigger='T', mode='sync')", "ID", "b").Result()
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"error -ERR shard-" + shards[1].shard.id + ": trigger already registered",
+		"error -ERR shard-" + shards[2].shard.id + ": trigger already registered",
+	}, replyTexts(v))
+	require.Equal(t, []any{"b"}, rdbs[0].Do(ctx, "RG.TRIGGER", "T").Val())
+	for i := 1; i < 3; i++ {
+		require.Equal(t, []any{"a"}, rdbs[i].Do(ctx, "RG.TRIGGER", "T").Val(), "shard %d", i)
+		require.Equal(t, []any{"Session b does not exists"}, rdbs[i].Do(ctx, "RG.PYDUMPSESSIONS", "SESSIONS", "b").Val())
+	}
+
+	// The replay's execute() returns None: a registration made only when it returned something is
+	// missing on the other shards, which refuse to apply a part of the session.
+	v, err = rdbs[2].Do(ctx, "RG.PYEXECUTE", "if execute('PING'):\n    GB('CommandReader').register(trigger='U')", "ID", "c").Result()
+	require.NoError(t, err)
+	const why = ": the script registered 0 registrations here, fewer than on the shard that ran it " +
+		"(gearstest replays it on every shard, where execute() returns None at its top level)"
+	require.Equal(t, []string{
+		"error -ERR shard-" + shards[0].shard.id + why,
+		"error -ERR shard-" + shards[1].shard.id + why,
+	}, replyTexts(v))
+	for i := 0; i < 2; i++ {
+		require.EqualError(t, rdbs[i].Do(ctx, "RG.TRIGGER", "U").Err(), "ERR subcommand not found", "shard %d", i)
+	}
+	require.Equal(t, []any{"['U']"}, rdbs[2].Do(ctx, "RG.TRIGGER", "U").Val())
+}
+
+// K1 is cluster-wide: while an RG.PYEXECUTE of session s runs on one shard, another of s sent to
+// another shard is refused (on a real cluster the two applies meet on every shard: the crash).
+func TestClusterK1AcrossShardsEmul(t *testing.T) {
+	cl := RunCluster(t, 3, AllowHazards())
+	ctx := ctxT(t)
+	shards := cl.Shards()
+	rdb1 := newRDB(t, shards[1].Addr(), 2)
+	require.NoError(t, rdb1.Ping(ctx).Err())
+	gate, first := startHeld(t, ctx, shards[0], "t1", "ID", "s1")
+	const k1 = "HAZARD concurrent RG.PYEXECUTE of session 's1': this crashes RedisGears 1.2.13 (SIGSEGV)"
+	require.EqualError(t, rdb1.Do(ctx, "RG.PYEXECUTE", "GB('CommandReader').register(trigger='t2')", "ID", "s1").Err(), k1)
+	require.EqualError(t, rdb1.Do(ctx, "RG.PYEXECUTE", "x = 1", "ID", "s9", "REPLACE_WITH", "s1").Err(), k1)
+	openGate(t, gate)
+	require.NoError(t, <-first)
+	require.Equal(t, []string{"K1", "K1"}, hazardIDs(shards[1]))
+	require.Empty(t, hazardIDs(shards[0]))
+	require.Equal(t, []any{"['t1']"}, newRDB(t, shards[2].Addr(), 2).Do(ctx, "RG.TRIGGER", "t1").Val())
+	// Once the first replied, the session can be upgraded through any shard.
+	require.Equal(t, "OK", rdb1.Do(ctx, "RG.PYEXECUTE", "GB('CommandReader').register(trigger='t1')", "ID", "s1", "UPGRADE").Val())
 }

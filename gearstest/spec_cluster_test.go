@@ -427,3 +427,28 @@ func TestClusterKeysReaderPerShard(t *testing.T) {
 		require.NotZero(t, n, "node %d owns none of the keys", i)
 	}
 }
+
+// RG.CLEARREGISTRATIONSSTATS and RG.PAUSEREGISTRATIONS run on every shard (a ShardIDReader execution):
+// the statistics are cleared everywhere; a registration unknown everywhere is reported with the id of
+// one of the shards.
+func TestClusterRegistrationCommandsOnEveryShard(t *testing.T) {
+	tg := newClusterTarget(t)
+	ids := tg.myIDs(t)
+	trig := uniq(t, "t")
+	ss := tg.node(t, 0, 2).registerScript(uniq(t, "s"), fmt.Sprintf("GB('CommandReader').register(trigger=%s, mode='sync')", pyQuote(trig)))
+	for i := range tg.addrs {
+		c := tg.node(t, i, 2)
+		c.expect(L("['"+trig+"']"), "RG.TRIGGER", trig)
+		require.Equal(t, int64(1), field(t, c.registration(ss.regs[0])[7].([]any), "numTriggered"), "node %d", i)
+	}
+	tg.node(t, 1, 2).expectOK("RG.CLEARREGISTRATIONSSTATS")
+	for i := range tg.addrs {
+		require.Equal(t, int64(0), field(t, tg.node(t, i, 2).registration(ss.regs[0])[7].([]any), "numTriggered"), "node %d", i)
+	}
+	c := tg.node(t, 2, 2)
+	c.expectErr("Reader CommandReader does not support pause", "RG.PAUSEREGISTRATIONS", ss.regs[0])
+	c.expectErr("Reader CommandReader does not support unpause", "RG.UNPAUSEREGISTRATIONS", ss.regs[0])
+	missing := ids[0] + "-999999999"
+	text := c.doErr("RG.PAUSEREGISTRATIONS", missing)
+	require.Regexp(t, "^Execution "+missing+" does not exists on shard ("+strings.Join(ids, "|")+")$", text)
+}

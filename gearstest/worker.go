@@ -185,7 +185,7 @@ func (s *Server) runWorker(wk *workerProc, stdin io.WriteCloser, stdout *bufio.R
 		"config":  s.state.cfg.pythonView(),
 		"check37": s.opts.check37,
 		"reqdir":  filepath.Join(s.tmp, "requirements"),
-		"shard":   zeroShard,
+		"shard":   s.state.myid,
 		"cluster": s.shardInit(), // cluster.go: node id and hashtag() of a shard, null stand-alone
 	})
 	_ = wk.send(bulk("init"), bulkBytes(init))
