@@ -29,6 +29,7 @@ type Cluster struct {
 	mu     sync.RWMutex
 	addrs  []string // announced address of each shard ("127.0.0.1:PORT"), filled as they listen
 	ranges [][2]int // the slots of each shard, first..last
+	tags   []string // what hashtag() answers on each shard (slotTag of its first slot)
 	runIDs []string // each shard's Redis run id (40 random hex characters, new for every cluster)
 	closed atomic.Bool
 
@@ -82,7 +83,11 @@ func StartCluster(n int, opts ...Option) (*Cluster, error) {
 		return nil, fmt.Errorf("gearstest: cluster address %q: the ports %s..%s+%d must be in 1..65535", o.addr, portText, portText, n-1)
 	}
 	ranges := splitSlots(n)
-	cl := &Cluster{shards: make([]*Server, n), addrs: make([]string, n), ranges: ranges, runIDs: make([]string, n)}
+	cl := &Cluster{shards: make([]*Server, n), addrs: make([]string, n), ranges: ranges, runIDs: make([]string, n),
+		tags: make([]string, n)}
+	for i, r := range ranges {
+		cl.tags[i] = slotTag(r[0])
+	}
 	for i := range cl.runIDs {
 		var b [20]byte
 		_, _ = rand.Read(b[:])
@@ -97,7 +102,7 @@ func StartCluster(n int, opts ...Option) (*Cluster, error) {
 			cl.addrs[i] = announced(addr)
 		}
 		sh := &clusterShard{cl: cl, index: i, id: shardID(i), first: ranges[i][0], last: ranges[i][1],
-			hashtag: slotTag(ranges[i][0])}
+			hashtag: cl.tags[i]}
 		shardOpts := append(append([]Option{}, opts...), WithAddr(addr), withShard(sh))
 		wg.Add(1)
 		go func() {
@@ -209,11 +214,17 @@ func (s *Server) mode() string {
 	return "standalone"
 }
 
-// shardInit is what the worker's init message says of this shard (python/PROTOCOL.md): its node id
-// and its hashtag(); nil stand-alone.
-func (s *Server) shardInit() map[string]string {
+// shardInit is what the worker's init message says of this shard (python/PROTOCOL.md): its node id,
+// its hashtag(), its index and every shard's node id, hashtag and slot range (a distributed execution
+// runs a partition per shard in this worker: cluster_exec.go); nil stand-alone.
+func (s *Server) shardInit() map[string]any {
 	if s.shard == nil {
 		return nil
 	}
-	return map[string]string{"myid": s.shard.id, "hashtag": s.shard.hashtag}
+	cl := s.shard.cl
+	shards := make([]map[string]any, len(cl.ranges))
+	for i, r := range cl.ranges {
+		shards[i] = map[string]any{"myid": shardID(i), "hashtag": cl.tags[i], "first": r[0], "last": r[1]}
+	}
+	return map[string]any{"myid": s.shard.id, "hashtag": s.shard.hashtag, "index": s.shard.index, "shards": shards}
 }

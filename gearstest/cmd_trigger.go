@@ -27,6 +27,12 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 	case c.inExec:
 		flags = "m" // EXEC keeps the lock for the whole transaction (release is a no-op there)
 	}
+	if s.shard != nil && r.mode == "async" {
+		// On a cluster an async registration's execution runs on every shard, each with the record
+		// [trigger, args…], and gathers (spec 3.4: count() answers the shard count): the worker runs
+		// a partition per shard (cluster_exec.go). async_local and sync run here only.
+		flags += "d"
+	}
 	msg := make([]value, 0, 3+len(args))
 	msg = append(msg, bulk(r.id), bulk(e.id), bulk(token), bulk(flags))
 	for _, a := range args[1:] {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -451,4 +452,221 @@ func TestClusterRegistrationCommandsOnEveryShard(t *testing.T) {
 	missing := ids[0] + "-999999999"
 	text := c.doErr("RG.PAUSEREGISTRATIONS", missing)
 	require.Regexp(t, "^Execution "+missing+" does not exists on shard ("+strings.Join(ids, "|")+")$", text)
+}
+
+// Distributed executions (issue 10): run() in its default mode 'async' and RG.TRIGGER of an async
+// registration run on every shard; the records move at collect()/repartition() boundaries
+// (src/execution_plan.c, v1.2.13). Records come from the shards in no defined order: the tests
+// compare them as sets.
+
+// clusterKeys writes n keys "<prefix>:<i>" = value(i) through a ClusterClient and returns the keys
+// each node owns; every node owns at least one.
+func (tg *clusterTarget) clusterKeys(t *testing.T, prefix string, n int, value func(i int) string) [][]string {
+	t.Helper()
+	cc := tg.clusterClient(t, 2)
+	ctx := testCtx(t)
+	per := make([][]string, len(tg.addrs))
+	for i := 0; i < n; i++ {
+		key := fmt.Sprintf("%s:%d", prefix, i)
+		require.NoError(t, cc.Set(ctx, key, value(i), 0).Err())
+		o := tg.owner(t, key)
+		per[o] = append(per[o], key)
+	}
+	for i, keys := range per {
+		require.NotEmpty(t, keys, "node %d owns none of the keys", i)
+	}
+	t.Cleanup(func() {
+		for _, keys := range per {
+			for _, k := range keys {
+				_ = cc.Del(context.Background(), k).Err()
+			}
+		}
+	})
+	return per
+}
+
+// runRecords runs RG.PYEXECUTE script on c and returns its records as a sorted list of strings,
+// requiring no errors.
+func runRecords(c *client, script string) []string {
+	c.t.Helper()
+	res := c.do("RG.PYEXECUTE", script).([]any)
+	require.Len(c.t, res, 2)
+	require.Equal(c.t, []any{}, res[1], "errors of %s", script)
+	return sortedStrings(c.t, res[0].([]any))
+}
+
+func sortedStrings(t testing.TB, recs []any) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		s, ok := r.(string)
+		require.True(t, ok, "record %#v is not a string", r)
+		out[i] = s
+	}
+	sort.Strings(out)
+	return out
+}
+
+func flat(per [][]string) []string {
+	var out []string
+	for _, k := range per {
+		out = append(out, k...)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// run() of a KeysReader reads every shard's keys and gathers them at the shard that ran it;
+// async_local reads the local shard only; collect=False keeps each shard's records where they are,
+// so the reply has the initiator's own (ExecutionPlan_CollectNextRecord is the only step that moves
+// records to the initiator).
+func TestClusterRunKeysReaderGathers(t *testing.T) {
+	tg := newClusterTarget(t)
+	prefix := uniq(t, "k")
+	per := tg.clusterKeys(t, prefix, 30, strconv.Itoa)
+	all := flat(per)
+	for i := range tg.addrs {
+		c := tg.node(t, i, 2)
+		run := "GB().map(lambda r: r['key']).run('" + prefix + ":*'%s)"
+		require.Equal(t, all, runRecords(c, fmt.Sprintf(run, "")), "node %d", i)
+		local := append([]string(nil), per[i]...)
+		sort.Strings(local)
+		require.Equal(t, local, runRecords(c, fmt.Sprintf(run, ", mode='async_local'")), "node %d async_local", i)
+		require.Equal(t, local, runRecords(c, fmt.Sprintf(run, ", collect=False")), "node %d collect=False", i)
+		// KeysOnlyReader: a PythonReader over SCAN on each shard.
+		require.Equal(t, all, runRecords(c, "GB('KeysOnlyReader').run('"+prefix+":*')"), "node %d KeysOnlyReader", i)
+	}
+}
+
+// ShardsIDReader gives one record per shard, its node id; async_local only the local one.
+func TestClusterShardsIDReader(t *testing.T) {
+	tg := newClusterTarget(t)
+	var ids []string
+	for i := range tg.addrs {
+		ids = append(ids, tg.node(t, i, 2).do("CLUSTER", "MYID").(string))
+	}
+	sort.Strings(ids)
+	for i := range tg.addrs {
+		c := tg.node(t, i, 2)
+		require.Equal(t, ids, runRecords(c, "GB('ShardsIDReader').run()"), "node %d", i)
+		require.Equal(t, []string{c.do("CLUSTER", "MYID").(string)},
+			runRecords(c, "GB('ShardsIDReader').run(mode='async_local')"), "node %d async_local", i)
+		c.expect(L(L("3"), L()), "RG.PYEXECUTE", "GB('ShardsIDReader').count().run()")
+		c.expect(L(L("1"), L()), "RG.PYEXECUTE", "GB('ShardsIDReader').count().run(mode='async_local')")
+		// limit() before collect() runs on every shard, after it on the gathered records.
+		c.expect(L(L("3"), L()), "RG.PYEXECUTE", "GB('ShardsIDReader').limit(1).count().run()")
+		c.expect(L(L("1"), L()), "RG.PYEXECUTE", "GB('ShardsIDReader').collect().limit(1).count().run()")
+		// hashtag() answers the shard each part runs on: one tag of each shard's first slot.
+		var firsts, got []int64
+		for _, r := range c.do("CLUSTER", "SLOTS").([]any) {
+			firsts = append(firsts, r.([]any)[0].(int64))
+		}
+		for _, tag := range runRecords(c, "GB('ShardsIDReader').map(lambda r: hashtag()).run()") {
+			got = append(got, c.do("CLUSTER", "KEYSLOT", tag).(int64))
+		}
+		sort.Slice(got, func(a, b int) bool { return got[a] < got[b] })
+		require.Equal(t, firsts, got, "node %d: slots of the hashtags", i)
+	}
+}
+
+// RG.TRIGGER of an async registration runs on every shard, each with the record [trigger, args…],
+// and gathers (spec 3.4: count() answers the shard count); async_local and sync run where called.
+func TestClusterTriggerFanOut(t *testing.T) {
+	tg := newClusterTarget(t)
+	c := tg.node(t, 0, 2)
+	count := c.regTrigger(".count()", "")
+	c.expect(L("3"), "RG.TRIGGER", count)
+	countLocal := c.regTrigger(".count()", "mode='async_local'")
+	c.expect(L("1"), "RG.TRIGGER", countLocal)
+	countSync := c.regTrigger(".count()", "mode='sync'")
+	c.expect(L("1"), "RG.TRIGGER", countSync)
+
+	args := c.regTrigger(".map(lambda r: '|'.join(r[1:]))", "")
+	c.expect(L("a|b", "a|b", "a|b"), "RG.TRIGGER", args, "a", "b")
+
+	// Each shard's part answers its own hashtag().
+	var firsts []int64
+	for _, r := range c.do("CLUSTER", "SLOTS").([]any) {
+		firsts = append(firsts, r.([]any)[0].(int64))
+	}
+	tags := c.regTrigger(".map(lambda r: hashtag())", "")
+	var got []int64
+	for _, tag := range sortedStrings(t, c.do("RG.TRIGGER", tags).([]any)) {
+		got = append(got, c.do("CLUSTER", "KEYSLOT", tag).(int64))
+	}
+	sort.Slice(got, func(a, b int) bool { return got[a] < got[b] })
+	require.Equal(t, firsts, got)
+	localTags := c.regTrigger(".map(lambda r: hashtag())", "mode='async_local'")
+	c.expect(L("06S"), "RG.TRIGGER", localTags)
+}
+
+// execute() runs on the shard the step runs on: a command whose keys are not all in that shard's
+// slots fails with 'Operation not permitted' (RM_Call's EPERM on a cluster node), as cache_get's GET
+// did on a real cluster (issue 10); keyless commands and local keys run.
+func TestClusterExecuteForeignKey(t *testing.T) {
+	tg := newClusterTarget(t)
+	c := tg.node(t, 0, 2)
+	prefix := uniq(t, "k")
+	per := tg.clusterKeys(t, prefix, 12, func(i int) string { return "v" + strconv.Itoa(i) })
+	local, foreign := per[0][0], per[1][0]
+	get := c.regTrigger(".map(lambda r: execute('GET', r[1]))", "mode='async_local'")
+	c.expect(L("v"+strings.TrimPrefix(local, prefix+":")), "RG.TRIGGER", get, local)
+	c.expectTriggerErr(tracebackErr("gears.error: Operation not permitted"), "RG.TRIGGER", get, foreign)
+	// Two keys of different slots, even both local: CROSSSLOT is EPERM too.
+	if len(per[0]) > 1 {
+		mget := c.regTrigger(".map(lambda r: str(execute('MGET', r[1], r[2])))", "mode='async_local'")
+		c.expectTriggerErr(tracebackErr("gears.error: Operation not permitted"), "RG.TRIGGER", mget, per[0][0], per[0][1])
+	}
+	ping := c.regTrigger(".map(lambda r: execute('PING'))", "mode='async_local'")
+	c.expect(L("PONG"), "RG.TRIGGER", ping)
+	// In a run() the readers read what each shard has, and each part's execute() reaches its shard:
+	// every shard writes a key of its own hashtag.
+	mark := uniq(t, "m")
+	c.expect(L(L("3"), L()), "RG.PYEXECUTE",
+		"GB('ShardsIDReader').foreach(lambda r: execute('SET', '{%s}"+mark+"' % hashtag(), r)).count().run()")
+	cc := tg.clusterClient(t, 2)
+	for i := range tg.addrs {
+		n := tg.node(t, i, 2)
+		keys := n.do("KEYS", "*"+mark).([]any)
+		require.Len(t, keys, 1, "node %d", i)
+		require.Equal(t, n.do("CLUSTER", "MYID"), n.do("GET", keys[0]))
+		require.NoError(t, cc.Del(testCtx(t), keys[0].(string)).Err())
+	}
+}
+
+// Aggregations across shards: count, countby, aggregate, avg, groupby, batchgroupby and
+// repartition give the results of the whole cluster's data.
+func TestClusterAggregations(t *testing.T) {
+	tg := newClusterTarget(t)
+	prefix := uniq(t, "k")
+	const n = 30
+	per := tg.clusterKeys(t, prefix, n, func(i int) string { return strconv.Itoa(i % 3) })
+	_ = per
+	pat := "'" + prefix + ":*'"
+	for i := range tg.addrs {
+		c := tg.node(t, i, 2)
+		c.expect(L(L("30"), L()), "RG.PYEXECUTE", "GB().count().run("+pat+")")
+		c.expect(L(L("30"), L()), "RG.PYEXECUTE", "GB().map(lambda r: int(r['value'])).aggregate(0, lambda a, r: a + r, lambda a, r: a + r).run("+pat+")")
+		c.expect(L(L("1.0"), L()), "RG.PYEXECUTE", "GB().avg(lambda r: int(r['value'])).run("+pat+")")
+		want := []string{"{'key': '0', 'value': 10}", "{'key': '1', 'value': 10}", "{'key': '2', 'value': 10}"}
+		require.Equal(t, want, runRecords(c, "GB().countby(lambda r: r['value']).run("+pat+")"), "countby on node %d", i)
+		require.Equal(t, want, runRecords(c, "GB().groupby(lambda r: r['value'], lambda k, a, r: (a or 0) + 1).run("+pat+")"), "groupby on node %d", i)
+		require.Equal(t, want, runRecords(c, "GB().batchgroupby(lambda r: r['value'], lambda k, l: len(l)).run("+pat+")"), "batchgroupby on node %d", i)
+		require.Equal(t, []string{"0", "1", "2"}, runRecords(c, "GB().map(lambda r: r['value']).distinct().run("+pat+")"))
+		// repartition(f) moves each record to the shard that owns f(r): there execute() may write
+		// the key; without it, the records of other shards' keys fail with EPERM.
+		dst := uniq(t, "d")
+		c.expect(L(L("30"), L()), "RG.PYEXECUTE", "GB().map(lambda r: r['key']).repartition(lambda k: '"+dst+"' + k)"+
+			".foreach(lambda k: execute('SET', '"+dst+"' + k, 'x')).count().run("+pat+")")
+		res := c.do("RG.PYEXECUTE", "GB().map(lambda r: r['key']).foreach(lambda k: execute('SET', '"+dst+"' + k, 'x')).run("+pat+")").([]any)
+		require.NotEmpty(t, res[1], "the writes of other shards' keys fail")
+		for _, e := range res[1].([]any) {
+			c.match(tracebackErr("gears.error: Operation not permitted"), e, "error")
+		}
+		cc := tg.clusterClient(t, 2)
+		for j := 0; j < n; j++ {
+			k := fmt.Sprintf("%s%s:%d", dst, prefix, j)
+			require.Equal(t, "x", cc.Get(testCtx(t), k).Val(), "key %s", k)
+			require.NoError(t, cc.Del(testCtx(t), k).Err())
+		}
+	}
 }

@@ -7,8 +7,11 @@ import "strings"
 // without waiting (the common case, and always for sync executions that already own it). Otherwise
 // (the lock is taken, or an external Redis, whose reply may take up to its deadline) the call runs
 // on its own goroutine.
-func (wk *workerProc) handleCall(cid []byte, token string, args []value) {
-	s := wk.s
+//
+// On a shard of a cluster the call runs on the shard the token names (cluster_exec.go) and, when
+// checked (a `call`: execute() from user code, not a reader's `rcall`), fails with "Operation not
+// permitted" when its keys are not in that shard's slots, as RM_Call does on a cluster node.
+func (wk *workerProc) handleCall(cid []byte, token string, args []value, checked bool) {
 	tok := lockToken(token)
 	if len(args) == 0 {
 		_ = wk.sendRaw(replyMsg(cid, 'v', []byte("*0\r\n")))
@@ -21,9 +24,20 @@ func (wk *workerProc) handleCall(cid []byte, token string, args []value) {
 			cargs[i] = []byte(a.String())
 		}
 	}
+	s := wk.s
+	if s.shard != nil {
+		if s = wk.target(tok); s == nil {
+			_ = wk.sendRaw(replyMsg(cid, 'e', encBulk("ERR gearstest: the shard of "+token+" is not running\r\n")))
+			return
+		}
+		if checked && s.callDenied(cargs) {
+			_ = wk.sendRaw(replyMsg(cid, 'e', encBulk(msgCallNotPermitted)))
+			return
+		}
+	}
 	// A write that may run a sync KeysReader execution waits for it: not on the reader (events.go).
 	if s.data.mini != nil && !s.mayRunSync(tok, cargs) && s.lock.tryAcquire(tok) {
-		wk.doCall(cid, tok, cargs)
+		wk.doCall(s, cid, tok, cargs)
 		s.lock.release(tok)
 		return
 	}
@@ -31,7 +45,7 @@ func (wk *workerProc) handleCall(cid []byte, token string, args []value) {
 	go func() {
 		defer s.wg.Done()
 		s.lock.acquire(tok)
-		wk.doCall(cid, tok, cargs)
+		wk.doCall(s, cid, tok, cargs)
 		s.lock.release(tok)
 	}()
 }
@@ -43,11 +57,12 @@ var stateChanging = map[string]bool{
 	"HELLO": true, "CLIENT": true, "MONITOR": true, "RESET": true, "AUTH": true, "QUIT": true,
 }
 
-func (wk *workerProc) doCall(cid []byte, tok string, args [][]byte) {
-	s := wk.s
+// doCall runs a call on server s: the worker's own, or on a cluster the shard a partition of a
+// distributed execution runs on.
+func (wk *workerProc) doCall(s *Server, cid []byte, tok string, args [][]byte) {
 	name := strings.ToUpper(string(args[0]))
 	if h, ok := rgCommands[name]; ok {
-		wk.doRGCall(cid, name, h, args)
+		wk.doRGCall(s, cid, name, h, args)
 		return
 	}
 	var sc *storeConn
@@ -93,7 +108,7 @@ func (wk *workerProc) doCall(cid []byte, tok string, args [][]byte) {
 // so a function may read RG.CONFIGGET or RG.DUMPREGISTRATIONS; it runs under the global lock the caller
 // already holds. The commands that wait for executions or for the worker (RG.PYEXECUTE, RG.TRIGGER, …)
 // would wait on the very worker thread that asks, so they are refused with a clear error instead.
-func (wk *workerProc) doRGCall(cid []byte, name string, h *rgCommand, args [][]byte) {
+func (wk *workerProc) doRGCall(s *Server, cid []byte, name string, h *rgCommand, args [][]byte) {
 	if !h.checkArity(len(args)) {
 		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk(msgInvalidArgRPC)))
 		return
@@ -102,7 +117,7 @@ func (wk *workerProc) doRGCall(cid []byte, name string, h *rgCommand, args [][]b
 		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk("ERR gearstest: "+name+" can not be called with execute() from a gear function\r\n")))
 		return
 	}
-	v := h.fn(wk.s, &client{}, args) // a RESP2 caller; the lock is the one the gear already holds
+	v := h.fn(s, &client{}, args) // a RESP2 caller; the lock is the one the gear already holds
 	raw := appendValue(nil, v, false)
 	if len(raw) > 0 && raw[0] == '-' {
 		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk(string(raw[1:len(raw)-2])+"\r\n")))

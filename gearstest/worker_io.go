@@ -133,8 +133,9 @@ func (wk *workerProc) readLoop(r *bufio.Reader) {
 		}
 		for tok, n := range locks {
 			// Only the levels the worker took: a sync execution's token is also held by its command.
-			for ; n > 0; n-- {
-				wk.s.lock.release(tok)
+			ts := wk.target(tok)
+			for ; ts != nil && n > 0; n-- {
+				ts.lock.release(tok)
 			}
 		}
 		close(wk.exited)
@@ -179,7 +180,9 @@ func (wk *workerProc) dispatch(m []value) {
 	case "yield":
 		wk.onYield(arg(1).String())
 	case "call":
-		wk.handleCall(arg(1).Str, arg(2).String(), m[min(3, len(m)):])
+		wk.handleCall(arg(1).Str, arg(2).String(), m[min(3, len(m)):], true)
+	case "rcall":
+		wk.handleCall(arg(1).Str, arg(2).String(), m[min(3, len(m)):], false)
 	case "lock":
 		wk.onLock(arg(1).Str, lockToken(arg(2).String()))
 	case "unlock":
@@ -249,7 +252,11 @@ func (wk *workerProc) onYield(rid string) {
 // onLock grants the global lock to tok for atomic() (`lock <cid> <token>`): at once when it is free
 // or tok owns it, else from a goroutine once it is (the reader never waits for the lock).
 func (wk *workerProc) onLock(cid []byte, tok string) {
-	s := wk.s
+	s := wk.target(tok) // the worker's server, or a partition's shard (cluster_exec.go)
+	if s == nil {
+		_ = wk.sendRaw(replyMsg(cid, 'e', encBulk("ERR gearstest: the shard of "+tok+" is not running")))
+		return
+	}
 	grant := func() {
 		wk.mu.Lock()
 		if wk.dead {
@@ -284,7 +291,9 @@ func (wk *workerProc) onUnlock(tok string) {
 		}
 	}
 	wk.mu.Unlock()
-	wk.s.lock.release(tok)
+	if s := wk.target(tok); s != nil {
+		s.lock.release(tok)
+	}
 }
 
 // lockToken maps the empty token (code running outside an execution, e.g. a thread the script started)

@@ -341,4 +341,192 @@ def run_steps(ctx, steps, records=None, reader_fn=None):
     return out
 
 
-__all__ = ['Step', 'run_steps', 'describe_steps', 'callbacks', 'OK', 'ERR', 'PENDING']
+# ------------------------------------------------------------------------------------------------
+# Distributed executions: a gearstest cluster (gearstest/cluster_exec.go).
+#
+# On a real cluster a non-local execution runs its plan on every shard and the records move between
+# shards at the boundary steps (src/execution_plan.c, v1.2.13): collect() sends every record to the
+# initiator (ExecutionPlan_CollectNextRecord); repartition(f) sends each to the shard that owns the
+# key f(r) (ExecutionPlan_RepartitionNextRecord; an error record stays where it is); groupby and
+# batchgroupby extract the key, repartition by it, then accumulate/group on the shard that owns it.
+# Whatever a shard other than the initiator holds at the end stays there: the reply has the records
+# and errors that reached the initiator (run(collect=False) answers the initiator's own records).
+#
+# Here the worker of the shard where the execution started runs it once per shard "partition", stage
+# by stage (every partition up to a boundary, then the records move, then the next stage). ctx.part is
+# the partition's shard index and ctx.token the execution's token + '@<index>', which Go routes to
+# that shard (execute(), atomic(), the readers); hashtag() and ShardsIDReader answer that shard's.
+
+_BOUNDARIES = frozenset(('collect', 'repartition', 'groupby', 'batchgroupby'))
+
+
+def _crc16_table():
+    t = []
+    for i in range(256):
+        c = i << 8
+        for _ in range(8):
+            c = ((c << 1) ^ 0x1021) if c & 0x8000 else (c << 1)
+        t.append(c & 0xffff)
+    return t
+
+
+_CRC16 = _crc16_table()
+
+
+def key_slot(key):
+    """The hash slot of key (str or bytes): CRC16-XMODEM of the key or its {hash tag}, mod 16384."""
+    if isinstance(key, str):
+        key = key.encode('utf-8', 'surrogatepass')
+    o = key.find(b'{')
+    if o >= 0:
+        c = key.find(b'}', o + 1)
+        if c > o + 1:
+            key = key[o + 1:c]
+    crc = 0
+    for b in key:
+        crc = ((crc << 8) & 0xffff) ^ _CRC16[((crc >> 8) ^ b) & 0xff]
+    return crc & 16383
+
+
+def _stages(steps):
+    # [(steps up to a boundary, the boundary step or None)]
+    out, chain = [], []
+    for s in steps:
+        if s.kind in _BOUNDARIES:
+            out.append((chain, s))
+            chain = []
+        else:
+            chain.append(s)
+    out.append((chain, None))
+    return out
+
+
+def _copy_record(r):
+    # Each shard gets its own copy of a trigger's record (the real one deserializes it).
+    return list(r) if isinstance(r, list) else r
+
+
+def run_distributed(ctx, steps, cluster, records=None, reader_fn=None):
+    """Generator: runs the plan on every shard of cluster, as run_steps does on one; returns the records.
+
+    cluster is the worker's cluster view ({'index': this shard, 'shards': [{'myid', 'hashtag',
+    'first', 'last'}, …]}). records (a trigger's record, which every shard gets) or reader_fn (run()'s
+    reader, read on every shard) feed the first stage of each partition."""
+    shards = cluster['shards']
+    n = len(shards)
+    me = cluster['index']
+    lasts = [sh['last'] for sh in shards]
+    base = ctx.token
+
+    def enter(p):
+        ctx.part = p
+        ctx.token = '%s@%d' % (base, p)
+
+    recs = None
+    errs = [[] for _ in range(n)]  # error texts held by each partition
+    outs = [[] for _ in range(n)]
+    try:
+        for chain, boundary in _stages(steps):
+            outs = [None] * n
+            for p in range(n):
+                enter(p)
+                if recs is not None:
+                    inp, rd = recs[p], None
+                elif records is not None:
+                    inp, rd = [_copy_record(r) for r in records], None
+                else:
+                    inp, rd = None, reader_fn
+                outs[p] = yield from _run_part(ctx, chain, inp, rd, errs[p])
+            if boundary is None:
+                break
+            recs = yield from _move(ctx, boundary, outs, errs, me, lasts, enter)
+    finally:
+        ctx.part = None
+        ctx.token = base
+    ctx.errors.extend(errs[me])
+    return outs[me]
+
+
+def _run_part(ctx, chain, inp, reader_fn, errs):
+    """Generator: one partition's steps up to a boundary; the errors they make go to errs."""
+    if inp is not None and not any(s.kind != 'topy' for s in chain):
+        return inp
+        yield  # a generator like the steps' (never reached)
+    saved = ctx.errors
+    ctx.errors = errs
+    try:
+        out = yield from run_steps(ctx, chain, inp, reader_fn)
+    finally:
+        ctx.errors = saved
+    return out
+
+
+def _owner(key, lasts):
+    slot = key_slot(key)
+    for i, last in enumerate(lasts):
+        if slot <= last:
+            return i
+    return len(lasts) - 1
+
+
+def _move(ctx, step, outs, errs, me, lasts, enter):
+    """Generator: moves the partitions' records across a boundary step; returns each one's new input."""
+    n = len(outs)
+    if step.kind == 'collect':
+        got = list(outs[me])
+        for p in range(n):
+            if p != me:
+                got.extend(outs[p])
+                errs[me].extend(errs[p])
+                del errs[p][:]
+        new = [[] for _ in range(n)]
+        new[me] = got
+        return new
+    # repartition, groupby, batchgroupby: the key of each record is extracted on its shard.
+    moved = [[] for _ in range(n)]
+    for p in range(n):
+        enter(p)
+        for r in outs[p]:
+            s, k = _extract(ctx, step.f1, r)
+            if s is ERR:
+                errs[p].append(k)  # an error record stays where it is
+                continue
+            moved[_owner(k, lasts)].append((k, r))
+    if step.kind == 'repartition':
+        return [[r for _, r in m] for m in moved]
+    new = [[] for _ in range(n)]
+    for t in range(n):
+        enter(t)
+        if step.kind == 'groupby':
+            groups = {}
+            for k, r in moved[t]:
+                s, v = yield from _call(ctx, step.f2, (k, groups.get(k), r))
+                if s is ERR:
+                    groups.pop(k, None)
+                    errs[t].append(v)
+                    continue
+                groups[k] = v
+            new[t] = [{'key': k, 'value': v} for k, v in groups.items()][::-1]
+        else:
+            groups = {}
+            for k, r in moved[t]:
+                groups.setdefault(k, []).append(r)
+            out = []
+            for k, lst in groups.items():
+                s, v = _invoke(ctx, step.f2, (k, lst))
+                if s is PENDING:
+                    if type(v) is types.CoroutineType:
+                        v.close()
+                        s, v = ERR, 'coroutine are not allow on reduce'
+                    else:
+                        s = OK
+                if s is ERR:
+                    errs[t].append(v)
+                else:
+                    out.append({'key': k, 'value': v})
+            new[t] = out[::-1]
+    return new
+
+
+__all__ = ['Step', 'run_steps', 'run_distributed', 'key_slot', 'describe_steps', 'callbacks', 'OK', 'ERR',
+           'PENDING']

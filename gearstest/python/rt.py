@@ -12,7 +12,9 @@ tls = threading.local()
 class _Holder(object):
     worker = None  # the Worker (set by worker.py)
     config = {}  # RG config values (str keys, values as Go sent them)
-    cluster = None  # a shard of a gearstest cluster: {'myid': node id, 'hashtag': tag of its first slot}
+    # a shard of a gearstest cluster: {'myid': node id, 'hashtag': tag of its first slot, 'index': its
+    # index, 'shards': [{'myid', 'hashtag', 'first', 'last'} of every shard, in slot order]}
+    cluster = None
 
 
 state = _Holder()

@@ -47,7 +47,7 @@ class ExecCtx(object):
     __slots__ = ('kind', 'session', 'token', 'multi', 'fut', 'rid', 'execid', 'errors',
                  'created_exec', 'pending_regs', 'restore_ids', 'replaced', 'reg', 'aborted',
                  'waiting', 'yielded', 'steps', 'reader_fn', 'mode', 'run_future', 'coro', 'in_rpc',
-                 'hook', 'cmdctx', 'override', 'replica')
+                 'hook', 'cmdctx', 'override', 'replica', 'part')
 
     def __init__(self, kind, session, token='', multi=False):
         self.kind = kind
@@ -75,6 +75,7 @@ class ExecCtx(object):
         self.steps = None
         self.reader_fn = None
         self.mode = None
+        self.part = None  # a partition of a distributed execution: its shard's index (engine.py)
         self.replica = False  # a script replayed on another cluster shard (worker.do_exec)
 
 
@@ -390,11 +391,20 @@ def gearsConfigGet(key, default=None):
     return val if val is not None else default
 
 
+def _part_shard():
+    # The shard the running code runs on: a distributed execution's partition, else this one.
+    cl = state.cluster
+    ctx = CUR.get()
+    if ctx is not None and ctx.part is not None:
+        return cl['shards'][ctx.part]
+    return cl
+
+
 def hashtag():
-    # The tag of the first slot this shard owns (src/cluster.c Cluster_GetMyHashTag); stand-alone:
-    # slot 0's, '06S' (src/slots_table.c).
+    # The tag of the first slot of the shard the step runs on (src/cluster.c Cluster_GetMyHashTag);
+    # stand-alone: slot 0's, '06S' (src/slots_table.c).
     if state.cluster:
-        return state.cluster['hashtag']
+        return _part_shard()['hashtag']
     return '06S'
 
 
@@ -781,7 +791,7 @@ class GearsBuilder(object):
         if arg_err is not None:
             raise error(arg_err)
         steps = list(self._steps)
-        return state.worker.create_run(ctx, self._session, steps, reader_fn)
+        return state.worker.create_run(ctx, self._session, steps, reader_fn, pymode or 'async')
 
     def register(self, prefix='*', convertToStr=True, collect=True, **kargs):
         if convertToStr:
@@ -878,7 +888,10 @@ class _ReaderRedis(object):
         self.token = ctx.token if ctx is not None else ''
 
     def call(self, *args):
-        parts = [b'call', None, self.token, args[0]]
+        # `rcall`: the C readers open keys directly (RedisModule_OpenKey), without RM_Call's cluster
+        # check, so a shard reads what it has (a missing key is 'empty') and never fails with
+        # 'Operation not permitted'.
+        parts = [b'rcall', None, self.token, args[0]]
         parts.extend(_arg_bytes(a) for a in args[1:])
         return state.worker.call(parts, 1)
 
@@ -948,7 +961,7 @@ class _Hook(object):
 def _shard_reader():
     # shardReaderCallback(): stand-alone (RG.INFOCLUSTER answers 'no cluster mode') -> '1'; a shard of
     # a cluster -> its node id.
-    yield state.cluster['myid'] if state.cluster else '1'
+    yield _part_shard()['myid'] if state.cluster else '1'
 
 
 class RunFuture(object):

@@ -547,7 +547,7 @@ class Worker(object):
 
     # ---------------------------------------------------------------- run()
 
-    def create_run(self, ctx, session, steps, reader_fn):
+    def create_run(self, ctx, session, steps, reader_fn, mode='async'):
         if ctx is not None and ctx.kind == 'script' and ctx.restore_ids is not None:
             # Restoring a committed session after a worker restart re-runs its script only to
             # rebuild the registrations; its run() already happened once.
@@ -557,6 +557,7 @@ class Worker(object):
         rctx.execid = execid
         rctx.steps = steps
         rctx.reader_fn = reader_fn
+        rctx.mode = mode
         rctx.run_future = runtime.RunFuture()
         if ctx is not None and ctx.kind == 'script':
             ctx.created_exec = rctx
@@ -566,8 +567,13 @@ class Worker(object):
 
     def run_execution(self, rctx):
         self.execs[rctx.execid.encode()] = rctx
-        # The reader is read lazily, record by record, inside the plan (engine.run_steps).
-        self.drive(rctx, engine.run_steps(rctx, rctx.steps, reader_fn=rctx.reader_fn), None, False)
+        # The reader is read lazily, record by record, inside the plan (engine.run_steps). On a cluster
+        # the default mode 'async' runs the plan on every shard (engine.run_distributed).
+        if state.cluster and rctx.mode != 'async_local':
+            gen = engine.run_distributed(rctx, rctx.steps, state.cluster, reader_fn=rctx.reader_fn)
+        else:
+            gen = engine.run_steps(rctx, rctx.steps, reader_fn=rctx.reader_fn)
+        self.drive(rctx, gen, None, False)
 
     # ---------------------------------------------------------------- triggers
 
@@ -672,7 +678,12 @@ class Worker(object):
                 CUR.reset(tok)
         else:
             records = [record]
-        self.drive(ctx, engine.run_steps(ctx, reg.steps, records), None, inline)
+        if b'd' in msg[5] and state.cluster:
+            # An async registration's RG.TRIGGER on a cluster: every shard runs it on the record.
+            gen = engine.run_distributed(ctx, reg.steps, state.cluster, records=records)
+        else:
+            gen = engine.run_steps(ctx, reg.steps, records)
+        self.drive(ctx, gen, None, inline)
 
     # ---------------------------------------------------------------- executions
 
