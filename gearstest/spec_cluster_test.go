@@ -670,3 +670,25 @@ func TestClusterAggregations(t *testing.T) {
 		}
 	}
 }
+
+// The readers of a distributed run() read each shard's own data, the way the C readers open keys
+// (keys_reader.c KeysReader_Next with noScan: a key the shard lacks is an 'empty' record;
+// streams_reader.c: the XREAD of a shard that does not own the stream gives no reply, so no
+// records and no error).
+func TestClusterReadersOnEveryShard(t *testing.T) {
+	tg := newClusterTarget(t)
+	ctx := testCtx(t)
+	cc := tg.clusterClient(t, 2)
+	key, stream := uniq(t, "k"), uniq(t, "s")
+	require.NoError(t, cc.Set(ctx, key, "v", 0).Err())
+	require.NoError(t, cc.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"f", "v1"}}).Err())
+	require.NoError(t, cc.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"f", "v2"}}).Err())
+	t.Cleanup(func() { _ = cc.Del(context.Background(), key).Err(); _ = cc.Del(context.Background(), stream).Err() })
+	for i := range tg.addrs {
+		c := tg.node(t, i, 2)
+		require.Equal(t, []string{"empty", "empty", "string"},
+			runRecords(c, "GB().map(lambda r: r['type']).run('"+key+"', noScan=True)"), "node %d", i)
+		require.Equal(t, []string{"v1", "v2"},
+			runRecords(c, "GB('StreamReader').map(lambda r: r['value']['f']).run('"+stream+"')"), "node %d", i)
+	}
+}

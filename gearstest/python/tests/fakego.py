@@ -121,7 +121,7 @@ class FakeGo(object):
                     self.cond.notify_all()
                 if msg[1]:
                     self.send([b'reply', msg[1], b'v', self.hazard_text(msg[2], msg[3])])
-            elif name == b'call':
+            elif name in (b'call', b'rcall'):  # rcall: a reader's call (no cluster check in Go)
                 with self.cond:
                     self.calls.append(msg[2:])
                     self.cond.notify_all()
