@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	_ "embed"
+	"encoding"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
@@ -153,9 +154,36 @@ func NewCacheGet(opts ...CacheOption) Script {
 		// dropped without running it (an UPGRADE) is simply made again. WithMode overrides the mode.
 		defaults: []Option{WithMode(AsyncLocal), WithIdempotent()},
 		lookup:   s.hit,
+		route:    s.route,
 	}
 	script.lookupFor = scriptCode(script) // a copy with other Python loses the Go-side hit
 	return script
+}
+
+// route is CacheGet's routing key (Script.route): the cache key of the URL, the first argument, read as
+// go-redis sends it (a string, *string, []byte, or an encoding.BinaryMarshaler such as *url.URL). Any
+// such value is routed, valid URL or not: cache_get.py refuses a bad URL on whichever shard owns its
+// key. Other argument types (numbers, nil) are no URL: they get the plain RG.TRIGGER, which cache_get
+// refuses before touching any key.
+func (s cacheGetSettings) route(args []any) (string, bool) {
+	if len(args) == 0 {
+		return "", false
+	}
+	switch v := args[0].(type) {
+	case string:
+		return cacheGetKey(s.keyPrefix, v), true
+	case *string:
+		if v != nil {
+			return cacheGetKey(s.keyPrefix, *v), true
+		}
+	case []byte:
+		return cacheGetKey(s.keyPrefix, string(v)), true
+	case encoding.BinaryMarshaler:
+		if b, err := v.MarshalBinary(); err == nil {
+			return cacheGetKey(s.keyPrefix, string(b)), true
+		}
+	}
+	return "", false
 }
 
 // cacheGetMaxURLLen is CACHE_GET_MAX_URL_LEN of cache_get.py: longer URLs are refused.

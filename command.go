@@ -66,9 +66,14 @@ func Command[T any](trigger string, rdb redis.UniversalClient, script Script, op
 	c := &caller[T]{rdb: rdb, reg: reg, decode: decode, cmd: any("RG.TRIGGER"), trigger: any(trigger)}
 	c.idempotent = o.idempotent
 	c.lookup = script.fastPath()
-	if o.keyRouting {
+	switch {
+	case o.keyRouting:
 		c.cmd = any("RG.TRIGGERONKEY")
-		c.needKey = true
+		c.needKey, c.keyed = true, true
+	case isCluster(rdb):
+		// The script's own key (CacheGet: the URL's cache key), so that the call runs on the shard that
+		// owns the data it touches. On a single server RG.TRIGGER is enough, and keeps RedisGears 1.0.
+		c.routeKey = script.keyRoute()
 	}
 	return c.call
 }

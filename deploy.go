@@ -200,7 +200,11 @@ func (e *unknownOutcome) Unwrap() error { return e.err }
 
 // pyExecute sends the registration script with opts, marking errors whose outcome is unknown.
 func (r *deployer) pyExecute(ctx context.Context, opts *PyExecuteOptions) error {
-	_, err := r.client.PyExecute(ctx, r.script, opts)
+	c, err := r.home(ctx)
+	if err != nil {
+		return err // nothing was sent
+	}
+	_, err = c.PyExecute(ctx, r.script, opts)
 	var re redis.Error
 	if err != nil && !errors.As(err, &re) {
 		return &unknownOutcome{err}
@@ -337,7 +341,11 @@ func (r *deployer) decide(exists bool, desc string, registered bool) (action, er
 
 // session reads the registrar's session; errLegacy on a RedisGears 1.0 server.
 func (r *deployer) session(ctx context.Context) (SessionInfo, error) {
-	sessions, err := r.client.PyDumpSessions(ctx, &PyDumpSessionsOptions{Sessions: []string{r.sessionID}})
+	c, err := r.home(ctx)
+	if err != nil {
+		return SessionInfo{}, err
+	}
+	sessions, err := c.PyDumpSessions(ctx, &PyDumpSessionsOptions{Sessions: []string{r.sessionID}})
 	if err != nil {
 		if errors.Is(err, ErrUnknownCommand) {
 			return SessionInfo{}, errLegacy
@@ -435,7 +443,11 @@ func (r *deployer) pyOptions(upgrade bool, replace string) *PyExecuteOptions {
 // triggerRegistration finds the CommandReader registration of the trigger in RG.DUMPREGISTRATIONS; nil
 // if none. On RedisGears 1.0 it is how a Command finds its code.
 func (r *deployer) triggerRegistration(ctx context.Context) (*Registration, error) {
-	regs, err := r.client.DumpRegistrations(ctx)
+	c, err := r.home(ctx)
+	if err != nil {
+		return nil, err
+	}
+	regs, err := c.DumpRegistrations(ctx)
 	if errors.Is(err, ErrUnknownCommand) {
 		return nil, fmt.Errorf("the server has no RedisGears module: %w", err)
 	}
@@ -481,7 +493,7 @@ func (r *deployer) register10(ctx context.Context) (Deployment, error) {
 		action := Created
 		if mine != nil {
 			action = Upgraded
-			if err := r.client.Unregister(ctx, mine.ID, false); err != nil && !errors.Is(err, ErrNotRegistered) {
+			if err := r.unregister(ctx, mine.ID); err != nil && !errors.Is(err, ErrNotRegistered) {
 				return Deployment{}, fmt.Errorf("unregistering %s: %w", mine.ID, err)
 			}
 		}

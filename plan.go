@@ -75,12 +75,21 @@ func (r *deployer) unregisterAll(ctx context.Context) ([]string, error) {
 	}
 	var done []string
 	for _, rid := range info.RegistrationIDs {
-		if err := r.client.Unregister(ctx, rid, false); err != nil && !errors.Is(err, ErrNotRegistered) {
+		if err := r.unregister(ctx, rid); err != nil && !errors.Is(err, ErrNotRegistered) {
 			return done, fmt.Errorf("unregistering %s: %w", rid, err)
 		}
 		done = append(done, rid)
 	}
 	return done, nil
+}
+
+// unregister sends RG.UNREGISTER of a registration id through the session's node (home).
+func (r *deployer) unregister(ctx context.Context, id string) error {
+	c, err := r.home(ctx)
+	if err != nil {
+		return err
+	}
+	return c.Unregister(ctx, id, false)
 }
 
 // sessionDeployer builds the deployer Deploy would use for s, without sending anything.

@@ -49,7 +49,12 @@ type Script struct {
 	// go-redis reads it, and true; or false when the trigger must run. It must keep every semantic of
 	// the server function for the calls it answers.
 	lookup func(ctx context.Context, rdb redis.UniversalClient, args []any) (reply any, ok bool)
-	// lookupFor is the code lookup was made for (scriptCode): a copy of the Script whose Function, Then
+	// route, when set, computes the key a call with these arguments touches (NewCacheGet: the URL's cache
+	// key). On a Redis Cluster the Func then sends RG.TRIGGERONKEY <trigger> <key> <args…>, so that the
+	// call runs on the shard that owns the key, and Function must accept that form. ok false: the Func
+	// sends the plain RG.TRIGGER.
+	route func(args []any) (key string, ok bool)
+	// lookupFor is the code lookup and route were made for (scriptCode): a copy of the Script whose Function, Then
 	// or Source was changed is other code, and loses the fast path.
 	lookupFor string
 }
@@ -66,6 +71,15 @@ func (s Script) fastPath() func(ctx context.Context, rdb redis.UniversalClient, 
 		return nil
 	}
 	return s.lookup
+}
+
+// keyRoute is the route a Func may use: nil when there is none, or when the Script's code is no longer
+// the code it was made for (another Function could not take the key as its first argument).
+func (s Script) keyRoute() func(args []any) (string, bool) {
+	if s.route == nil || s.lookupFor != scriptCode(s) {
+		return nil
+	}
+	return s.route
 }
 
 //go:embed gears/templates/*.py

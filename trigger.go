@@ -20,6 +20,12 @@ type caller[T any] struct {
 	cmd     any // "RG.TRIGGER" or "RG.TRIGGERONKEY", boxed once so that calls do not allocate it
 	trigger any // the trigger name, boxed once
 	needKey bool
+	// keyed: the command is RG.TRIGGERONKEY, whose key (argument 2) routes it on a cluster.
+	keyed bool
+	// routeKey, when set, computes the routing key from the caller's arguments (CacheGet on a cluster:
+	// the URL's cache key); the Func then sends RG.TRIGGERONKEY <trigger> <key> <args…>. ok false: the
+	// arguments have no key (no URL), and the plain RG.TRIGGER is sent, for the function to refuse them.
+	routeKey func(args []any) (key string, ok bool)
 	// idempotent (WithIdempotent): a reply without records is retried.
 	idempotent bool
 	// lookup is the Script's Go-side fast path (CacheGet's hits), nil for most scripts.
@@ -47,10 +53,8 @@ func (c *caller[T]) call(ctx context.Context, args ...any) (T, error) {
 	if err != nil {
 		return zero, err
 	}
-	full := make([]any, 2+len(args))
-	full[0], full[1] = c.cmd, c.trigger
-	copy(full[2:], args)
-	v, err := c.do(ctx, gen, full)
+	full, keyed := c.command(args)
+	v, err := c.do(ctx, gen, keyed, full)
 	for retry := 0; c.idempotent && err == nil && isEmptyReply(v) && retry < maxLossRetries; retry++ {
 		// RedisGears dropped the queued execution (an UPGRADE or ABORTPENDING of its registration, or an
 		// abort) without running it: check the registration, then call again.
@@ -61,7 +65,7 @@ func (c *caller[T]) call(ctx context.Context, args ...any) (T, error) {
 		if gen, err = c.reg.ensure(ctx); err != nil {
 			return zero, err
 		}
-		v, err = c.do(ctx, gen, full)
+		v, err = c.do(ctx, gen, keyed, full)
 	}
 	if err != nil {
 		return zero, err
@@ -69,10 +73,38 @@ func (c *caller[T]) call(ctx context.Context, args ...any) (T, error) {
 	return c.decode(normalize(v))
 }
 
+// command builds the command that calls the trigger with args, and whether it is RG.TRIGGERONKEY.
+func (c *caller[T]) command(args []any) ([]any, bool) {
+	if c.routeKey != nil {
+		if key, ok := c.routeKey(args); ok {
+			full := make([]any, 3+len(args))
+			full[0], full[1], full[2] = any("RG.TRIGGERONKEY"), c.trigger, key
+			copy(full[3:], args)
+			return full, true
+		}
+		full := make([]any, 2+len(args))
+		full[0], full[1] = any("RG.TRIGGER"), c.trigger
+		copy(full[2:], args)
+		return full, false
+	}
+	full := make([]any, 2+len(args))
+	full[0], full[1] = c.cmd, c.trigger
+	copy(full[2:], args)
+	return full, c.keyed
+}
+
+// send sends one trigger command; a keyed one is routed by its key from the first call.
+func (c *caller[T]) send(ctx context.Context, keyed bool, full []any) (any, error) {
+	if keyed {
+		return doKeyed(ctx, c.rdb, 2, full)
+	}
+	return c.rdb.Do(ctx, full...).Result()
+}
+
 // do sends the trigger. When the server no longer knows it (restart without persistence, failover,
 // UNREGISTER), it registers again and retries once.
-func (c *caller[T]) do(ctx context.Context, gen uint64, full []any) (any, error) {
-	v, err := c.rdb.Do(ctx, full...).Result()
+func (c *caller[T]) do(ctx context.Context, gen uint64, keyed bool, full []any) (any, error) {
+	v, err := c.send(ctx, keyed, full)
 	if err == nil {
 		return v, nil
 	}
@@ -84,7 +116,7 @@ func (c *caller[T]) do(ctx context.Context, gen uint64, full []any) (any, error)
 	if _, err := c.reg.ensure(ctx); err != nil {
 		return nil, err
 	}
-	v, err = c.rdb.Do(ctx, full...).Result()
+	v, err = c.send(ctx, keyed, full)
 	return v, wrapErr(err)
 }
 

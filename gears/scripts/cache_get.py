@@ -1,6 +1,13 @@
 # cache_get: a read-through cache for HTTP resources that lives next to the data.
 #
-#   RG.TRIGGER cache_get <url> [expiry_ms] [timeout_ms]   ->  the body bytes
+#   RG.TRIGGER cache_get <url> [expiry_ms] [timeout_ms]               ->  the body bytes
+#   RG.TRIGGERONKEY cache_get <key> <url> [expiry_ms] [timeout_ms]    ->  the same, on a Redis Cluster
+#
+# <key> is where the body is stored: CACHE_GET_KEY_PREFIX + '{' + hex SHA-1 of the URL's UTF-8 bytes + '}'.
+# On a Redis Cluster a client routes RG.TRIGGERONKEY to the shard that owns <key> (it is the command's
+# key), so that cache_get runs there (mode async_local) and finds and stores the body on its own shard;
+# every caller of one URL reaches the same shard, whose single download serves them all. The key is
+# checked against the URL: no caller can store a URL's body under another key.
 #
 # A hit answers from Redis without touching the origin. On a miss exactly one download per URL runs at a
 # time on this shard, however many callers ask: the first caller (the leader) starts it on a thread of its
@@ -589,21 +596,36 @@ _CACHE_GET_KEYS = {}
 CACHE_GET_KEYS_MAX = 4096
 
 
-def cache_get(url=None, expiry=None, timeout=None):
+def cache_get(url=None, expiry=None, timeout=None, *more):
     """Returns the body of url (bytes), downloading it at most once at a time per URL on this shard.
 
     expiry: milliseconds the stored body lives (0 = no expiry); default CACHE_GET_EXPIRY_MS.
     timeout: milliseconds a download may take, at most CACHE_GET_TIMEOUT_MS (the default).
+    Called as RG.TRIGGERONKEY cache_get <key> <url> [expiry] [timeout], the arguments are shifted by one:
+    the first is the key, which must be the URL's.
     """
+    given = None
+    if expiry is not None and url.__class__ is str and url.startswith(CACHE_GET_KEY_PREFIX + '{') \
+            and not _cache_get_ms_like(expiry):
+        # The keyed form (RG.TRIGGERONKEY): a URL is never a number of milliseconds, while the plain
+        # form's second argument always is one (or empty).
+        given, url, expiry = url, expiry, timeout
+        timeout = more[0] if more else None
+        more = more[1:]
+    if more:
+        _cache_get_fail('cache_get: too many arguments (RG.TRIGGER cache_get <url> [expiry_ms] [timeout_ms], '
+                        'or RG.TRIGGERONKEY cache_get <key> <url> [expiry_ms] [timeout_ms])')
     # A hit does only what a hit needs: a dict lookup for the URL's check and key, one for a download in
     # flight (whose callers join it without any Redis call), one GET, the bytes. No request number, no
     # address check (that is about connecting, and a hit connects nowhere), no log line (it would cost
     # more than the hit itself), no lock. Bad expiry/timeout arguments fail a hit as they fail a miss.
     key = _CACHE_GET_KEYS.get(url)
     if key is not None and key not in _CACHE_GET_STATE['inflight']:
+        if given is not None and given != key:
+            _cache_get_wrong_key(given, url, key)
         if expiry is not None or timeout is not None:
             _cache_get_limits(expiry, timeout)
-        cached = execute('GET', key)
+        cached = _cache_get_lookup(key, url)
         if cached is not None:
             # execute() gives str for UTF-8 values, bytearray otherwise (gears-spec 8); bytes either way:
             # with convertToStr=False a str reply that starts with '+' or '-' would become a status or
@@ -611,7 +633,33 @@ def cache_get(url=None, expiry=None, timeout=None):
             if cached.__class__ is str:
                 return cached.encode('utf-8')
             return bytes(cached)
-    return _cache_get_miss(url, expiry, timeout, key)
+    return _cache_get_miss(url, expiry, timeout, key, given)
+
+
+def _cache_get_ms_like(value):
+    # True for what the plain form's expiry argument looks like: empty, or digits.
+    if value.__class__ is not str:
+        return True
+    return value == '' or value.isdigit()
+
+
+def _cache_get_wrong_key(given, url, key):
+    _cache_get_fail('cache_get: key "%s" is not the key of "%s" (RG.TRIGGERONKEY cache_get <key> <url>: '
+                    'the key must be %s{<hex SHA-1 of the URL>}, here "%s")'
+                    % (given, _cache_get_shown(url), CACHE_GET_KEY_PREFIX, key))
+
+
+def _cache_get_lookup(key, url):
+    # GET of the URL's key. On a Redis Cluster, a shard that does not own the key refuses it
+    # ("Operation not permitted"): the call reached the wrong shard, say how to reach the right one.
+    try:
+        return execute('GET', key)
+    except Exception as e:
+        if 'not permitted' in str(e):
+            _cache_get_fail('cache_get: the key of "%s" (%s) is on another shard of this Redis Cluster: call '
+                            'RG.TRIGGERONKEY cache_get %s <url> through a cluster client, which routes it '
+                            'to the shard that owns the key' % (_cache_get_shown(url), key, key))
+        raise
 
 
 def _cache_get_limits(expiry, timeout):
@@ -624,9 +672,9 @@ def _cache_get_bytes(cached):
     return cached.encode('utf-8') if isinstance(cached, str) else bytes(cached)
 
 
-def _cache_get_miss(url, expiry, timeout, key):
+def _cache_get_miss(url, expiry, timeout, key, given=None):
     """cache_get for a URL seen for the first time (key None), or a known URL whose key was just found
-    missing or whose download is in flight."""
+    missing or whose download is in flight. given: the key of the keyed form, None for the plain one."""
     n = _cache_get_next_request()
     first_sight = key is None
     if first_sight:
@@ -636,6 +684,9 @@ def _cache_get_miss(url, expiry, timeout, key):
     expiry_ms, timeout_ms = _cache_get_limits(expiry, timeout)
     if first_sight:
         key = _cache_get_key(url)
+    if given is not None and given != key:
+        _cache_get_wrong_key(given, url, key)
+    if first_sight:
         if len(_CACHE_GET_KEYS) >= CACHE_GET_KEYS_MAX:
             _CACHE_GET_KEYS.clear()
         _CACHE_GET_KEYS[url] = key
@@ -650,7 +701,7 @@ def _cache_get_miss(url, expiry, timeout, key):
     if first_sight:
         # Not looked up yet (the first call for this URL since this code was registered, or since the
         # table was emptied): it may be a hit all the same.
-        cached = execute('GET', key)
+        cached = _cache_get_lookup(key, url)
         if cached is not None:
             return _cache_get_bytes(cached)
         # The download may have started while we were asking Redis: join it without taking the lock.
@@ -668,7 +719,7 @@ def _cache_get_miss(url, expiry, timeout, key):
     with atomic():
         # Under atomic() nothing else runs, in particular no store step: either the key is there now,
         # or the entry of the download that will store it is.
-        cached = execute('GET', key)
+        cached = _cache_get_lookup(key, url)
         if cached is not None:
             return _cache_get_bytes(cached)
         if not isAsyncAllow():

@@ -10,6 +10,7 @@ RedisGears-compatible server is covered by cacheget_test.go.
 """
 
 import ast
+import hashlib
 import http.server
 import importlib.util
 import ipaddress
@@ -675,6 +676,66 @@ class CacheGetTest(unittest.TestCase):
             self.rt.trigger(url, '', '0')
         self.assertEqual(str(cm.exception),
                          'cache_get: timeout must be a whole number of milliseconds above 0, got "0"')
+        self.assertEqual(self.origin.count, 0)
+
+    # -- the keyed form (RG.TRIGGERONKEY cache_get <key> <url>, issue 10) ---------------------------
+    def test_keyed_form(self):
+        url = self.origin.base + '/keyed.png'
+        key = self.rt.g['_cache_get_key'](url)
+        self.assertEqual(key, 'cache_get:{%s}' % hashlib.sha1(url.encode('utf-8')).hexdigest())
+        self.assertEqual(self.rt.trigger(key, url), b'hello')
+        self.assertEqual(self.rt.trigger(key, url, '5', '7'), b'hello', 'a hit, expiry and timeout shifted by one')
+        self.assertEqual(self.rt.trigger(url), b'hello', 'the plain form finds the same body')
+        self.assertEqual(self.origin.count, 1)
+        self.assertEqual(list(self.rt.store), [key])
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger(key, url, 'soon')
+        self.assertEqual(str(cm.exception),
+                         'cache_get: expiry must be a whole number of milliseconds (0 = no expiry), got "soon"')
+
+    def test_keyed_form_checks_the_key(self):
+        url, other = self.origin.base + '/mine.png', self.origin.base + '/theirs.png'
+        wrong = self.rt.g['_cache_get_key'](other)
+        msg = ('cache_get: key "%s" is not the key of "%s" (RG.TRIGGERONKEY cache_get <key> <url>: the key must '
+               'be cache_get:{<hex SHA-1 of the URL>}, here "%s")' % (wrong, url, self.rt.g['_cache_get_key'](url)))
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger(wrong, url)
+        self.assertEqual(str(cm.exception), msg)
+        self.assertEqual(self.rt.calls, [], 'refused before any Redis call')
+        self.assertEqual(self.rt.trigger(url), b'hello')
+        self.rt.calls = []
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger(wrong, url)  # a URL known to the hit path
+        self.assertEqual(str(cm.exception), msg)
+        self.assertEqual(self.rt.calls, [], 'refused before any Redis call')
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger('cache_get:{nothex}', url)
+        self.assertIn('cache_get: key "cache_get:{nothex}" is not the key of', str(cm.exception))
+        with self.assertRaises(FlatError) as cm:
+            self.rt.trigger(self.rt.g['_cache_get_key'](url), url, '1', '2', '3')
+        self.assertEqual(str(cm.exception), 'cache_get: too many arguments (RG.TRIGGER cache_get <url> '
+                                            '[expiry_ms] [timeout_ms], or RG.TRIGGERONKEY cache_get <key> <url> '
+                                            '[expiry_ms] [timeout_ms])')
+        self.assertEqual(self.origin.count, 1)
+        self.assertEqual(len(self.rt.store), 1)
+
+    def test_foreign_shard_says_how_to_route(self):
+        # On a Redis Cluster, RedisGears refuses execute() of a key another shard owns.
+        url = self.origin.base + '/elsewhere.png'
+        key = self.rt.g['_cache_get_key'](url)
+        real = self.rt.execute
+
+        def execute(cmd, *args):
+            if cmd.upper() == 'GET':
+                raise Exception('Operation not permitted')
+            return real(cmd, *args)
+        self.rt.g['execute'] = execute
+        for _ in range(2):  # first sight, then a known URL (the hit path)
+            with self.assertRaises(FlatError) as cm:
+                self.rt.trigger(url)
+            self.assertEqual(str(cm.exception), 'cache_get: the key of "%s" (%s) is on another shard of this Redis '
+                                                'Cluster: call RG.TRIGGERONKEY cache_get %s <url> through a cluster '
+                                                'client, which routes it to the shard that owns the key' % (url, key, key))
         self.assertEqual(self.origin.count, 0)
 
     def test_multi_exec_miss(self):
