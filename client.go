@@ -40,6 +40,7 @@ func (c *Client) Pipeline() *Pipeline {
 // doer is what sends a command: a go-redis client (sends now) or a pipeline (queues until Exec).
 type doer interface {
 	Do(ctx context.Context, args ...any) *redis.Cmd
+	Process(ctx context.Context, cmd redis.Cmder) error
 }
 
 // Pipeline queues typed RG.* commands on a go-redis pipeline. Each method returns a *Cmd whose Result
@@ -76,6 +77,15 @@ type Cmd[T any] struct {
 // newCmd sends (or queues) args through d and returns the typed command.
 func newCmd[T any](ctx context.Context, d doer, decode func(any) (T, error), args ...any) *Cmd[T] {
 	return &Cmd[T]{raw: d.Do(ctx, args...), decode: decode}
+}
+
+// newKeyedCmd is newCmd for a command whose first key is argument pos: a cluster client routes it by
+// that key from its first call (it learns key positions from COMMAND only afterwards).
+func newKeyedCmd[T any](ctx context.Context, d doer, decode func(any) (T, error), pos int8, args ...any) *Cmd[T] {
+	raw := redis.NewCmd(ctx, args...)
+	raw.SetFirstKeyPos(pos)
+	_ = d.Process(ctx, raw)
+	return &Cmd[T]{raw: raw, decode: decode}
 }
 
 // Result returns the decoded reply, or the error: a server error reply as *Error, a reply of an

@@ -246,6 +246,9 @@ func triggerCmd(ctx context.Context, d doer, cmd, trigger string, args []any) *C
 	all := make([]any, 0, 2+len(args))
 	all = append(all, cmd, trigger)
 	all = append(all, args...)
+	if cmd == "RG.TRIGGERONKEY" {
+		return newKeyedCmd(ctx, d, decodeRecords, 2, all...)
+	}
 	return newCmd(ctx, d, decodeRecords, all...)
 }
 

@@ -47,7 +47,8 @@ func versionNumber(v string) uint64 {
 	return n
 }
 
-// TestHelperProcess is one helper process: connect, say "ready", wait for "go" on stdin, then call the
+// TestHelperProcess is one helper process: connect (to a cluster when GEARS_HELPER_ADDR lists several
+// nodes), say "ready", wait for "go" on stdin, then call the
 // Command. Mode "once" calls it once and prints "ok <reply> <RG.PYEXECUTEs sent>" or "err <error>";
 // mode "loop" (effectScript) calls it with distinct arguments until stdin says "stop" and prints
 // "done <calls> <RG.TRIGGERs sent>" or "err <error>". It does nothing in a normal test run.
@@ -59,10 +60,21 @@ func TestHelperProcess(t *testing.T) {
 	addr, trig, arg := os.Getenv("GEARS_HELPER_ADDR"), os.Getenv("GEARS_HELPER_TRIGGER"), os.Getenv("GEARS_HELPER_ARG")
 	v := os.Getenv("GEARS_HELPER_VERSION")
 	proto, _ := strconv.Atoi(os.Getenv("GEARS_HELPER_PROTO"))
-	rdb := newRedis(addr, proto)
-	defer rdb.Close()
 	hook := &countingHook{}
-	rdb.AddHook(hook)
+	var rdb redis.UniversalClient
+	if strings.Contains(addr, ",") {
+		// A cluster (TestClusterExactlyOnceAcrossProcesses): the hook goes on every node's client, which
+		// also sees what is sent to one node directly (the session commands, to the lock's node).
+		cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addr, ","), Protocol: proto,
+			ReadTimeout: 60 * time.Second})
+		cc.OnNewNode(func(c *redis.Client) { c.AddHook(hook) })
+		rdb = cc
+	} else {
+		c := newRedis(addr, proto)
+		c.AddHook(hook)
+		rdb = c
+	}
+	defer rdb.Close()
 	ctx := context.Background()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		fmt.Printf("err ping: %v\n", err)
