@@ -36,7 +36,9 @@ func newClusterCache(t *testing.T) *clCache {
 }
 
 // key is where cache_get stores url in this test.
-func (c *clCache) key(url string) string { return gears.CacheGetKey(url, gears.CacheKeyPrefix(c.prefix)) }
+func (c *clCache) key(url string) string {
+	return gears.CacheGetKey(url, gears.CacheKeyPrefix(c.prefix))
+}
 
 // command is a Func of cache_get on rdb.
 func (c *clCache) command(rdb redis.UniversalClient) gears.Func[[]byte] {
