@@ -2,15 +2,22 @@
 // downloads each resource once, however many clients ask for it at the same time.
 //
 //	go run ./examples/cache_get                 # embedded gearstest server + a local image origin
+//	go run ./examples/cache_get --shards 3      # the same on an embedded 3-shard gearstest Redis Cluster
 //	go run ./examples/cache_get --addr 127.0.0.1:6379 --url https://example.com/a.png --url ...
+//	go run ./examples/cache_get --addr 127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002   # a Redis Cluster
 //
 // With no flags it starts an embedded RedisGears-compatible server (gearstest) and a local HTTP origin
 // that serves generated PNG images with a realistic latency, then
 //  1. fetches 8 images through cache_get twice and compares the miss and hit times;
 //  2. sends --concurrency requests for one fresh image at once and shows the origin served it once;
-//  3. prints the redis-cli command that any other language can send.
+//  3. prints the redis-cli command that any other language can send;
+//  4. on a Redis Cluster, shows that each body is stored on the shard that owns its key.
 //
-// --addr uses an existing RedisGears 1.2 server instead; the local origin must then be reachable from
+// On a cluster (--shards N, or several --addr addresses) the client is a go-redis ClusterClient: the
+// same gears.Command sends RG.TRIGGERONKEY cache_get <key> <url>, so that each URL's download and body
+// live on the shard that owns its key, and the herd of part 2 still causes one download.
+
+// --addr uses an existing RedisGears 1.2 server (or cluster: its nodes, comma-separated) instead; the local origin must then be reachable from
 // that server (it listens on --origin, 127.0.0.1 by default). --url fetches real URLs in part 1.
 // cache_get only downloads from the origin's and the --url hosts (gears.CacheAllowHosts): naming the
 // origin's private address there is what lets cache_get reach it at all.
@@ -77,13 +84,15 @@ type config struct {
 	concurrency int
 	latency     time.Duration
 	serverLog   bool
+	shards      int
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("cache_get", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.addr, "addr", "", "use the RedisGears 1.2 server at host:port instead of an embedded gearstest server")
+	fs.StringVar(&c.addr, "addr", "", "use the RedisGears 1.2 server at host:port (a Redis Cluster: host:port,host:port,...) instead of an embedded gearstest server")
+	fs.IntVar(&c.shards, "shards", 0, "run the embedded gearstest server as a Redis Cluster of this many shards (0: a single server)")
 	fs.StringVar(&c.origin, "origin", "127.0.0.1:0", "listen address of the local image origin (the server must reach it)")
 	fs.Var(&c.urls, "url", "a real URL to fetch in part 1 instead of the local images (repeatable)")
 	fs.IntVar(&c.images, "images", 8, "how many local images part 1 fetches")
@@ -98,6 +107,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.images < 1 || c.concurrency < 1 || c.latency < 0 {
 		return c, errors.New("--images and --concurrency must be at least 1, --latency not negative")
+	}
+	if c.shards < 0 || c.shards > 64 {
+		return c, errors.New("--shards must be between 0 (a single server) and 64")
+	}
+	if c.shards > 0 && c.addr != "" {
+		return c, errors.New("--shards starts an embedded cluster; --addr names an existing server: give one of them")
 	}
 	return c, nil
 }
@@ -116,30 +131,43 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 	defer origin.Close()
 	fmt.Fprintf(out, "Origin: %s serves generated PNG images with %v latency.\n", origin.base, cfg.latency)
 
-	addr := cfg.addr
-	if addr == "" {
-		logTo := io.Discard
-		if cfg.serverLog {
-			logTo = stderr
+	addrs := strings.Split(cfg.addr, ",")
+	logTo := io.Discard
+	if cfg.serverLog {
+		logTo = stderr
+	}
+	switch {
+	case cfg.shards > 0:
+		fmt.Fprintf(out, "Starting an embedded RedisGears-compatible Redis Cluster of %d shards (gearstest)...\n", cfg.shards)
+		cl, err := gearstest.StartCluster(cfg.shards, gearstest.WithLogger(logTo))
+		if err != nil {
+			return err
 		}
+		defer cl.Close()
+		addrs = cl.Addrs()
+		fmt.Fprintf(out, "Cluster: %s (gearstest, embedded)\n", strings.Join(addrs, " "))
+	case cfg.addr == "":
 		fmt.Fprintf(out, "Starting an embedded RedisGears-compatible server (gearstest)...\n")
 		srv, err := gearstest.Start(gearstest.WithLogger(logTo))
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
-		addr = srv.Addr()
-		fmt.Fprintf(out, "Server: %s (gearstest, embedded)\n", addr)
-	} else {
-		fmt.Fprintf(out, "Server: %s\n", addr)
+		addrs = []string{srv.Addr()}
+		fmt.Fprintf(out, "Server: %s (gearstest, embedded)\n", addrs[0])
+	default:
+		fmt.Fprintf(out, "Server: %s\n", strings.Join(addrs, " "))
 	}
+	addr := addrs[0]
 
-	// One connection per concurrent caller, so part 2 really has that many requests in flight.
-	rdb := redis.NewClient(&redis.Options{Addr: addr, PoolSize: cfg.concurrency + 4})
+	// One connection per concurrent caller, so part 2 really has that many requests in flight. Several
+	// addresses make a ClusterClient.
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: addrs, PoolSize: cfg.concurrency + 4})
 	defer rdb.Close()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("server %s: %w", addr, err)
 	}
+	cc, cluster := rdb.(*redis.ClusterClient)
 
 	// The whole client side of the cache: register once (on first call), then call like a function.
 	// cache_get refuses private addresses such as the local origin's 127.0.0.1 unless told otherwise
@@ -201,9 +229,22 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 	// Part 3: any language.
 	host, port, _ := net.SplitHostPort(addr)
 	fmt.Fprintln(out, "Part 3: any client in any language calls the same function, with the same behaviour:")
-	fmt.Fprintf(out, "  redis-cli -h %s -p %s RG.TRIGGER cache_get %s\n", host, port, urls[0])
-	fmt.Fprintln(out, "  (optional arguments after the URL: expiry in ms, 0 = none; timeout in ms)")
-	if cfg.addr == "" {
+	if cluster {
+		fmt.Fprintf(out, "  redis-cli -c -h %s -p %s RG.TRIGGERONKEY cache_get %s %s\n", host, port, gears.CacheGetKey(urls[0]), urls[0])
+		fmt.Fprintln(out, "  (the key, cache_get:{<hex SHA-1 of the URL>}, routes the call to the shard that owns it;")
+		fmt.Fprintln(out, "  optional arguments after the URL: expiry in ms, 0 = none; timeout in ms)")
+	} else {
+		fmt.Fprintf(out, "  redis-cli -h %s -p %s RG.TRIGGER cache_get %s\n", host, port, urls[0])
+		fmt.Fprintln(out, "  (optional arguments after the URL: expiry in ms, 0 = none; timeout in ms)")
+	}
+	if cluster {
+		// Part 4: where the bodies are.
+		fmt.Fprintln(out, "\nPart 4: each body is stored on the shard that owns its key:")
+		if err := bodiesPerShard(ctx, out, cc, append(urls, herdURL)); err != nil {
+			return err
+		}
+	}
+	if cfg.addr == "" && cfg.shards == 0 {
 		fmt.Fprintln(out, "  The embedded server stops with this program; for one that stays up:")
 		fmt.Fprintln(out, "  go run ./cmd/gears serve --addr 127.0.0.1:6379, then this example with --addr 127.0.0.1:6379")
 	}
@@ -284,8 +325,53 @@ func herd(ctx context.Context, cache gears.Func[[]byte], url string, n int) (tim
 	return slowest, nil
 }
 
+// bodiesPerShard prints, for every master of the cluster, how many of urls' bodies it holds, and checks
+// that each body is on the master that owns its key.
+func bodiesPerShard(ctx context.Context, out io.Writer, cc *redis.ClusterClient, urls []string) error {
+	var mu sync.Mutex
+	held := map[string]int{}
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+		n := 0
+		for _, u := range urls {
+			k, err := node.Exists(ctx, gears.CacheGetKey(u)).Result()
+			if err != nil && !strings.HasPrefix(err.Error(), "MOVED ") {
+				return err
+			}
+			n += int(k)
+		}
+		mu.Lock()
+		held[node.Options().Addr] = n
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	total := 0
+	for _, u := range urls {
+		owner, err := cc.MasterForKey(ctx, gears.CacheGetKey(u))
+		if err != nil {
+			return err
+		}
+		if n, err := owner.Exists(ctx, gears.CacheGetKey(u)).Result(); err != nil || n != 1 {
+			return fmt.Errorf("%s: its body is not on %s, the shard that owns its key (%v)", u, owner.Options().Addr, err)
+		}
+		total++
+	}
+	addrs := make([]string, 0, len(held))
+	for a := range held {
+		addrs = append(addrs, a)
+	}
+	slices.Sort(addrs)
+	for _, a := range addrs {
+		fmt.Fprintf(out, "  %s holds %d bodies\n", a, held[a])
+	}
+	fmt.Fprintf(out, "  %d bodies, each on the shard that owns its key, one download each.\n", total)
+	return nil
+}
+
 // warm opens n connections, so that part 2 measures cache_get rather than TCP and HELLO handshakes.
-func warm(ctx context.Context, rdb *redis.Client, n int) {
+func warm(ctx context.Context, rdb redis.UniversalClient, n int) {
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		wg.Add(1)
@@ -298,7 +384,7 @@ func warm(ctx context.Context, rdb *redis.Client, n int) {
 }
 
 // forget deletes the cached copies of urls so that part 1 starts cold on a server that has seen them.
-func forget(ctx context.Context, rdb *redis.Client, urls []string) error {
+func forget(ctx context.Context, rdb redis.UniversalClient, urls []string) error {
 	for _, u := range urls {
 		if err := rdb.Del(ctx, gears.CacheGetKey(u)).Err(); err != nil {
 			return err
