@@ -201,21 +201,30 @@ type nodeHookOf struct {
 
 func (k nodeHookOf) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (k nodeHookOf) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, cmd := range cmds {
+			k.count(cmd)
+		}
+		return next(ctx, cmds)
+	}
 }
 func (k nodeHookOf) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		k.h.mu.Lock()
-		if k.h.n == nil {
-			k.h.n = map[string]map[string]int{}
-		}
-		if k.h.n[k.addr] == nil {
-			k.h.n[k.addr] = map[string]int{}
-		}
-		k.h.n[k.addr][strings.ToUpper(cmd.Name())]++
-		k.h.mu.Unlock()
+		k.count(cmd)
 		return next(ctx, cmd)
 	}
+}
+
+func (k nodeHookOf) count(cmd redis.Cmder) {
+	k.h.mu.Lock()
+	defer k.h.mu.Unlock()
+	if k.h.n == nil {
+		k.h.n = map[string]map[string]int{}
+	}
+	if k.h.n[k.addr] == nil {
+		k.h.n[k.addr] = map[string]int{}
+	}
+	k.h.n[k.addr][strings.ToUpper(cmd.Name())]++
 }
 
 // String names the env's nodes, for messages.

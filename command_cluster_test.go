@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -187,5 +188,48 @@ func TestClusterExactlyOnceAcrossProcesses(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// RG.TRIGGERONKEY is routed by its key from a ClusterClient's very first command, before go-redis has
+// read the server's COMMAND table (which it would otherwise route by the trigger's name).
+func TestClusterTriggerOnKeyFirstCommand(t *testing.T) {
+	e := newClusterEnv(t)
+	trig := e.name("first")
+	_, err := gears.Deploy(e.ctx, e.clusterClient(2, nil), gears.Session{ID: e.name("s"), Source: fmt.Sprintf(
+		"GB('CommandReader').map(lambda x: hashtag()).register(trigger=%q, mode='async_local')\n", trig)})
+	require.NoError(t, err)
+	key := ""
+	for i := 0; key == ""; i++ {
+		if k := e.name("k" + strconv.Itoa(i)); e.owner(k) != e.owner(trig) {
+			key = k
+		}
+	}
+	for _, send := range []func(cc *redis.ClusterClient) ([]any, error){
+		func(cc *redis.ClusterClient) ([]any, error) {
+			return gears.NewClient(cc).TriggerOnKey(e.ctx, trig, key)
+		},
+		func(cc *redis.ClusterClient) ([]any, error) {
+			p := gears.NewClient(cc).Pipeline()
+			cmd := p.TriggerOnKey(e.ctx, trig, key)
+			if err := p.Exec(e.ctx); err != nil {
+				return nil, err
+			}
+			return cmd.Result()
+		},
+		func(cc *redis.ClusterClient) ([]any, error) {
+			tag, err := gears.Command[string](trig, cc, whereScript, gears.WithKeyRouting(),
+				gears.WithMode(gears.AsyncLocal), gears.WithOnConflict(gears.Keep), gears.WithSessionID(e.name("s")))(e.ctx, key)
+			return []any{tag}, err
+		},
+	} {
+		hook := &nodeHook{}
+		cc := e.clusterClient(3, hook)
+		reply, err := send(cc)
+		require.NoError(t, err)
+		require.Len(t, reply, 1)
+		assert.Equal(t, e.owner(key), e.nodeOfTag(reply[0].(string)))
+		assert.Equal(t, []string{e.addrs[e.owner(key)]}, hook.nodes("RG.TRIGGERONKEY"), "no MOVED detour")
+		assert.Equal(t, 1, hook.total("RG.TRIGGERONKEY"))
 	}
 }

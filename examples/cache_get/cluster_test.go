@@ -33,7 +33,7 @@ func TestRunCluster(t *testing.T) {
 	assert.Equal(t, 6, strings.Count(text, "  hit  ["))
 	assert.Contains(t, text, "The origin saw 1 download(s) for 40 concurrent requests.\n")
 	assert.Regexp(t, `(?m)^  redis-cli -c -h 127\.0\.0\.1 -p \d+ RG\.TRIGGERONKEY cache_get cache_get:\{[0-9a-f]{40}\} http://127\.0\.0\.1:\d+/images/\w+/1\.png$`, text)
-	assert.Contains(t, text, "  7 bodies, each on the shard that owns its key, one download each.\n")
+	assert.Contains(t, text, "  7 bodies, each on the shard that owns its key.\n")
 	assert.Equal(t, 3, len(regexp.MustCompile(`(?m)^  127\.0\.0\.1:\d+ holds \d+ bodies$`).FindAllString(text, -1)), "one line per shard")
 
 	if args[0] == "--shards" {

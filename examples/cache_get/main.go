@@ -366,7 +366,7 @@ func bodiesPerShard(ctx context.Context, out io.Writer, cc *redis.ClusterClient,
 	for _, a := range addrs {
 		fmt.Fprintf(out, "  %s holds %d bodies\n", a, held[a])
 	}
-	fmt.Fprintf(out, "  %d bodies, each on the shard that owns its key, one download each.\n", total)
+	fmt.Fprintf(out, "  %d bodies, each on the shard that owns its key.\n", total)
 	return nil
 }
 
