@@ -35,6 +35,7 @@ type Cluster struct {
 
 	inflightMu sync.Mutex
 	inflight   map[string]bool // session ids with an RG.PYEXECUTE in flight on any shard (K1, hazards.go)
+	tokens     atomic.Int64    // numbers the lock tokens of applies from another shard (cluster_regs.go)
 }
 
 // clusterShard is what a Server knows of the cluster it belongs to.

@@ -177,3 +177,14 @@ func TestClusterK1AcrossShardsEmul(t *testing.T) {
 	// Once the first replied, the session can be upgraded through any shard.
 	require.Equal(t, "OK", rdb1.Do(ctx, "RG.PYEXECUTE", "GB('CommandReader').register(trigger='t1')", "ID", "s1", "UPGRADE").Val())
 }
+
+// Two applies from other shards reaching one shard at once exclude each other: each has a lock token
+// of its own (tokens are re-entrant).
+func TestClusterReplicaTokensExcludeEachOtherEmul(t *testing.T) {
+	cl := RunCluster(t, 2)
+	s := cl.Shards()[1]
+	first := s.replicaToken()
+	s.lock.acquire(first)
+	require.False(t, s.lock.tryAcquire(s.replicaToken()), "a second apply entered while the first held the lock")
+	s.lock.release(first)
+}

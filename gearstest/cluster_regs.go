@@ -1,6 +1,7 @@
 package gearstest
 
 import (
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -70,8 +71,11 @@ func msgShardError(id, reason string) string {
 	return "-ERR shard-" + id + ": " + strings.ReplaceAll(strings.ReplaceAll(reason, "\r", " "), "\n", " ")
 }
 
-// replicaToken owns a shard's global lock while it applies a registration from another shard.
-const replicaToken = "~replica"
+// replicaToken returns a lock token of its own for one apply (or unregister) coming from another
+// shard: tokens are re-entrant (lock.go), so two applies reaching one shard at once need two.
+func (t *Server) replicaToken() string {
+	return "~replica" + strconv.FormatInt(t.shard.cl.tokens.Add(1), 10)
+}
 
 // applyReplica applies on t the session another shard committed: t installs its requirements, then,
 // under its global lock (the real apply runs under LockHandler_Acquire), replaces the session it
@@ -90,8 +94,9 @@ func (t *Server) applyReplica(a pyExecuteArgs, applied *appliedSession) string {
 	if err != nil {
 		return err.Error()
 	}
-	t.lock.acquire(replicaToken)
-	defer t.lock.release(replicaToken)
+	token := t.replicaToken()
+	t.lock.acquire(token)
+	defer t.lock.release(token)
 	st := t.state
 	st.mu.Lock()
 	var old *session
@@ -110,7 +115,7 @@ func (t *Server) applyReplica(a pyExecuteArgs, applied *appliedSession) string {
 		}
 	}
 	res, err := wk.request("exec", nil, bulk(a.id), descValue(a.desc, a.hasDesc), bulk(a.script), bulk(mode),
-		replaced, array(bulks(a.reqs)...), array(bulks(applied.regIDs)...), bulk(replicaToken), bulk("r"))
+		replaced, array(bulks(a.reqs)...), array(bulks(applied.regIDs)...), bulk(token), bulk("r"))
 	if err != nil {
 		return err.Error()
 	}

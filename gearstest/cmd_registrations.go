@@ -44,9 +44,10 @@ func cmdUnregister(s *Server, c *client, args [][]byte) value {
 	}
 	if s.shard != nil {
 		for _, t := range s.others() {
-			t.lock.acquire(replicaToken)
+			token := t.replicaToken()
+			t.lock.acquire(token)
 			t.unregisterLocal(id, abortPending)
-			t.lock.release(replicaToken)
+			t.lock.release(token)
 		}
 	}
 	return status("OK")
