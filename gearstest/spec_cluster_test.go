@@ -692,3 +692,11 @@ func TestClusterReadersOnEveryShard(t *testing.T) {
 			runRecords(c, "GB('StreamReader').map(lambda r: r['value']['f']).run('"+stream+"')"), "node %d", i)
 	}
 }
+
+// RG.NETWORKTEST, which crashes a stand-alone RedisGears (hazard C1), replies OK on a cluster's nodes.
+func TestClusterNetworkTest(t *testing.T) {
+	tg := newClusterTarget(t)
+	for i := range tg.addrs {
+		tg.node(t, i, 2).expectOK("RG.NETWORKTEST")
+	}
+}
