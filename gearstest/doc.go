@@ -27,7 +27,17 @@
 //   - execute() calls run in-process on miniredis (no network round trip), or on pooled connections to
 //     the external Redis given with WithRedis.
 //
-// Not there (yet): cluster mode, the KeysReader, KeysOnlyReader and StreamReader registrations,
-// command hooks, RG.PYPROFILE statistics (ProfileExecutions), replication and persistence of
-// registrations across server restarts.
+// Cluster mode (StartCluster, RunCluster, `gears serve --shards N`): N shards, each a full Server with
+// its own store, worker and slot range, answering the cluster commands and redirecting keyed commands
+// (RG.TRIGGERONKEY's key included) with MOVED. A registration sent to any shard is applied on every
+// shard with the ids of the shard that ran the script, and RG.UNREGISTER, RG.PAUSEREGISTRATIONS,
+// RG.UNPAUSEREGISTRATIONS and RG.CLEARREGISTRATIONSSTATS act on every shard, as on RedisGears 1.2.13.
+// One difference: a real cluster ships the serialized registrations to the other shards, while
+// gearstest replays the script there in a replica mode (registrations take the origin's ids in order,
+// run() is skipped, the top level's execute() does nothing and returns None, log() is silent), so a
+// script whose registrations depend on what its top level read with execute() fails to apply on the
+// other shards (their "-ERR shard-<id>: …" errors come back).
+//
+// Not there (yet): RG.PYPROFILE statistics (ProfileExecutions), replication and persistence of
+// registrations across server restarts, cluster failover, resharding and replicas.
 package gearstest
