@@ -156,6 +156,7 @@ type eventHub struct {
 	notify atomic.Pointer[notifier] // the keyspace subscriber of an external Redis (notify.go)
 
 	queue eventQueue // executions of events raised while the worker restarts (eventqueue.go)
+	te    timeEvents // registerTE timers (timeevents.go)
 }
 
 type chainAt struct {

@@ -197,6 +197,8 @@ func (wk *workerProc) dispatch(m []value) {
 		s.state.runDone(arg(1).String(), arg(2).String(), arg(3), arg(4))
 	case "hazard":
 		wk.hazardMessage(arg(1).Str, arg(2).String(), arg(3).String())
+	case "te":
+		wk.onTimeEvent(arg(1).Str, arg(2).String(), m[min(3, len(m)):]) // registerTE (timeevents.go)
 	case "configget":
 		v := s.state.cfg.getForPython(arg(2).String())
 		_ = wk.send(bulk("reply"), arg(1), bulk("v"), v)

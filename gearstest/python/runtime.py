@@ -47,7 +47,7 @@ class ExecCtx(object):
     __slots__ = ('kind', 'session', 'token', 'multi', 'fut', 'rid', 'execid', 'errors',
                  'created_exec', 'pending_regs', 'restore_ids', 'replaced', 'reg', 'aborted',
                  'waiting', 'yielded', 'steps', 'reader_fn', 'mode', 'run_future', 'coro', 'in_rpc',
-                 'hook', 'cmdctx', 'override', 'replica', 'part')
+                 'hook', 'cmdctx', 'override', 'replica', 'part', 'te_seq')
 
     def __init__(self, kind, session, token='', multi=False):
         self.kind = kind
@@ -76,6 +76,7 @@ class ExecCtx(object):
         self.reader_fn = None
         self.mode = None
         self.part = None  # a partition of a distributed execution: its shard's index (engine.py)
+        self.te_seq = 0  # registerTE() calls made so far by a script's top level (time_event)
         self.replica = False  # a script replayed on another cluster shard (worker.do_exec)
 
 
@@ -416,7 +417,27 @@ def isAsyncAllow():
 
 
 def registerTE(*args, **kargs):
-    raise error('registerTE is not supported by gearstest')
+    # gearsTimeEvent (plugins/python/redisgears_python.c, RedisGears v1.2.13): a METH_VARARGS C
+    # function, checked in this order; the timer itself lives in Go (gearstest/timeevents.go).
+    if kargs:
+        raise TypeError('registerTimeEvent() takes no keyword arguments')
+    if len(args) < 2 or len(args) > 3:
+        raise error('not enough arguments for time event')
+    callback = args[1]
+    if not isinstance(callback, types.FunctionType):  # PyFunction_Check: lambdas too, not builtins
+        raise error('callback must be a function')
+    period = args[0]
+    if not isinstance(period, int):  # PyLong_Check (a bool is one)
+        raise error('time argument must be a long')
+    ctx = CUR.get()
+    if ctx is None:
+        # ptctx->currSession is NULL in a thread the script started.
+        raise error('can not create time event on a python created thread')
+    if not -2 ** 63 <= period < 2 ** 63:
+        raise OverflowError('Python int too large to convert to C long')
+    # A keyName that is not a str is ignored (PyUnicode_Check): the timer has no key.
+    key = args[2] if len(args) == 3 and isinstance(args[2], str) else None
+    return state.worker.time_event(ctx, int(period), callback, key)
 
 
 def call_next(*args):

@@ -136,6 +136,7 @@ class Worker(object):
         self.reqdir = None
         self.shard = '0' * 40
         self.max_idle = 5.0
+        self.timers = {}  # registerTE timer id -> (callback, session) (time_event)
 
     # ---------------------------------------------------------------- output / RPC
 
@@ -335,6 +336,11 @@ class Worker(object):
             self.pool.submit(self.on_reqs, msg)
         elif name == b'unregister':
             self.on_unregister(msg)
+        elif name == b'timer':
+            self.pool.submit(self.on_timer, msg)
+        elif name == b'tedrop':
+            self.timers.pop(_s(msg[2]), None)
+            self.send([b'done', msg[1], [b'ok']])
         elif name == b'dropsession':
             with self.reg_lock:
                 self.sessions.pop(_s(msg[2]), None)
@@ -426,6 +432,48 @@ class Worker(object):
         for ctx in list(self.execs.values()):
             if ctx.kind == 'trigger' and ctx.reg is reg:
                 self.send([b'log', b'warning', 'Failed aborting execution on unregister.'])
+
+    # ---------------------------------------------------------------- time events
+
+    def time_event(self, ctx, period, callback, key):
+        """registerTE() once its arguments passed: Go creates the timer (gearstest/timeevents.go).
+
+        A script's top level numbers its calls, so that a restore (which re-runs the script after a
+        worker restart) gives each call's callback back to the timer the same call created."""
+        if getattr(ctx, 'replica', False):
+            return True  # a cluster shard replaying another's script: the timer is the origin's
+        ordinal = b''
+        if ctx.kind == 'script':
+            ctx.te_seq += 1
+            ordinal = b'%d' % ctx.te_seq
+        restore = ctx.kind == 'script' and ctx.restore_ids is not None
+        token = '' if restore else (getattr(tls, 'atomic_token', None) or ctx.token or '')
+        res = self.call([b'te', None, token, b'%d' % period, key, ctx.session.sid, ordinal,
+                         b'1' if restore else b'0'], 1)
+        if res is None or res == 0:
+            return False  # the key exists (or, restoring, no timer of this call is running)
+        self.timers[_s(res)] = (callback, ctx.session)
+        return True
+
+    def on_timer(self, msg):
+        """`timer <rid> <teid> <token>`: calls a time event's callback with no arguments (Go holds
+        the global lock for token meanwhile, as Redis' main thread runs TimeEvent_Callback)."""
+        rid = msg[1]
+        entry = self.timers.get(_s(msg[2]))
+        if entry is None:
+            self.send([b'done', rid, [b'gone']])
+            return
+        callback, session = entry
+        ctx = runtime.ExecCtx('timer', session, _s(msg[3]))
+        tok = CUR.set(ctx)
+        try:
+            callback()
+            answer = [b'ok']
+        except BaseException as e:  # SystemExit included: a callback never kills the worker
+            answer = [b'err', error_text(e)]
+        finally:
+            CUR.reset(tok)
+        self.send([b'done', rid, answer])
 
     # ---------------------------------------------------------------- scripts
 
