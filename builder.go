@@ -469,7 +469,12 @@ func (b *Builder) RunAsync(ctx context.Context, rdb redis.UniversalClient, opts 
 	if err != nil {
 		return nil, err
 	}
-	c := NewClient(rdb)
+	// On a cluster the execution lives on the node that ran RG.PYEXECUTE, which gathers its results:
+	// the handle keeps asking that node (a ClusterClient would send RG.GETRESULTS to any node).
+	c, err := nodeOf(ctx, NewClient(rdb), anyNodeKey())
+	if err != nil {
+		return nil, err
+	}
 	reply, err := c.PyExecute(ctx, script, &PyExecuteOptions{Unblocking: true, Requirements: o.requirements})
 	if err != nil {
 		return nil, err

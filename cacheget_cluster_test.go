@@ -236,6 +236,13 @@ func TestClusterCacheGetChecksTheKey(t *testing.T) {
 	_, err = gears.NewClient(cc).TriggerOnKey(c.ctx, c.trigger, c.key(other), url)
 	assert.Equal(t, fmt.Sprintf(`cache_get: key "%s" is not the key of "%s" (RG.TRIGGERONKEY cache_get <key> <url>: `+
 		`the key must be %s{<hex SHA-1 of the URL>}, here "%s")`, c.key(other), url, c.prefix, c.key(url)), cgServerMsg(t, err))
+	// A plain RG.TRIGGER reaches whichever node it is sent to: one that does not own the key says how to
+	// get there.
+	foreign := (c.owner(c.key(url)) + 1) % len(c.addrs)
+	_, err = gears.NewClient(c.node(foreign, 2)).Trigger(c.ctx, c.trigger, url)
+	assert.Equal(t, fmt.Sprintf(`cache_get: the key of "%s" (%s) is on another shard of this Redis Cluster: call `+
+		`RG.TRIGGERONKEY cache_get %s <url> through a cluster client, which routes it to the shard that owns the key`,
+		url, c.key(url), c.key(url)), cgServerMsg(t, err))
 	for i := range c.addrs {
 		assert.Empty(t, c.keysOn(i), "node %d", i)
 	}

@@ -3,6 +3,8 @@ package gears
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"strconv"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -60,6 +62,10 @@ func nodeOf(ctx context.Context, c *Client, key string) (*Client, error) {
 func (r *deployer) home(ctx context.Context) (*Client, error) {
 	return nodeOf(ctx, r.client, r.lock.key)
 }
+
+// anyNodeKey is a key of a random slot, to pick a random master with nodeOf (spreading RunAsync's
+// executions over the cluster as a ClusterClient spreads keyless commands).
+func anyNodeKey() string { return strconv.FormatUint(rand.Uint64(), 36) }
 
 // doKeyed sends a command whose first key is its argument number pos (RG.TRIGGERONKEY: 2). go-redis
 // would learn the key position from the server's COMMAND table, but only after its first command: set
