@@ -46,8 +46,11 @@ const (
 //	cache := gears.Command[[]byte]("cache_get", rdb, gears.CacheGet)
 //	body, err := cache(ctx, url)
 //
-// or, from any language, RG.TRIGGER cache_get <url> [expiry_ms] [timeout_ms]. NewCacheGet builds a
-// variant with other settings. It refuses URLs whose host is, or resolves to, a loopback, private or
+// or, from any language, RG.TRIGGER cache_get <url> [expiry_ms] [timeout_ms]. On a Redis Cluster the
+// call must run on the shard that owns the URL's key (CacheGetKey): a Func made with a
+// *redis.ClusterClient sends RG.TRIGGERONKEY cache_get <key> <url> [expiry_ms] [timeout_ms], which the
+// cluster routes there, and other clients do the same (redis-cli -c). The function checks that the key
+// is the URL's. NewCacheGet builds a variant with other settings. It refuses URLs whose host is, or resolves to, a loopback, private or
 // otherwise non-public address (see CacheAllowPrivateNetworks and CacheAllowHosts to opt in).
 var CacheGet = NewCacheGet()
 
@@ -147,9 +150,10 @@ func NewCacheGet(opts ...CacheOption) Script {
 		Then:         "cache_get_store",
 		Source:       renderCacheGet(s),
 		Requirements: []string{"requests"},
-		// AsyncLocal: a hit runs on the thread pool of the shard called, the fastest mode for a short
-		// function under load (a real RedisGears 1.2.13 ran a one-GET trigger at 49k/s async_local, 39k/s
-		// async, 36k/s sync with 50 clients), and in a cluster Async would run cache_get on every shard.
+		// AsyncLocal, on one server and on a cluster alike: a hit runs on the thread pool of the shard
+		// called, the fastest mode for a short function under load (a real RedisGears 1.2.13 ran a one-GET
+		// trigger at 49k/s async_local, 39k/s async, 36k/s sync with 50 clients), and in a cluster Async
+		// would run cache_get on every shard, each with its own in-flight table and most without the key.
 		// Sync would run hits inline but block Redis while they run. Idempotent: a call RedisGears
 		// dropped without running it (an UPGRADE) is simply made again. WithMode overrides the mode.
 		defaults: []Option{WithMode(AsyncLocal), WithIdempotent()},

@@ -39,6 +39,11 @@ type Func[T any] func(ctx context.Context, args ...any) (T, error)
 // the server dropped or aborted (a reply without records) returns ErrAborted, unless the Func was made
 // WithIdempotent: then it is retried.
 //
+// rdb may be a *redis.ClusterClient (or a redis.UniversalClient made with several addresses): the
+// registration is sent once for the whole cluster, RedisGears applies it on every shard, and the session
+// is checked and written on the master that owns LockKey's slot (cluster.go). A Script with a key of its
+// own (CacheGet) is then called with RG.TRIGGERONKEY on that key.
+//
 // Problems with the arguments of Command itself (an invalid Script, Mode or option) are returned by
 // every call of the Func.
 func Command[T any](trigger string, rdb redis.UniversalClient, script Script, opts ...Option) Func[T] {

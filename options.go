@@ -99,8 +99,10 @@ func WithDescription(desc string) Option {
 }
 
 // WithKeyRouting calls the trigger with RG.TRIGGERONKEY (RedisGears 1.2) and the first argument as the
-// key, so that a Redis Cluster client routes the call to the shard owning that key. The function still
-// receives every argument, the key first.
+// key, so that a Redis Cluster client routes the call to the shard owning that key (from the client's
+// first command on: the Func tells go-redis where the key is). The function still receives every
+// argument, the key first, and runs on that shard, where it may execute() that key; with the default
+// Async mode it would run on every shard, so key-routed functions usually want AsyncLocal or Sync.
 func WithKeyRouting() Option {
 	return func(o *commandOptions) { o.keyRouting = true }
 }
