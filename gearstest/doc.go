@@ -38,6 +38,11 @@
 // script whose registrations depend on what its top level read with execute() fails to apply on the
 // other shards (their "-ERR shard-<id>: …" errors come back).
 //
+// A run() in mode 'async' and the RG.TRIGGER of an async registration run on every shard: the worker of
+// the shard where the execution started runs a part per shard, each part's execute(), atomic() and
+// readers reaching its shard's store and lock (cluster_exec.go). All parts of one execution share that
+// worker's session globals, where a real shard has its own copy.
+//
 // Not there (yet): RG.PYPROFILE statistics (ProfileExecutions), replication and persistence of
 // registrations across server restarts, cluster failover, resharding and replicas.
 package gearstest
