@@ -2,6 +2,9 @@ package gearstest
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -187,4 +190,58 @@ func TestClusterReplicaTokensExcludeEachOtherEmul(t *testing.T) {
 	s.lock.acquire(first)
 	require.False(t, s.lock.tryAcquire(s.replicaToken()), "a second apply entered while the first held the lock")
 	s.lock.release(first)
+}
+
+// A part of a distributed execution that holds another shard's global lock (atomic() in the part
+// that runs on shard 2) gives it back when the worker that runs it dies: shard 2 goes on answering.
+func TestClusterDistributedLockReleasedOnWorkerDeathEmul(t *testing.T) {
+	cl := RunCluster(t, 3)
+	ctx := ctxT(t)
+	shards := cl.Shards()
+	dir := t.TempDir()
+	started, gate := filepath.Join(dir, "started"), filepath.Join(dir, "gate")
+	script := fmt.Sprintf(`
+import os, time
+def hold(r):
+    if r == %q:
+        with atomic():
+            open(%q, 'w').close()
+            while not os.path.exists(%q):
+                time.sleep(0.001)
+    return r
+GB('ShardsIDReader').foreach(hold).run()
+`, shards[2].shard.id, started, gate)
+	rdb0, rdb2 := newRDB(t, shards[0].Addr(), 2), newRDB(t, shards[2].Addr(), 2)
+	require.NoError(t, rdb2.Ping(ctx).Err()) // connected before the lock is held
+	id, err := rdb0.Do(ctx, "RG.PYEXECUTE", script, "UNBLOCKING").Text()
+	require.NoError(t, err)
+	require.Regexp(t, "^"+shards[0].shard.id+"-[0-9]+$", id)
+	for {
+		if _, err := os.Stat(started); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the part on shard 2 never took its lock: %v", ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	require.NoError(t, shards[0].KillWorker())
+	key := "{" + shards[2].shard.hashtag + "}k"
+	require.NoError(t, rdb2.Set(ctx, key, "v", 0).Err(), "shard 2 answers once the lock of the dead worker's part is released")
+	require.Equal(t, "v", rdb2.Get(ctx, key).Val())
+	openGate(t, gate)
+}
+
+// All parts of a distributed execution run in the worker of the shard that started it, so they share
+// its session globals (a real shard has its own copy: there each part would answer 1).
+func TestClusterDistributedPartsShareGlobalsEmul(t *testing.T) {
+	cl := RunCluster(t, 3)
+	ctx := ctxT(t)
+	rdb := newRDB(t, cl.Shards()[1].Addr(), 2)
+	v, err := rdb.Do(ctx, "RG.PYEXECUTE", "seen = []\nGB('ShardsIDReader').foreach(lambda r: seen.append(r)).map(lambda r: len(seen)).run()").Result()
+	require.NoError(t, err)
+	got := v.([]any)[0].([]any)
+	sort.Slice(got, func(a, b int) bool { return got[a].(string) < got[b].(string) })
+	require.Equal(t, []any{"1", "2", "3"}, got)
 }
