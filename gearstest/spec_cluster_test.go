@@ -621,6 +621,10 @@ func TestClusterExecuteForeignKey(t *testing.T) {
 		mget := c.regTrigger(".map(lambda r: str(execute('MGET', r[1], r[2])))", "mode='async_local'")
 		c.expectTriggerErr(tracebackErr("gears.error: Operation not permitted"), "RG.TRIGGER", mget, per[0][0], per[0][1])
 	}
+	// The same in a sync execution and at a script's top level (both on the main thread).
+	getSync := c.regTrigger(".map(lambda r: execute('GET', r[1]))", "mode='sync'")
+	c.expectTriggerErr(tracebackErr("gears.error: Operation not permitted"), "RG.TRIGGER", getSync, foreign)
+	c.expectTriggerErr(tracebackErr("gears.error: Operation not permitted"), "RG.PYEXECUTE", "execute('GET', "+pyQuote(foreign)+")")
 	ping := c.regTrigger(".map(lambda r: execute('PING'))", "mode='async_local'")
 	c.expect(L("PONG"), "RG.TRIGGER", ping)
 	// In a run() the readers read what each shard has, and each part's execute() reaches its shard:
