@@ -28,7 +28,7 @@ type clCache struct {
 	opts    []gears.CacheOption
 }
 
-func newClusterCache(t *testing.T) *clCache {
+func newClusterCache(t testing.TB) *clCache {
 	e := newClusterEnv(t)
 	c := &clCache{clEnv: e, trigger: e.name("cache_get"), prefix: "cgtest:" + cgRandom() + ":"}
 	c.opts = []gears.CacheOption{gears.CacheAllowHosts("127.0.0.1"), gears.CacheKeyPrefix(c.prefix)}
@@ -269,4 +269,46 @@ func TestCacheGetKeyedFormOnOneServer(t *testing.T) {
 	_, err = c.TriggerOnKey(context.Background(), e.trigger, e.key(url+"x"), url)
 	assert.Contains(t, cgServerMsg(t, err), `is not the key of "`+url+`"`)
 	assert.Equal(t, []string{e.key(url)}, e.keys())
+}
+
+// BenchmarkClusterCacheGetHit measures hits of one stored 16 KiB body on a 3-shard cluster through a
+// ClusterClient, 50 goroutines at a time: the Func (the Go fast path, one GET routed to the owner), the
+// trigger itself (RG.TRIGGERONKEY, async_local on the owner) and a plain GET of the key.
+//
+//	go test -run '^$' -bench BenchmarkClusterCacheGetHit -benchtime 2000x .
+func BenchmarkClusterCacheGetHit(b *testing.B) {
+	c := newClusterCache(b)
+	o := cgNewOrigin(b)
+	body := strings.Repeat("0123456789abcdef", 1024)
+	o.set(func(o *cgOrigin) { o.body = []byte(body) })
+	url := o.URL + "/thumb.png"
+	cc := c.clusterClient(3, nil)
+	cache := c.command(cc)
+	got, err := cache(c.ctx, url)
+	require.NoError(b, err)
+	require.Equal(b, body, string(got))
+	key := c.key(url)
+	client := gears.NewClient(cc)
+	run := func(b *testing.B, call func() error) {
+		b.SetParallelism(25) // 50 goroutines on 2 cores
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := call(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	b.Run("Func", func(b *testing.B) {
+		run(b, func() error { _, err := cache(c.ctx, url); return err })
+	})
+	b.Run("TRIGGERONKEY", func(b *testing.B) {
+		run(b, func() error { _, err := client.TriggerOnKey(c.ctx, c.trigger, key, url); return err })
+	})
+	b.Run("GET", func(b *testing.B) {
+		run(b, func() error { return cc.Get(c.ctx, key).Err() })
+	})
+	require.Equal(b, 1, o.requests("/thumb.png"))
 }

@@ -24,7 +24,7 @@ import (
 
 // clEnv is one test's cluster: its nodes in slot order and their slot ranges.
 type clEnv struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	addrs  []string   // node addresses, in slot order
 	ranges [][2]int64 // the slots of each node, first..last
@@ -33,7 +33,7 @@ type clEnv struct {
 }
 
 // newClusterEnv starts a 3-shard gearstest cluster for t, or points at GEARS_CLUSTER_ADDRS.
-func newClusterEnv(t *testing.T) *clEnv {
+func newClusterEnv(t testing.TB) *clEnv {
 	t.Helper()
 	e := &clEnv{t: t, ctx: context.Background(), prefix: "gt" + randomHex(4) + "_"}
 	first := ""
