@@ -24,8 +24,9 @@ import (
 
 // appliedSession is what an RG.PYEXECUTE committed on the shard that ran it, for the other shards.
 type appliedSession struct {
-	replaced string   // the session it replaced (UPGRADE, REPLACE_WITH) or ""
-	regIDs   []string // the ids of its registrations, in the order the script made them
+	replaced string      // the session it replaced (UPGRADE, REPLACE_WITH) or ""
+	regIDs   []string    // the ids of its registrations, in the order the script made them
+	plan     internalIDs // the ids of the internal ShardIDReader plan and execution that applies them
 }
 
 // others returns the other shards of s's cluster, in slot order.
@@ -126,6 +127,6 @@ func (t *Server) applyReplica(a pyExecuteArgs, applied *appliedSession) string {
 	if len(r) < 2 || len(r[1].Arr) != len(applied.regIDs) {
 		return "Failed register execution" // not reached: the worker refuses a replay that registers less
 	}
-	st.commit(&session{id: a.id, desc: a.desc, hasDesc: a.hasDesc, reqs: a.reqs, script: a.script}, old, r[1].Arr, true)
+	st.commit(&session{id: a.id, desc: a.desc, hasDesc: a.hasDesc, reqs: a.reqs, script: a.script}, old, r[1].Arr, &applied.plan)
 	return ""
 }

@@ -166,8 +166,8 @@ func (s *Server) runScript(c *client, a pyExecuteArgs) (*execution, *appliedSess
 	}
 	if len(r) > 1 && len(r[1].Arr) > 0 {
 		ss := &session{id: a.id, desc: a.desc, hasDesc: a.hasDesc, reqs: a.reqs, script: a.script}
-		st.commit(ss, plan.old, r[1].Arr, false)
-		applied := &appliedSession{regIDs: append([]string(nil), ss.origRegIDs...)}
+		made := st.commit(ss, plan.old, r[1].Arr, nil)
+		applied := &appliedSession{regIDs: append([]string(nil), ss.origRegIDs...), plan: made}
 		if plan.old != nil {
 			applied.replaced = plan.old.id
 		}

@@ -80,11 +80,16 @@ func (s *Server) unregisterLocal(id string, abortPending bool) bool {
 // the first error, or OK; gearstest lists this shard's error first, then the others' in slot order.
 // The other shards' state is changed under their state mutex, not their global lock: this handler runs
 // under this shard's lock, and waiting for another shard's would deadlock two shards doing it at once.
+//
+// The ShardIDReader plan and its execution take a registration id and an execution id (stand-alone
+// too), and in a cluster the other shards' counters move past them (state.commit).
 func cmdPause(s *Server, c *client, args [][]byte) value {
 	pause := !strings.EqualFold(string(args[0]), "RG.UNPAUSEREGISTRATIONS")
+	ids := s.state.internalPlan()
 	v := s.pauseLocal(string(args[1]), pause)
 	if s.shard != nil {
 		for _, t := range s.others() {
+			t.state.sawIDs(ids)
 			if w := t.pauseLocal(string(args[1]), pause); w.Kind == kindError && v.Kind != kindError {
 				v = w
 			}
@@ -113,11 +118,14 @@ func (s *Server) pauseLocal(id string, pause bool) value {
 }
 
 // cmdClearStats implements RG.CLEARREGISTRATIONSSTATS, on every shard of a cluster (src/commands.c
-// Command_FlushRegistrationsStats runs a ShardIDReader execution).
+// Command_FlushRegistrationsStats runs a ShardIDReader execution, whose plan and execution take ids as
+// in cmdPause).
 func cmdClearStats(s *Server, c *client, args [][]byte) value {
+	ids := s.state.internalPlan()
 	s.state.clearStats()
 	if s.shard != nil {
 		for _, t := range s.others() {
+			t.state.sawIDs(ids)
 			t.state.clearStats()
 		}
 	}

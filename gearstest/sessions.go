@@ -54,18 +54,28 @@ func (st *state) recordReqs(list value) {
 }
 
 // commit applies a PYEXECUTE that registered something: the old session (UPGRADE/REPLACE_WITH) and
-// its registrations go, the new ones come. On the shard that ran the script it consumes the ids of the
-// internal registration plan and execution (see state); a cluster's other shards (replica) apply the
-// registrations with the ids the origin gave them and consume none (they run the origin's ShardIDReader
-// execution, whose ids are the origin's: src/commands.c Command_Register).
-func (st *state) commit(ss *session, old *session, regs []value, replica bool) {
+// its registrations go, the new ones come. On the shard that ran the script (from nil) it consumes the
+// ids of the internal registration plan and execution (see state) and returns them. A cluster's other
+// shards apply the registrations with the ids the origin gave them and run the origin's ShardIDReader
+// execution under its ids (from: the origin's internal plan and execution): they consume no id, but a
+// received id moves the counter past it (src/common.c SetId: lastID = MAX(id + 1, lastID)), so the next
+// id a shard makes is above every id it has seen.
+func (st *state) commit(ss *session, old *session, regs []value, from *internalIDs) (made internalIDs) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if !replica {
-		st.fepID++
-		st.epID++
+	if from == nil {
+		made = st.internalPlanLocked()
+	} else {
+		st.sawIDsLocked(from.fep, from.ep)
+		for _, rv := range regs {
+			if len(rv.Arr) > 0 {
+				if n, ok := parseID(rv.Arr[0].String()); ok {
+					st.sawIDsLocked(n, -1)
+				}
+			}
+		}
 	}
-	ss.replica = replica
+	ss.replica = from != nil
 	if old != nil {
 		for _, id := range old.regIDs {
 			if r := st.regs[id]; r != nil {
@@ -102,6 +112,7 @@ func (st *state) commit(ss *session, old *session, regs []value, replica bool) {
 	}
 	ss.origRegIDs = append([]string(nil), ss.regIDs...)
 	st.sessions[ss.id] = ss
+	return made
 }
 
 // unregister removes registration id from the state (RG.UNREGISTER). It reports whether it existed

@@ -148,6 +148,44 @@ func canonicalID(id string) (string, bool) {
 	return id[:40] + "-" + strconv.FormatInt(n, 10), true
 }
 
+// internalIDs are the ids of an internal ShardIDReader plan and its execution (registration apply,
+// RG.PAUSEREGISTRATIONS, RG.CLEARREGISTRATIONSSTATS: src/commands.c).
+type internalIDs struct{ fep, ep int64 }
+
+// internalPlanLocked consumes the ids of an internal ShardIDReader plan (RedisGears_CreateCtx) and of
+// its execution (RedisGears_Run), which is dropped when done. The caller holds st.mu.
+func (st *state) internalPlanLocked() internalIDs {
+	ids := internalIDs{st.fepID, st.epID}
+	st.fepID++
+	st.epID++
+	return ids
+}
+
+// internalPlan is internalPlanLocked for a caller that does not hold st.mu.
+func (st *state) internalPlan() internalIDs {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.internalPlanLocked()
+}
+
+// sawIDsLocked moves the counters past ids received from another shard (src/common.c SetId: a given id
+// sets lastID to MAX(id + 1, lastID)); a negative number is ignored. The caller holds st.mu.
+func (st *state) sawIDsLocked(fep, ep int64) {
+	if fep >= 0 {
+		st.fepID = max(st.fepID, fep+1)
+	}
+	if ep >= 0 {
+		st.epID = max(st.epID, ep+1)
+	}
+}
+
+// sawIDs is sawIDsLocked for a caller that does not hold st.mu.
+func (st *state) sawIDs(ids internalIDs) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.sawIDsLocked(ids.fep, ids.ep)
+}
+
 func (st *state) newFEPID() string {
 	st.mu.Lock()
 	defer st.mu.Unlock()

@@ -1,0 +1,70 @@
+package gearstest_test
+
+// Id counters moved by internal ShardIDReader plans (src/commands.c: RG.CLEARREGISTRATIONSSTATS,
+// RG.PAUSEREGISTRATIONS and the apply of a registration each create one plan and run it once), and, in a
+// cluster, by ids received from another shard (src/common.c SetId: a given id sets the counter to
+// MAX(id + 1, counter)). Relative values only, so that they hold on a shared server too.
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// idNum returns the counter part of a registration or execution id ("<40 hex>-<n>").
+func idNum(t testing.TB, id string) int64 {
+	t.Helper()
+	i := strings.LastIndexByte(id, '-')
+	require.Equal(t, 40, i, "id %q", id)
+	n, err := strconv.ParseInt(id[i+1:], 10, 64)
+	require.NoError(t, err, "id %q", id)
+	return n
+}
+
+// RG.CLEARREGISTRATIONSSTATS and RG.PAUSEREGISTRATIONS (even when the registration cannot be paused) take
+// one registration id and one execution id each.
+func TestInternalPlansTakeIDs(t *testing.T) {
+	c := newTarget(t).newClient(t, 2)
+	reg := func() int64 {
+		return idNum(t, c.registerScript(uniq(t, "s"), fmt.Sprintf("GB('CommandReader').register(trigger=%s)", pyQuote(uniq(t, "t")))).regs[0])
+	}
+	run := func() int64 {
+		id := c.do("RG.PYEXECUTE", "GB('ShardsIDReader').run()", "UNBLOCKING").(string)
+		c.do("RG.GETRESULTSBLOCKING", id)
+		c.expectOK("RG.DROPEXECUTION", id)
+		return idNum(t, id)
+	}
+	first := reg()
+	require.Equal(t, first+3, reg(), "a registering RG.PYEXECUTE takes three ids")
+	second := first + 3
+	c.expectOK("RG.CLEARREGISTRATIONSSTATS")
+	third := reg()
+	require.Equal(t, second+4, third, "RG.CLEARREGISTRATIONSSTATS took one")
+	c.expectErr("Reader CommandReader does not support pause", "RG.PAUSEREGISTRATIONS", fmt.Sprintf("%s-%d", strings.Repeat("0", 40), third))
+	require.Equal(t, third+4, reg(), "RG.PAUSEREGISTRATIONS took one")
+
+	e := run()
+	require.Equal(t, e+1, run())
+	c.expectOK("RG.CLEARREGISTRATIONSSTATS")
+	require.Equal(t, e+3, run(), "RG.CLEARREGISTRATIONSSTATS took an execution id")
+}
+
+// In a cluster a shard's counters move past the ids it received: after a registration made by node 0,
+// node 1's next registration id is above node 0's internal apply plan, and back.
+func TestClusterIDCountersFollowReceivedIDs(t *testing.T) {
+	tg := newClusterTarget(t)
+	reg := func(node int) int64 {
+		c := tg.node(t, node, 2)
+		return idNum(t, c.registerScript(uniq(t, "s"), fmt.Sprintf("GB('CommandReader').register(trigger=%s)", pyQuote(uniq(t, "t")))).regs[0])
+	}
+	n0 := reg(0)
+	n1 := reg(1)
+	require.GreaterOrEqual(t, n1, n0+3, "node 1 saw node 0's apply plan (%d)", n0+1)
+	require.Equal(t, n1+3, reg(0), "node 0 saw node 1's apply plan (%d)", n1+1)
+	if tg.cl != nil { // fresh counters
+		require.Equal(t, []int64{1, 4}, []int64{n0, n1})
+	}
+}
