@@ -1,6 +1,7 @@
 package gearstest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -244,4 +245,34 @@ func TestClusterDistributedPartsShareGlobalsEmul(t *testing.T) {
 	got := v.([]any)[0].([]any)
 	sort.Slice(got, func(a, b int) bool { return got[a].(string) < got[b].(string) })
 	require.Equal(t, []any{"1", "2", "3"}, got)
+}
+
+// BenchmarkPyExecuteRegister: an RG.PYEXECUTE … UPGRADE that registers one CommandReader trigger, on a
+// stand-alone server and through one shard of a 3-shard cluster (which applies it on every shard).
+func BenchmarkPyExecuteRegister(b *testing.B) {
+	for _, shards := range []int{0, 3} {
+		name := "standalone"
+		if shards > 0 {
+			name = fmt.Sprintf("cluster%d", shards)
+		}
+		b.Run(name, func(b *testing.B) {
+			addr := ""
+			if shards == 0 {
+				addr = Run(b).Addr()
+			} else {
+				addr = RunCluster(b, shards).Addrs()[0]
+			}
+			rdb := redis.NewClient(&redis.Options{Addr: addr})
+			b.Cleanup(func() { _ = rdb.Close() })
+			ctx := context.Background()
+			script := "GB('CommandReader').map(lambda x: 1).register(trigger='bench', mode='sync')"
+			require.NoError(b, rdb.Do(ctx, "RG.PYEXECUTE", script, "ID", "bench").Err())
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := rdb.Do(ctx, "RG.PYEXECUTE", script, "ID", "bench", "UPGRADE").Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

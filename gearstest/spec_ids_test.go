@@ -68,3 +68,37 @@ func TestClusterIDCountersFollowReceivedIDs(t *testing.T) {
 		require.Equal(t, []int64{1, 4}, []int64{n0, n1})
 	}
 }
+
+// Registrations of different sessions sent to every node at once (safe on a real server: K1 is about
+// one session id) all end up on every shard with the same ids.
+func TestClusterConcurrentRegistrations(t *testing.T) {
+	tg := newClusterTarget(t)
+	const perNode = 4
+	n := len(tg.addrs) * perNode
+	sids, trigs := make([]string, n), make([]string, n)
+	clients := make([]*client, n)
+	for i := range sids {
+		sids[i], trigs[i] = uniq(t, fmt.Sprintf("s%d", i)), uniq(t, fmt.Sprintf("t%d", i))
+		clients[i] = tg.node(t, i%len(tg.addrs), 2)
+		clients[i].cleanupSession(sids[i])
+	}
+	errs := make([]error, n)
+	parallelDo(n, func(i int) {
+		script := fmt.Sprintf("GB('CommandReader').map(lambda x: %s).register(trigger=%s, mode='sync')", pyQuote(sids[i]), pyQuote(trigs[i]))
+		errs[i] = clients[i].Do(testCtx(t), "RG.PYEXECUTE", script, "ID", sids[i]).Err()
+	})
+	for i, err := range errs {
+		require.NoError(t, err, "session %d", i)
+	}
+	ids := tg.myIDs(t)
+	for i := range sids {
+		regs := tg.node(t, 0, 2).sessionRegs(sids[i])
+		require.Len(t, regs, 1)
+		require.Regexp(t, "^"+ids[i%len(tg.addrs)]+"-", regs[0])
+		for node := range tg.addrs {
+			c := tg.node(t, node, 2)
+			require.Equal(t, regs, c.sessionRegs(sids[i]), "session %d on node %d", i, node)
+			c.expect(L(sids[i]), "RG.TRIGGER", trigs[i])
+		}
+	}
+}
