@@ -709,3 +709,26 @@ func TestClusterNetworkTest(t *testing.T) {
 		tg.node(t, i, 2).expectOK("RG.NETWORKTEST")
 	}
 }
+
+// A run() started on a shard has an id of that shard (<its node id>-<n>); RG.GETEXECUTION … SHARD
+// names the shard, and the results gather every shard's records.
+func TestClusterRunExecutionID(t *testing.T) {
+	tg := newClusterTarget(t)
+	var ids []string
+	for i := range tg.addrs {
+		ids = append(ids, tg.node(t, i, 2).do("CLUSTER", "MYID").(string))
+	}
+	want := append([]string(nil), ids...)
+	sort.Strings(want)
+	for i := range tg.addrs {
+		c := tg.node(t, i, 2)
+		id := c.do("RG.PYEXECUTE", "GB('ShardsIDReader').run()", "UNBLOCKING").(string)
+		require.Regexp(t, "^"+ids[i]+"-[0-9]+$", id, "node %d", i)
+		res := c.do("RG.GETRESULTSBLOCKING", id).([]any)
+		require.Equal(t, want, sortedStrings(t, res[0].([]any)))
+		entry := c.do("RG.GETEXECUTION", id, "SHARD").([]any)
+		require.Len(t, entry, 1)
+		require.Equal(t, []any{"shard_id", ids[i], "execution_plan"}, entry[0].([]any)[:3])
+		c.expectOK("RG.DROPEXECUTION", id)
+	}
+}
