@@ -661,6 +661,14 @@ func TestClusterAggregations(t *testing.T) {
 		require.Equal(t, want, runRecords(c, "GB().groupby(lambda r: r['value'], lambda k, a, r: (a or 0) + 1).run("+pat+")"), "groupby on node %d", i)
 		require.Equal(t, want, runRecords(c, "GB().batchgroupby(lambda r: r['value'], lambda k, l: len(l)).run("+pat+")"), "batchgroupby on node %d", i)
 		require.Equal(t, []string{"0", "1", "2"}, runRecords(c, "GB().map(lambda r: r['value']).distinct().run("+pat+")"))
+		// sort() gathers every shard's list before it sorts: the order is the whole cluster's.
+		sorted := L()
+		for _, v := range []string{"0", "1", "2"} {
+			for j := 0; j < n/3; j++ {
+				sorted = append(sorted, v)
+			}
+		}
+		c.expect(L(sorted, L()), "RG.PYEXECUTE", "GB().map(lambda r: int(r['value'])).sort().run("+pat+")")
 		// repartition(f) moves each record to the shard that owns f(r): there execute() may write
 		// the key; without it, the records of other shards' keys fail with EPERM.
 		dst := uniq(t, "d")
