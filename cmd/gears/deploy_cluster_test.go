@@ -21,7 +21,25 @@ func TestDeployCluster(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "a.py"), reply("ta", "a1"))
 
-	r := runCLI(t, "", "deploy", dir, "--cluster", "--addr", cl.Addrs()[1], "--prefix", "c-")
+	// A node that does not own the registration lock's slot: without --cluster the lock's SET is
+	// refused with MOVED; with it, the ClusterClient follows the slot map.
+	node0 := redis.NewClient(&redis.Options{Addr: cl.Addrs()[0]})
+	t.Cleanup(func() { _ = node0.Close() })
+	slot, err := node0.ClusterKeySlot(context.Background(), gears.LockKey("c-a")).Result()
+	require.NoError(t, err)
+	slots, err := node0.ClusterSlots(context.Background()).Result()
+	require.NoError(t, err)
+	foreign := ""
+	for _, r := range slots {
+		if int64(r.Start) > slot || int64(r.End) < slot {
+			foreign = r.Nodes[0].Addr
+		}
+	}
+	r := runCLI(t, "", "deploy", dir, "--addr", foreign, "--prefix", "c-")
+	require.Equal(t, 1, r.code, r.stdout)
+	assert.Contains(t, r.stderr, "MOVED")
+
+	r = runCLI(t, "", "deploy", dir, "--cluster", "--addr", foreign, "--prefix", "c-")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, "created   c-a (a.py) 1 registration\n"+
 		"1 file(s): 1 created, 0 upgraded, 0 unchanged, 0 failed\n", r.stdout)
