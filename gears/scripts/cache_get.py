@@ -625,7 +625,11 @@ def cache_get(url=None, expiry=None, timeout=None, *more):
             _cache_get_wrong_key(given, url, key)
         if expiry is not None or timeout is not None:
             _cache_get_limits(expiry, timeout)
-        cached = _cache_get_lookup(key, url)
+        try:
+            cached = execute('GET', key)
+        except Exception as e:  # inline rather than _cache_get_lookup: a hit is the hot path
+            _cache_get_foreign(e, key, url)
+            raise
         if cached is not None:
             # execute() gives str for UTF-8 values, bytearray otherwise (gears-spec 8); bytes either way:
             # with convertToStr=False a str reply that starts with '+' or '-' would become a status or
@@ -650,16 +654,22 @@ def _cache_get_wrong_key(given, url, key):
 
 
 def _cache_get_lookup(key, url):
-    # GET of the URL's key. On a Redis Cluster, a shard that does not own the key refuses it
-    # ("Operation not permitted"): the call reached the wrong shard, say how to reach the right one.
+    # GET of the URL's key (the miss path; the hit path inlines it).
     try:
         return execute('GET', key)
     except Exception as e:
-        if 'not permitted' in str(e):
-            _cache_get_fail('cache_get: the key of "%s" (%s) is on another shard of this Redis Cluster: call '
-                            'RG.TRIGGERONKEY cache_get %s <url> through a cluster client, which routes it '
-                            'to the shard that owns the key' % (_cache_get_shown(url), key, key))
+        _cache_get_foreign(e, key, url)
         raise
+
+
+def _cache_get_foreign(e, key, url):
+    # On a Redis Cluster a shard refuses execute() of a key it does not own ("Operation not permitted":
+    # RedisModule_Call's EPERM): the call reached the wrong shard; say how to reach the right one.
+    # Returns for any other error, which the caller raises as it is.
+    if 'not permitted' in str(e):
+        _cache_get_fail('cache_get: the key of "%s" (%s) is on another shard of this Redis Cluster: call '
+                        'RG.TRIGGERONKEY cache_get %s <url> through a cluster client, which routes it '
+                        'to the shard that owns the key' % (_cache_get_shown(url), key, key))
 
 
 def _cache_get_limits(expiry, timeout):
