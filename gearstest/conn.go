@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -185,7 +184,11 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 	case "CONFIG":
 		if s.data.mini != nil && len(cmd.Args) >= 3 && strings.EqualFold(string(cmd.Args[1]), "GET") {
 			// miniredis has no CONFIG; clients such as redis-benchmark read a few settings at start.
-			c.write(conn, configGet(cmd.Args[2:]))
+			c.write(conn, s.storeConfigGet(cmd.Args[2:]))
+			return
+		}
+		if s.data.mini != nil && len(cmd.Args) >= 2 && strings.EqualFold(string(cmd.Args[1]), "SET") {
+			c.write(conn, s.configSetStore(cmd.Args)) // maxmemory (evict.go)
 			return
 		}
 	case "HELLO":
@@ -228,6 +231,11 @@ func (s *Server) storeDo(conn redcon.Conn, c *client, args [][]byte, locked bool
 	}
 	if locked {
 		s.lock.acquire(c.token)
+		if s.checkMemoryFor(c.token, args) { // maxmemory (evict.go)
+			s.lock.release(c.token)
+			conn.WriteError(msgOOM)
+			return nil, false
+		}
 		pre := s.preWrite(args) // keyspace events (events.go)
 		raw, err = be.do(args...)
 		var cc *cmdCtx
@@ -237,6 +245,15 @@ func (s *Server) storeDo(conn redcon.Conn, c *client, args [][]byte, locked bool
 		s.lock.release(c.token)
 		raw = cc.reply(raw, c.resp3) // KeysReader commands= (events.go)
 	} else {
+		if s.data.mem.limited() { // maxmemory (evict.go)
+			s.lock.acquire(c.token)
+			oom := s.checkMemoryFor(c.token, args)
+			s.lock.release(c.token)
+			if oom {
+				conn.WriteError(msgOOM)
+				return nil, false
+			}
+		}
 		raw, err = be.doBlocking(args...)
 		if err == nil {
 			s.afterBlockingWrite(c.token, args, raw) // keyspace events (events.go)
@@ -269,6 +286,17 @@ func (s *Server) queueCommand(conn redcon.Conn, c *client, name string, args [][
 		c.multiErr = true
 		conn.WriteError(unknownCommand(args))
 		return
+	}
+	if s.data.mini != nil && s.data.mem.limited() {
+		// server.c processCommand: inside MULTI any command is refused above maxmemory (evict.go).
+		s.lock.acquire(c.token)
+		oom := s.checkMemory(c.token, true)
+		s.lock.release(c.token)
+		if oom {
+			c.multiErr = true
+			conn.WriteError(msgOOM)
+			return
+		}
 	}
 	c.txQueue = append(c.txQueue, copyArgs(args))
 	conn.WriteString("QUEUED")
@@ -306,6 +334,12 @@ func copyArgs(args [][]byte) [][]byte {
 // client's store connection, then the commands run one by one in order and their replies form the
 // array. Long: the two ways above, in order, with their store error handling.
 func (s *Server) exec(conn redcon.Conn, c *client) {
+	if s.execOOM(c) {
+		// An EXEC refused above maxmemory leaves the transaction open and flagged (evict.go).
+		c.multiErr = true
+		conn.WriteError(msgOOM)
+		return
+	}
 	defer c.resetMulti()
 	be, err := s.backend(c)
 	if err != nil {
@@ -414,19 +448,6 @@ var storeConfig = [][2]string{
 	{"maxmemory-policy", "noeviction"}, {"proto-max-bulk-len", "536870912"}, {"timeout", "0"},
 }
 
-func configGet(patterns [][]byte) value {
-	var out []value
-	for _, kv := range storeConfig {
-		for _, p := range patterns {
-			if ok, _ := path.Match(strings.ToLower(string(p)), kv[0]); ok {
-				out = append(out, bulk(kv[0]), bulk(kv[1]))
-				break
-			}
-		}
-	}
-	return array(out...)
-}
-
 // info answers INFO for the in-process store: miniredis' sections plus a Server section, which
 // clients read for redis_version, and the "# gearstest" section (hazards.go) with the default ones.
 func (s *Server) info(conn redcon.Conn, c *client, args [][]byte) {
@@ -446,6 +467,11 @@ func (s *Server) info(conn redcon.Conn, c *client, args [][]byte) {
 				c.write(conn, bulk(s.serverInfo()))
 				return
 			}
+		case "memory":
+			if len(args) == 2 {
+				c.write(conn, bulk(s.memoryInfo())) // evict.go
+				return
+			}
 		}
 	}
 	raw, ok := s.storeDo(conn, c, storeArgs, true)
@@ -458,8 +484,9 @@ func (s *Server) info(conn redcon.Conn, c *client, args [][]byte) {
 	}
 	body := raw[bytes.IndexByte(raw, '\n')+1 : len(raw)-2]
 	body = crlf(body)
+	body = s.withEvictedKeys(body) // evict.go
 	if wantServer {
-		server := s.serverInfo()
+		server := s.serverInfo() + "\r\n" + s.memoryInfo()
 		if len(body) > 0 {
 			server += "\r\n"
 		}

@@ -38,6 +38,8 @@ type store struct {
 	clockDone chan struct{} // closed when runClock has returned
 
 	tick atomic.Pointer[func(advance func())] // wraps each clock advance: expired events (events.go)
+
+	mem memLimit // maxmemory and its evictions (in-process store only: evict.go)
 }
 
 // clockTick is how often the in-process store's clock advances. miniredis only counts TTLs down when
