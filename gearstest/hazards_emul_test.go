@@ -122,7 +122,8 @@ func TestHazardK1ConcurrentPyExecuteOfOneSession(t *testing.T) {
 	require.Len(t, srv.Hazards(), 6)
 	raw := rdb.Do(ctx, "INFO", "gearstest").Val().(string)
 	require.Equal(t, "# gearstest\r\nhazards:6\r\nhazards_C1:0\r\nhazards_C2:0\r\nhazards_C3:0\r\nhazards_C4:0\r\n"+
-		"hazards_C5:0\r\nhazards_C6:0\r\nhazards_C7:0\r\nhazards_H1:0\r\nhazards_K1:6\r\nhazards_K2:0\r\n", raw)
+		"hazards_C5:0\r\nhazards_C6:0\r\nhazards_C7:0\r\nhazards_H1:0\r\nhazards_K1:6\r\nhazards_K2:0\r\n"+
+		"events_restart_queued:0\r\nevents_restart_dropped:0\r\nevents_restart_waiting:0\r\n", raw)
 }
 
 func TestHazardK2ExecuteFromAScriptThread(t *testing.T) {
