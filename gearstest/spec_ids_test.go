@@ -10,7 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
@@ -100,5 +102,39 @@ func TestClusterConcurrentRegistrations(t *testing.T) {
 			require.Equal(t, regs, c.sessionRegs(sids[i]), "session %d on node %d", i, node)
 			c.expect(L(sids[i]), "RG.TRIGGER", trigs[i])
 		}
+	}
+}
+
+// A StreamReader registration reads the streams of each shard on that shard; RG.PAUSEREGISTRATIONS and
+// RG.UNPAUSEREGISTRATIONS sent to one node pause and unpause it on every shard.
+func TestClusterStreamReaderPauseEverywhere(t *testing.T) {
+	tg := newClusterTarget(t)
+	ctx := testCtx(t)
+	p := uniq(t, "st")
+	ss := tg.node(t, 0, 2).registerScript(uniq(t, "s"), fmt.Sprintf(
+		"GB('StreamReader').foreach(lambda r: execute('SET', '{%%s}:seen' %% r['key'], r['id'])).register(prefix=%s, trimStream=False)",
+		pyQuote(p+":*")))
+	cc := tg.clusterClient(t, 2)
+	perNode := make([]int, len(tg.addrs))
+	for k := 0; k < 12; k++ {
+		key := fmt.Sprintf("%s:%d", p, k)
+		perNode[tg.owner(t, key)]++
+		require.NoError(t, cc.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: "1-1", Values: []any{"f", "v"}}).Err())
+		waitFor(t, 30*time.Second, "the entry of "+key+" read on its shard", func() bool { return cc.Get(ctx, "{"+key+"}:seen").Val() == "1-1" })
+		require.NoError(t, cc.Del(ctx, key, "{"+key+"}:seen").Err())
+	}
+	for i, n := range perNode {
+		require.NotZero(t, n, "node %d owns none of the streams", i)
+	}
+	status := func(node int) any {
+		return field(t, tg.node(t, node, 2).registration(ss.regs[0])[7].([]any), "status")
+	}
+	tg.node(t, 1, 2).expectOK("RG.PAUSEREGISTRATIONS", ss.regs[0])
+	for i := range tg.addrs {
+		require.Equal(t, "PAUSED", status(i), "node %d", i)
+	}
+	tg.node(t, 2, 2).expectOK("RG.UNPAUSEREGISTRATIONS", ss.regs[0])
+	for i := range tg.addrs {
+		require.Equal(t, "OK", status(i), "node %d", i)
 	}
 }
