@@ -471,6 +471,11 @@ func (s *Server) runKeyEvent(wk *workerProc, r *registration, token string, e ke
 	flags := "k"
 	if cc != nil {
 		flags = "kc"
+	} else if s.shard != nil && r.mode == "async" {
+		// On a cluster an async registration's execution runs on every shard (cluster_exec.go); one
+		// with commands= stays here with its command's context (an assumption: the context is this
+		// shard's client).
+		flags = "kd"
 	}
 	if r.mode == "sync" {
 		s.ev.enter(token, 1)

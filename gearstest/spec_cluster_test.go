@@ -740,3 +740,51 @@ func TestClusterRunExecutionID(t *testing.T) {
 		c.expectOK("RG.DROPEXECUTION", id)
 	}
 }
+
+// An async KeysReader registration's key event runs on every shard (keys_reader.c runs it in its
+// mode, and an async execution is distributed): the shard that owns the key reads it, the others
+// read it with noScan and find nothing ('empty'); async_local runs on the owner only.
+func TestClusterAsyncKeyEventOnEveryShard(t *testing.T) {
+	tg := newClusterTarget(t)
+	c := tg.node(t, 0, 2)
+	cc := tg.clusterClient(t, 2)
+	ctx := testCtx(t)
+	for _, mode := range []string{"async", "async_local"} {
+		prefix, log := uniq(t, "p"), uniq(t, "log")
+		c.registerScript(uniq(t, "s"), fmt.Sprintf("GB().foreach(lambda r: execute('RPUSH', '{%%s}%s' %% hashtag(), "+
+			"r['type'] + ':' + r['key'])).register(prefix='%s*', mode='%s', eventTypes=['set'])", log, prefix, mode))
+		key := prefix + ":x"
+		require.NoError(t, cc.Set(ctx, key, "v", 0).Err())
+		own := tg.owner(t, key)
+		for i := range tg.addrs {
+			n := tg.node(t, i, 2)
+			want := L()
+			if i == own {
+				want = L("string:" + key)
+			} else if mode == "async" {
+				want = L("empty:" + key)
+			}
+			var lkey string
+			if len(want) > 0 {
+				waitFor(t, time.Minute, fmt.Sprintf("%s: node %d's part", mode, i), func() bool {
+					keys := n.do("KEYS", "*"+log).([]any)
+					if len(keys) == 1 {
+						lkey = keys[0].(string)
+					}
+					return lkey != ""
+				})
+				n.expect(want, "LRANGE", lkey, 0, -1)
+				t.Cleanup(func() { _ = cc.Del(context.Background(), lkey).Err() })
+			}
+		}
+		if mode == "async_local" {
+			// The owner's part has run: no other shard ran one.
+			for i := range tg.addrs {
+				if i != own {
+					tg.node(t, i, 2).expect(L(), "KEYS", "*"+log)
+				}
+			}
+		}
+		require.NoError(t, cc.Del(ctx, key).Err())
+	}
+}

@@ -406,12 +406,13 @@ def _copy_record(r):
     return list(r) if isinstance(r, list) else r
 
 
-def run_distributed(ctx, steps, cluster, records=None, reader_fn=None):
+def run_distributed(ctx, steps, cluster, records=None, reader_fn=None, part_records=None):
     """Generator: runs the plan on every shard of cluster, as run_steps does on one; returns the records.
 
     cluster is the worker's cluster view ({'index': this shard, 'shards': [{'myid', 'hashtag',
-    'first', 'last'}, …]}). records (a trigger's record, which every shard gets) or reader_fn (run()'s
-    reader, read on every shard) feed the first stage of each partition."""
+    'first', 'last'}, …]}). records (a trigger's record, which every shard gets), part_records (a
+    function of the shard index: the records that shard's reader gives) or reader_fn (run()'s reader,
+    read on every shard) feed the first stage of each partition."""
     shards = cluster['shards']
     n = len(shards)
     me = cluster['index']
@@ -432,6 +433,8 @@ def run_distributed(ctx, steps, cluster, records=None, reader_fn=None):
                 enter(p)
                 if recs is not None:
                     inp, rd = recs[p], None
+                elif part_records is not None:
+                    inp, rd = part_records(p), None
                 elif records is not None:
                     inp, rd = [_copy_record(r) for r in records], None
                 else:

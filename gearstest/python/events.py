@@ -142,6 +142,13 @@ class _Redis(object):
         state.worker.send([b'unlock', self.token])
 
 
+def absent_key_record(reg, args):
+    """The record a KeysReader key event (args: event, key) gives on a shard that lacks the key: the
+    noScan read of a missing key (type 'empty', value None; only key and event without readValue)."""
+    event = args[0].decode('utf-8', 'replace')
+    return readers.read_key(lambda *a: b'none', args[1], reg.evargs[9] != 0, event)
+
+
 def event_records(reg, token, args, flags):
     """The records of one event execution of reg: a KeysReader key event (flag k: event, key) or a
     StreamReader batch (flag s: key, first id, last id)."""

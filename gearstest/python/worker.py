@@ -727,8 +727,18 @@ class Worker(object):
         else:
             records = [record]
         if b'd' in msg[5] and state.cluster:
-            # An async registration's RG.TRIGGER on a cluster: every shard runs it on the record.
-            gen = engine.run_distributed(ctx, reg.steps, state.cluster, records=records)
+            if reg.evargs is not None:
+                # An async KeysReader registration's key event on a cluster: every shard runs the plan,
+                # its reader reading the key with noScan (keys_reader.c KeysReader_OnKeyTouched runs
+                # the registration in its mode; FlatExecutionPlan_RunOnly makes an async execution
+                # distributed). The key is this shard's: the others read an 'empty' record.
+                me = state.cluster['index']
+                empty = [events.absent_key_record(reg, msg[6:])]
+                gen = engine.run_distributed(ctx, reg.steps, state.cluster,
+                                             part_records=lambda p: records if p == me else list(empty))
+            else:
+                # An async registration's RG.TRIGGER on a cluster: every shard runs it on the record.
+                gen = engine.run_distributed(ctx, reg.steps, state.cluster, records=records)
         else:
             gen = engine.run_steps(ctx, reg.steps, records)
         self.drive(ctx, gen, None, inline)
