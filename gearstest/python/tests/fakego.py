@@ -193,9 +193,12 @@ class FakeGo(object):
         return b'%d' % next(self.rids)
 
     def exec_(self, script, sid='s1', mode='create', replaced=None, desc=None, specs=(), regids=None,
-              token=''):
+              token='', flags=None):
         rid = self.rid()
-        self.send([b'exec', rid, sid, desc, script, mode, replaced, list(specs), regids, token])
+        msg = [b'exec', rid, sid, desc, script, mode, replaced, list(specs), regids, token]
+        if flags is not None:
+            msg.append(flags)
+        self.send(msg)
         return self.wait(rid)
 
     def trigger_async(self, regid, *args, execid='x', token='', flags=''):

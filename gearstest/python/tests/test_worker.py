@@ -360,6 +360,29 @@ class SessionTest(WorkerTest):
         self.assertEqual(r, [b'ok', [r[1][0]], None])
         self.assertEqual((self.g.next_id, self.g.next_exec), (0, 0))
 
+    def test_replica_mode(self):
+        # A cluster shard applying another shard's registration (flag r, PROTOCOL.md `exec`): the
+        # origin's ids and no new ones, the top level's execute() returns None without a call, log()
+        # sends nothing, run() makes no execution; onRegistered runs and calls with the exec's token.
+        r = self.g.exec_("assert execute('set', 'a', '1') is None\nlog('hidden in replica')\n"
+                         "def f():\n    execute('set', 'o', '1')\n"
+                         "GB('CommandReader').register(trigger='t', onRegistered=f)\nGB().run()",
+                         token='~replica1', regids=[rid(5)], flags='r')
+        self.assertEqual(r[0], b'ok', r)
+        self.assertEqual(r[1][0][0], rid(5))
+        self.assertEqual((self.g.next_id, self.g.next_exec), (0, 0))
+        self.assertEqual(self.g.calls, [[b'~replica1', b'set', b'o', b'1']])
+        self.assertNotIn('hidden in replica', [m for _, m in self.g.logs])
+        # A trigger conflict is the plain reason (Go adds "-ERR shard-<id>: "); a replay that
+        # registers less than the origin did applies nothing.
+        r = self.g.exec_("GB('CommandReader').register(trigger='t')", sid='s2', regids=[rid(8)], flags='r')
+        self.assertEqual(r, [b'err', b'trigger already registered'])
+        r = self.g.exec_("if execute('ping'):\n    GB('CommandReader').register(trigger='u')", sid='s3',
+                         regids=[rid(9)], flags='r')
+        self.assertEqual(r[0], b'err')
+        self.assertIn(b'fewer than on the shard that ran it', r[1])
+        self.assertEqual(self.g.trigger(rid(9), 'u')[2], [b'ERR subcommand not found'])
+
     def unregister(self, *args):
         rid_ = self.g.rid()
         self.g.send([b'unregister', rid_] + list(args))
