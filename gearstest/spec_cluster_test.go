@@ -403,6 +403,15 @@ func TestClusterTriggerOnKeyMoved(t *testing.T) {
 			require.Equal(t, []any{tags[own] + " " + key + " arg"}, canon(v), "key %s through a ClusterClient", key)
 		}
 	}
+	// redis-cli -c follows the MOVED too.
+	if _, err := exec.LookPath("redis-cli"); err == nil {
+		key := uniq(t, "cli")
+		other := (tg.owner(t, key) + 1) % len(tg.addrs)
+		host, port, _ := strings.Cut(tg.addrs[other], ":")
+		out, err := exec.Command("redis-cli", "-c", "-h", host, "-p", port, "RG.TRIGGERONKEY", trig, key, "arg").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Equal(t, tags[tg.owner(t, key)]+" "+key+" arg", strings.TrimSpace(string(out)))
+	}
 }
 
 // A KeysReader registration sent to one node fires on each shard for the keys that shard owns.
