@@ -54,8 +54,8 @@ type Script struct {
 	// call runs on the shard that owns the key, and Function must accept that form. ok false: the Func
 	// sends the plain RG.TRIGGER.
 	route func(args []any) (key string, ok bool)
-	// lookupFor is the code lookup and route were made for (scriptCode): a copy of the Script whose Function, Then
-	// or Source was changed is other code, and loses the fast path.
+	// lookupFor is the code lookup and route were made for (scriptCode): a copy of the Script whose
+	// Function, Then or Source was changed is other code, and loses both.
 	lookupFor string
 }
 

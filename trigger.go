@@ -75,17 +75,13 @@ func (c *caller[T]) call(ctx context.Context, args ...any) (T, error) {
 
 // command builds the command that calls the trigger with args, and whether it is RG.TRIGGERONKEY.
 func (c *caller[T]) command(args []any) ([]any, bool) {
-	if c.routeKey != nil {
+	if c.routeKey != nil { // then c.cmd is RG.TRIGGER, for arguments without a key
 		if key, ok := c.routeKey(args); ok {
 			full := make([]any, 3+len(args))
 			full[0], full[1], full[2] = any("RG.TRIGGERONKEY"), c.trigger, key
 			copy(full[3:], args)
 			return full, true
 		}
-		full := make([]any, 2+len(args))
-		full[0], full[1] = any("RG.TRIGGER"), c.trigger
-		copy(full[2:], args)
-		return full, false
 	}
 	full := make([]any, 2+len(args))
 	full[0], full[1] = c.cmd, c.trigger
