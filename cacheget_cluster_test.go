@@ -3,6 +3,7 @@ package gears_test
 import (
 	"context"
 	"fmt"
+	neturl "net/url"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -221,6 +222,15 @@ func TestClusterCacheGetBodiesOnTheirOwners(t *testing.T) {
 		assert.NotZero(t, k, "node %d owns none of the URLs' keys", n)
 		assert.Len(t, c.keysOn(n), k, "node %d holds the bodies of the keys it owns, and no other", n)
 	}
+	// A *url.URL argument (go-redis sends its MarshalBinary text) is routed by the same key.
+	for i := 0; i < 12; i++ {
+		u, err := neturl.Parse(fmt.Sprintf("%s/spread/%d.png", o.URL, i))
+		require.NoError(t, err)
+		body, err := cache(c.ctx, u)
+		require.NoError(t, err, "url %d as *url.URL", i)
+		assert.Equal(t, "hello from the origin", string(body))
+	}
+	assert.Equal(t, 12, o.total(), "all hits")
 }
 
 // The key a caller gives must be the URL's: another URL's key is refused, on a cluster as on one server,
