@@ -70,8 +70,13 @@ func TestClusterCommandRegistersOnceForEveryShard(t *testing.T) {
 				assert.Equal(t, i, e.nodeOfTag(reply.([]any)[0].(string)), "node %d ran the call itself", i)
 			}
 
-			// Another process with the same code finds it and sends nothing.
-			again := gears.Command[string](trig, e.clusterClient(proto, hook), whereScript, gears.WithMode(gears.AsyncLocal))
+			// Another process with the same code, through a UniversalClient made with the nodes'
+			// addresses, finds it and sends nothing.
+			uc := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: e.addrs, Protocol: proto})
+			t.Cleanup(func() { _ = uc.Close() })
+			require.IsType(t, &redis.ClusterClient{}, uc)
+			uc.(*redis.ClusterClient).OnNewNode(func(c *redis.Client) { c.AddHook(hook.on(c.Options().Addr)) })
+			again := gears.Command[string](trig, uc, whereScript, gears.WithMode(gears.AsyncLocal))
 			_, err = again(e.ctx)
 			require.NoError(t, err)
 			assert.Equal(t, 1, hook.total("RG.PYEXECUTE"))
