@@ -113,6 +113,17 @@ func TestClusterReplicaModeEmul(t *testing.T) {
 	require.Equal(t, regs[0].([]any)[1], rdbs[2].Do(ctx, "RG.DUMPREGISTRATIONS").Val().([]any)[0].([]any)[1])
 	require.Equal(t, "", rdbs[2].Get(ctx, "runs{"+tags[2]+"}").Val())
 	require.Equal(t, 1, strings.Count(logs.String(), "top level of the replica test"))
+
+	// The origin's worker restarts: its session comes back as on a stand-alone server, whose restore
+	// runs the script's top level again (a documented difference).
+	require.NoError(t, cl.Shards()[1].KillWorker())
+	require.Eventually(t, func() bool {
+		v, err := rdbs[1].Do(ctx, "RG.TRIGGER", "where").Result()
+		return err == nil && fmt.Sprint(v) == fmt.Sprint([]any{tags[1]})
+	}, 2*time.Minute, 20*time.Millisecond, "the worker never came back")
+	require.Equal(t, regs[0].([]any)[1], rdbs[1].Do(ctx, "RG.DUMPREGISTRATIONS").Val().([]any)[0].([]any)[1])
+	require.Equal(t, "2", rdbs[1].Get(ctx, "runs{"+tags[1]+"}").Val())
+	require.Equal(t, 2, strings.Count(logs.String(), "top level of the replica test"))
 }
 
 // A shard that cannot apply a registration answers "-ERR shard-<id>: <reason>" in RG.PYEXECUTE's array
