@@ -138,3 +138,25 @@ func TestClusterStreamReaderPauseEverywhere(t *testing.T) {
 		require.Equal(t, "OK", status(i), "node %d", i)
 	}
 }
+
+// A session with REQUIREMENTS sent to one node has them on every shard: the functions import them
+// there and RG.PYDUMPREQS lists them on each node.
+func TestClusterRequirementsOnEveryShard(t *testing.T) {
+	tg := newClusterTarget(t)
+	sid, trig := uniq(t, "s"), uniq(t, "t")
+	tg.node(t, 2, 2).registerScript(sid, fmt.Sprintf(
+		"import requests\nGB('CommandReader').map(lambda x: requests.__name__).register(trigger=%s, mode='sync')", pyQuote(trig)),
+		"REQUIREMENTS", "requests")
+	for i := range tg.addrs {
+		c := tg.node(t, i, 2)
+		c.expect(L("requests"), "RG.TRIGGER", trig)
+		require.Equal(t, L("requests"), field(t, c.sessionEntry(sid), "requirements"), "node %d", i)
+		found := false
+		for _, e := range c.do("RG.PYDUMPREQS").([]any) {
+			if r := e.([]any); len(r) > 3 && r[3] == "requests" {
+				found = true
+			}
+		}
+		require.True(t, found, "requests not in RG.PYDUMPREQS of node %d", i)
+	}
+}
