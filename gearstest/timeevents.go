@@ -32,9 +32,10 @@ import (
 //   - the real server saves keyed timers in the RDB and restarts them when it loads it; gearstest has
 //     no persistence. When gearstest's Python worker restarts (it died), a timer keeps going only if
 //     its callback could be restored: a registerTE() called at the top level of a session that is
-//     restored (one with registrations) gets its callback back, matched by the order of the calls;
-//     any other timer (created by a script without registrations, from inside a function, or by a
-//     session since upgraded or unregistered) is stopped with a log line at its next call.
+//     restored (one with registrations) gets its callback back, matched by the order of the calls
+//     in that very script (its digest: an UPGRADE is another script); any other timer (created by a
+//     script without registrations, from inside a function, or by a version of a session since
+//     upgraded or unregistered) is stopped with a log line at its next call.
 //   - seconds <= 0: the real timer fires again at once, each event-loop turn; here each call is
 //     queued right after the previous one (clients' commands still run in between).
 
@@ -46,6 +47,7 @@ type timeEvent struct {
 	marker  string // the value its key holds
 	sid     string // the session whose code created it
 	ordinal int64  // > 0: created by the ordinal-th registerTE call of session sid's script top level
+	src     string // the digest of that script (an UPGRADE of the session runs another)
 	stop    chan struct{}
 	once    sync.Once
 }
@@ -64,7 +66,7 @@ type timeEvents struct {
 // teToken is the lock token a timer's callback runs under.
 func teToken(id string) string { return "~te" + id }
 
-// onTimeEvent answers `te <cid> <token> <seconds> <key or nil> <sid> <ordinal> <restore 0/1>`
+// onTimeEvent answers `te <cid> <token> <seconds> <key or nil> <sid> <ordinal> <restore 0/1> <digest>`
 // (PROTOCOL.md): it creates a timer (reply: its id, or 0 when its key exists) or, for a restore,
 // finds the timer the same call created before the worker restarted (reply: its id, or nil). It
 // runs on its own goroutine: it may wait for the global lock.
@@ -81,13 +83,18 @@ func (wk *workerProc) onTimeEvent(cid []byte, token string, m []value) {
 	sid := arg(2).String()
 	ordinal, _ := strconv.ParseInt(arg(3).String(), 10, 64)
 	restore := arg(4).String() == "1"
+	src := arg(5).String()
 	tes := &s.ev.te
 	if restore {
+		// The newest timer of this call of this code (the same code run twice, e.g. an UPGRADE to
+		// identical code, created two: either has the same callback).
 		reply := nilValue()
+		var best int64
 		tes.mu.Lock()
 		for _, te := range tes.byID {
-			if ordinal > 0 && te.sid == sid && te.ordinal == ordinal {
-				reply = bulk(te.id)
+			n, _ := strconv.ParseInt(te.id, 10, 64)
+			if ordinal > 0 && te.sid == sid && te.ordinal == ordinal && te.src == src && n > best {
+				best, reply = n, bulk(te.id)
 			}
 		}
 		tes.mu.Unlock()
@@ -106,7 +113,7 @@ func (wk *workerProc) onTimeEvent(cid []byte, token string, m []value) {
 		}
 		tes.next++
 		te := &timeEvent{id: strconv.FormatInt(tes.next, 10), period: period, sid: sid, ordinal: ordinal,
-			stop: make(chan struct{})}
+			src: src, stop: make(chan struct{})}
 		te.marker = "rg_timeev gearstest " + tes.nonce + " " + te.id
 		tes.mu.Unlock()
 		if key.Kind == kindBulk {

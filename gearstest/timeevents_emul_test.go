@@ -1,6 +1,7 @@
 package gearstest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -86,4 +87,32 @@ registerTE(1, lambda: execute('INCR', 'na'), 'ka')
 	})
 	// The restore's registerTE found the key: it created no second timer.
 	require.Equal(t, 1, teCount(srv))
+}
+
+// TestTimeEventOfAnUpgradedSessionAtRestart: a timer created by an older version of a session keeps
+// its code after the UPGRADE (the new version's registerTE on the same key returns False), and a
+// restore, which re-runs only the new version, does not give it the new version's callback: it
+// stops, with the log line.
+func TestTimeEventOfAnUpgradedSessionAtRestart(t *testing.T) {
+	w := &logWatch{want: "could not be restored", hit: make(chan struct{})}
+	srv := Run(t, WithLogger(w))
+	rdb := newRDB(t, srv.Addr(), 2)
+	ctx := ctxT(t)
+	script := `
+GB('CommandReader').register(trigger='keep')
+execute('SET', 'r', str(registerTE(1, lambda: execute('INCR', %q), 'k')))
+`
+	require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE", fmt.Sprintf(script, "n1"), "ID", "a").Val())
+	require.Equal(t, "True", rdb.Get(ctx, "r").Val())
+	require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE", fmt.Sprintf(script, "n2"), "ID", "a", "UPGRADE").Val())
+	require.Equal(t, "False", rdb.Get(ctx, "r").Val())
+	waitUntil(t, time.Minute, "the first version's timer", func() bool { return rdb.Exists(ctx, "n1").Val() == 1 })
+	require.NoError(t, srv.KillWorker())
+	select {
+	case <-w.hit:
+	case <-ctx.Done():
+		t.Fatal("no log line for the timer of the old version")
+	}
+	waitUntil(t, time.Minute, "the timer to be removed", func() bool { return teCount(srv) == 0 })
+	require.Equal(t, int64(0), rdb.Exists(ctx, "n2").Val())
 }

@@ -16,6 +16,7 @@ requirement installs always run on the pool.
 import ast
 import asyncio
 import collections
+import hashlib
 import concurrent.futures
 import itertools
 import json
@@ -439,7 +440,8 @@ class Worker(object):
         """registerTE() once its arguments passed: Go creates the timer (gearstest/timeevents.go).
 
         A script's top level numbers its calls, so that a restore (which re-runs the script after a
-        worker restart) gives each call's callback back to the timer the same call created."""
+        worker restart) gives each call's callback back to the timer the same call of the same code
+        (te_src: an UPGRADE of the session is another) created."""
         if getattr(ctx, 'replica', False):
             return True  # a cluster shard replaying another's script: the timer is the origin's
         ordinal = b''
@@ -449,7 +451,7 @@ class Worker(object):
         restore = ctx.kind == 'script' and ctx.restore_ids is not None
         token = '' if restore else (getattr(tls, 'atomic_token', None) or ctx.token or '')
         res = self.call([b'te', None, token, b'%d' % period, key, ctx.session.sid, ordinal,
-                         b'1' if restore else b'0'], 1)
+                         b'1' if restore else b'0', ctx.te_src if ctx.kind == 'script' else ''], 1)
         if res is None or res == 0:
             return False  # the key exists (or, restoring, no timer of this call is running)
         self.timers[_s(res)] = (callback, ctx.session)
@@ -525,6 +527,7 @@ class Worker(object):
         if mode == 'restore' or replica:
             ctx.restore_ids = iter(regids or [])
         ctx.replica = replica
+        ctx.te_src = hashlib.sha1(src.encode('utf-8', 'surrogatepass')).hexdigest()
         tok = CUR.set(ctx)
         try:
             exec(code, g)
