@@ -3,7 +3,9 @@ package gearstest_test
 // Id counters moved by internal ShardIDReader plans (src/commands.c: RG.CLEARREGISTRATIONSSTATS,
 // RG.PAUSEREGISTRATIONS and the apply of a registration each create one plan and run it once), and, in a
 // cluster, by ids received from another shard (src/common.c SetId: a given id sets the counter to
-// MAX(id + 1, counter)). Relative values only, so that they hold on a shared server too.
+// MAX(id + 1, counter)). Relative values only, so that they hold on a shared server too. Then more of
+// a cluster's registrations (spec_cluster_test.go has the first ones): concurrent ones, StreamReader
+// pausing, requirements.
 
 import (
 	"fmt"
