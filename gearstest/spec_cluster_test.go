@@ -670,6 +670,17 @@ func TestClusterAggregations(t *testing.T) {
 		require.Equal(t, want, runRecords(c, "GB().groupby(lambda r: r['value'], lambda k, a, r: (a or 0) + 1).run("+pat+")"), "groupby on node %d", i)
 		require.Equal(t, want, runRecords(c, "GB().batchgroupby(lambda r: r['value'], lambda k, l: len(l)).run("+pat+")"), "batchgroupby on node %d", i)
 		require.Equal(t, []string{"0", "1", "2"}, runRecords(c, "GB().map(lambda r: r['value']).distinct().run("+pat+")"))
+		// accumulate() alone is local: one partial count per shard, gathered by run()'s collect().
+		var total int
+		partial := runRecords(c, "GB().accumulate(lambda a, r: (a or 0) + 1).run("+pat+")")
+		require.Len(t, partial, 3, "node %d: %v", i, partial)
+		for j, p := range partial {
+			v, err := strconv.Atoi(p)
+			require.NoError(t, err)
+			require.Positive(t, v, "shard %d's count", j)
+			total += v
+		}
+		require.Equal(t, n, total)
 		// sort() gathers every shard's list before it sorts: the order is the whole cluster's.
 		sorted := L()
 		for _, v := range []string{"0", "1", "2"} {
