@@ -117,3 +117,42 @@ func TestEventQueueBound(t *testing.T) {
 	})
 	require.Equal(t, []string{"k:1", "k:2"}, rdb.LRange(ctx, "order", 0, -1).Val())
 }
+
+// TestQueuedEventOverridesTheReply: a client command hooked by commands= whose event is queued
+// during a restart waits for the delivery, and gets the reply the function overrides.
+func TestQueuedEventOverridesTheReply(t *testing.T) {
+	srv := Run(t)
+	rdb := newRDB(t, srv.Addr(), 2)
+	ctx := ctxT(t)
+	require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE", `
+import time
+n = execute('INCR', 'boots')
+if n > 1:
+    while execute('GET', 'gate') is None:
+        time.sleep(0.005)
+GB().foreach(lambda r: override_reply('+over ' + r['key'])).register(prefix='h:*', commands=['HSET'], mode='sync')
+`, "ID", "o").Val())
+	require.Equal(t, "over h:0", rdb.Do(ctx, "HSET", "h:0", "f", "v").Val())
+	killAndHoldRestore(t, srv, rdb)
+	type result struct {
+		v   any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := rdb.Do(ctx, "HSET", "h:1", "f", "v").Result()
+		done <- result{v, err}
+	}()
+	waitUntil(t, time.Minute, "the event to be queued", func() bool {
+		return infoField(t, rdb, "events_restart_waiting") == "1"
+	})
+	select {
+	case r := <-done:
+		t.Fatalf("HSET replied %v, %v before its queued execution ran", r.v, r.err)
+	default:
+	}
+	require.NoError(t, rdb.Set(ctx, "gate", "1", 0).Err())
+	r := <-done
+	require.NoError(t, r.err)
+	require.Equal(t, "over h:1", r.v)
+}

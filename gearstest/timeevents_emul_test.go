@@ -116,3 +116,22 @@ execute('SET', 'r', str(registerTE(1, lambda: execute('INCR', %q), 'k')))
 	waitUntil(t, time.Minute, "the timer to be removed", func() bool { return teCount(srv) == 0 })
 	require.Equal(t, int64(0), rdb.Exists(ctx, "n2").Val())
 }
+
+// TestTimeEventPeriodZero: with 0 seconds the real timer fires again on each event-loop turn; here
+// each call follows the previous one, other clients' commands run in between, and deleting the key
+// stops it.
+func TestTimeEventPeriodZero(t *testing.T) {
+	srv := Run(t)
+	rdb := newRDB(t, srv.Addr(), 2)
+	ctx := ctxT(t)
+	require.Equal(t, "OK", rdb.Do(ctx, "RG.PYEXECUTE", "registerTE(0, lambda: execute('INCR', 'n'), 'k')").Val())
+	waitUntil(t, time.Minute, "many calls", func() bool {
+		n, _ := rdb.Get(ctx, "n").Int()
+		return n >= 50
+	})
+	require.Equal(t, int64(1), rdb.Del(ctx, "k").Val())
+	waitUntil(t, time.Minute, "the timer to stop", func() bool { return teCount(srv) == 0 })
+	stopped := rdb.Get(ctx, "n").Val()
+	require.Equal(t, "PONG", rdb.Ping(ctx).Val())
+	require.Equal(t, stopped, rdb.Get(ctx, "n").Val())
+}
