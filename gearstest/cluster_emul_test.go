@@ -287,3 +287,19 @@ func BenchmarkPyExecuteRegister(b *testing.B) {
 		})
 	}
 }
+
+// A worker RPC's token names the shard it acts on: "@<index>" routes a distributed part's calls on a
+// cluster; anything else (and every token of a stand-alone server) stays on the worker's own server.
+func TestClusterTokenTargetEmul(t *testing.T) {
+	cl := RunCluster(t, 3)
+	shards := cl.Shards()
+	wk := &workerProc{s: shards[1]}
+	for tok, want := range map[string]*Server{
+		"x12@2": shards[2], "x12@0": shards[0], "c7": shards[1], "": shards[1], "x12@": shards[1],
+		"x12@two": shards[1], "x12@3": nil, "x12@-1": nil,
+	} {
+		require.Same(t, want, wk.target(tok), "token %q", tok)
+	}
+	srv := Run(t)
+	require.Same(t, srv, (&workerProc{s: srv}).target("x12@2"), "stand-alone")
+}
