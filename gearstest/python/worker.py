@@ -736,9 +736,10 @@ class Worker(object):
                 # the registration in its mode; FlatExecutionPlan_RunOnly makes an async execution
                 # distributed). The key is this shard's: the others read an 'empty' record.
                 me = state.cluster['index']
-                empty = [events.absent_key_record(reg, msg[6:])]
-                gen = engine.run_distributed(ctx, reg.steps, state.cluster,
-                                             part_records=lambda p: records if p == me else list(empty))
+                args = msg[6:]
+                gen = engine.run_distributed(
+                    ctx, reg.steps, state.cluster,
+                    part_records=lambda p: records if p == me else [events.absent_key_record(reg, args)])
             else:
                 # An async registration's RG.TRIGGER on a cluster: every shard runs it on the record.
                 gen = engine.run_distributed(ctx, reg.steps, state.cluster, records=records)
