@@ -163,6 +163,7 @@ func workerCommand(py, dir string, env []string, args ...string) (workerCmd, err
 // runWorker starts the goroutines that serve a started worker and sends it `init`. For a spare (sp not
 // nil), its `ready` frame is read first unless a test read it already.
 func (s *Server) runWorker(wk *workerProc, stdin io.WriteCloser, stdout *bufio.Reader, stderr io.Reader, sp *spare) {
+	wk.out.try = nonBlockingWrite(stdin) // before anything is queued: see outbox
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()

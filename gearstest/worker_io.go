@@ -23,21 +23,39 @@ type pendingReq struct {
 // are full, Go still drains stdout while its writes wait, and the worker drains stdin. No deadlock
 // by construction (TestFullPipesBothWays fills both at once). The queue is unbounded: a worker that
 // stops reading is killed by stop or noticed dead, which ends the writer.
+//
+// Fast path: while nothing is queued and the writer is idle, put writes the message itself with a
+// non-blocking write (try, from nonBlockingWrite) under mu, so that order is kept; what the pipe does
+// not take at once is queued for the writer as usual. A trigger's messages then leave without a
+// goroutine hand-off (two per RG.TRIGGER with one execute(), on the critical path of sync ones).
 type outbox struct {
 	mu     sync.Mutex
-	buf    []byte // queued bytes, whole messages
+	buf    []byte // queued bytes, whole messages (the first one may be the rest of a partly written one)
+	busy   bool   // the writer goroutine is writing bytes it took from buf: put must queue behind them
 	closed bool   // no more messages: the writer flushes buf, then closes stdin
 	wake   chan struct{}
+	try    func([]byte) (int, error) // non-blocking write to the pipe, or nil (every message is queued)
 }
 
 func newOutbox() *outbox { return &outbox{wake: make(chan struct{}, 1)} }
 
-// put queues one encoded message; it fails once the outbox is closed.
+// put queues one encoded message (or writes it at once, see outbox); it fails once the outbox is closed.
 func (o *outbox) put(msg []byte) error {
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
 		return errWorkerDied
+	}
+	if o.try != nil && !o.busy && len(o.buf) == 0 {
+		n, err := o.try(msg)
+		if err == nil && n == len(msg) {
+			o.mu.Unlock()
+			return nil
+		}
+		if n > 0 {
+			msg = msg[n:]
+		}
+		// The pipe is full (or broken: the writer's own write then fails and closes the outbox).
 	}
 	o.buf = append(o.buf, msg...)
 	o.mu.Unlock()
@@ -72,20 +90,26 @@ func (o *outbox) writeLoop(w io.WriteCloser, dead <-chan struct{}) {
 		case <-dead:
 			return
 		}
-		o.mu.Lock()
-		buf, closed := o.buf, o.closed
-		o.buf = spare[:0]
-		o.mu.Unlock()
-		if len(buf) > 0 {
+		for {
+			o.mu.Lock()
+			buf, closed := o.buf, o.closed
+			if len(buf) == 0 {
+				o.busy = false
+				o.mu.Unlock()
+				if closed {
+					return
+				}
+				break
+			}
+			o.buf = spare[:0]
+			o.busy = true
+			o.mu.Unlock()
 			if _, err := w.Write(buf); err != nil {
 				o.close()
 				return
 			}
+			spare = buf
 		}
-		if closed {
-			return
-		}
-		spare = buf
 	}
 }
 
