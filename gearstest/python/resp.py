@@ -63,7 +63,30 @@ def _parse(buf, pos):
             raise ProtocolError('array too long')
         out = []
         p = nl + 1
+        size = len(buf)
+        find = buf.find
         for _ in range(n):
+            # Bulk elements inline (nearly every element of every message is one): the same checks
+            # as the '$' case above, without a call per element.
+            if p < size and buf[p] == 36:
+                nl = find(b'\n', p)
+                if nl < 0:
+                    raise _Incomplete(size + 1)
+                if buf[nl - 1] != 13:
+                    raise ProtocolError('line without CRLF: %r' % buf[p:nl + 1][:64])
+                m = int(buf[p + 1:nl - 1])
+                if m < 0:
+                    out.append(None)
+                    p = nl + 1
+                    continue
+                if m > MAX_BULK:
+                    raise ProtocolError('bulk too long')
+                stop = nl + 1 + m
+                if stop + 2 > size:
+                    raise _Incomplete(stop + 2)
+                out.append(buf[nl + 1:stop])
+                p = stop + 2
+                continue
             v, p = _parse(buf, p)
             out.append(v)
         return out, p
