@@ -144,16 +144,6 @@ def _arg_bytes(a):
     return a.encode('utf-8', 'surrogatepass')
 
 
-def _current_token(session):
-    tok = getattr(tls, 'atomic_token', None)
-    if tok:
-        return tok
-    ctx = CUR.get()
-    if ctx is not None:
-        return ctx.token
-    raise _thread_hazard('execute()', session)
-
-
 # ------------------------------------------------------------------------------------------
 # hazards: what crashes or hangs a real RedisGears 1.2.13 (gears-spec.md 8.1; the list, its texts
 # and evidence are in gearstest/hazards.go). Each check here is one detection point.
@@ -190,6 +180,10 @@ _DENY_BLOCKING = {
     'PSUBSCRIBE': "PSUBSCRIBE isn't allowed for a DENY BLOCKING client\r\n",
     'SSUBSCRIBE': "SSUBSCRIBE isn't allowed for a DENY BLOCKING client\r\n",
 }
+
+
+# The commands _check_command looks at (upper-cased); execute() skips the check for the others.
+_CHECKED_COMMANDS = frozenset(list(_CRASHING_COMMANDS) + list(_DENY_BLOCKING) + ['CLIENT'])
 
 
 def _check_command(cmd, args):
@@ -291,13 +285,19 @@ def make_execute(session):
         cmd = args[0]
         if not isinstance(cmd, str):
             raise error('the given command must be a string')
-        if _replica_script():
-            return None
-        token = _current_token(session)
-        _check_command(cmd, args)
-        parts = [b'call', None, token, cmd]
-        parts.extend(_arg_bytes(a) for a in args[1:])
-        return _reply_to_py(state.worker.call(parts, 1))
+        ctx = CUR.get()
+        if ctx is not None and ctx.replica and ctx.kind == 'script':
+            return None  # _replica_script(): execute() does nothing there
+        tok = getattr(tls, 'atomic_token', None)
+        if not tok:
+            if ctx is None:
+                raise _thread_hazard('execute()', session)
+            tok = ctx.token
+        if cmd.upper() in _CHECKED_COMMANDS:
+            _check_command(cmd, args)
+        argv = [cmd.encode('utf-8', 'replace')]
+        argv.extend(_arg_bytes(a) for a in args[1:])
+        return _reply_to_py(state.worker.call_execute(ctx, tok.encode('utf-8', 'replace'), argv))
     return execute
 
 
