@@ -21,7 +21,11 @@ def _frames(r):
         return resp.dumps([b'trigger', b'1', [b'a', None, 7], b'yy'])
     # broken values: the stream reader consumes up to the offending line, then goes on
     return r.choice([b'?garbage\r\n', b'*2\r\n$1\r\na\r\n?x\r\n', b'$abc\r\n', b'\n', b'x\n',
-                     b'*3\r\n:1\r\n:zz\r\n:3\r\n', b'*1\r\n$2\r\nab\n'])
+                     b'*3\r\n:1\r\n:zz\r\n:3\r\n', b'*1\r\n$2\r\nab\n',
+                     # bulks inside arrays (parsed inline): a length line without CR, a bad or
+                     # too long length, nil, an empty bulk
+                     b'*2\r\n$1\n', b'*2\r\n$1\r\na\r\n$x\r\n', b'*1\r\n$9999999999999\r\n',
+                     b'*3\r\n$-1\r\n$0\r\n\r\n$1\r\nz\r\n'])
 
 
 def _read_all(read):
