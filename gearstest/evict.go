@@ -32,7 +32,10 @@ import (
 // stream entry its fields' and values' lengths + its id's + 32. An empty server uses 0 bytes (a
 // real Redis starts at about 1 MB): a limit means "this much data", not "this much process".
 // It is recomputed, walking every key, at each client command while maxmemory is set: meant for the
-// small data sets of tests.
+// small data sets of tests (measured with redis-benchmark -t set -c 10 against gears serve on 2 shared
+// cores: 37k SET/s without a limit, 3.2k/s with one and 1,000 keys, 460/s with 10,000 keys). Keeping
+// the sum up to date per command would need the keys of every command, Lua's writes and the expiries,
+// which miniredis does not report.
 //
 // Policies: noeviction (the default), allkeys-random and volatile-random (a random key of the
 // databases taken in turn, as evict.c does), volatile-ttl (the key that expires first: the exact
