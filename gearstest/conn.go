@@ -58,6 +58,18 @@ func (s *Server) backend(c *client) (*storeConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.resp3 {
+		// The client switched with a plain HELLO 3 while it had no store connection (hello): the
+		// new one must speak RESP3 too, since its replies are relayed as they are.
+		raw, err := be.do([]byte("HELLO"), []byte("3"))
+		if err == nil && (len(raw) == 0 || raw[0] == '-') {
+			err = fmt.Errorf("HELLO 3: %q", raw)
+		}
+		if err != nil {
+			be.close()
+			return nil, err
+		}
+	}
 	c.be = be
 	return be, nil
 }
@@ -213,6 +225,13 @@ func (s *Server) serveCommand(conn redcon.Conn, cmd redcon.Command) {
 // forward sends a data command to this client's store connection and relays the reply byte for byte.
 // Blocking commands run without the global lock so that they do not stall everybody else.
 func (s *Server) forward(conn redcon.Conn, c *client, name string, args [][]byte) []byte {
+	if c.be == nil && s.data.mini != nil && directCommands[name] {
+		raw := s.storeDirect(conn, c, args)
+		if raw != nil {
+			conn.WriteRaw(raw)
+		}
+		return raw
+	}
 	raw, ok := s.storeDo(conn, c, args, !mayBlock(name, args))
 	if ok {
 		conn.WriteRaw(raw)
@@ -230,20 +249,11 @@ func (s *Server) storeDo(conn redcon.Conn, c *client, args [][]byte, locked bool
 		return nil, false
 	}
 	if locked {
-		s.lock.acquire(c.token)
-		if s.checkMemoryFor(c.token, args) { // maxmemory (evict.go)
-			s.lock.release(c.token)
+		var oom bool
+		if raw, oom, err = s.lockedStoreCall(c, args, be.do); oom {
 			conn.WriteError(msgOOM)
 			return nil, false
 		}
-		pre := s.preWrite(args) // keyspace events (events.go)
-		raw, err = be.do(args...)
-		var cc *cmdCtx
-		if err == nil {
-			cc = s.afterWrite(c.token, string(args[0]), args, raw, pre)
-		}
-		s.lock.release(c.token)
-		raw = cc.reply(raw, c.resp3) // KeysReader commands= (events.go)
 	} else {
 		if s.data.mem.limited() { // maxmemory (evict.go)
 			s.lock.acquire(c.token)
@@ -266,6 +276,63 @@ func (s *Server) storeDo(conn redcon.Conn, c *client, args [][]byte, locked bool
 		return nil, false
 	}
 	return raw, true
+}
+
+// directCommands are the data commands a client may run on the in-process store without its own
+// store connection (store.directProto: miniredis' dispatcher called in process, a fresh DB 0 state in
+// the client's protocol per command) while it has none: then its connection would be a fresh one on
+// DB 0 in that protocol, whose state none of these commands reads or changes (no SELECT, WATCH,
+// HELLO with options, CLIENT, blocking, Pub/Sub, transactions: those dial the connection, and every
+// later command of the client uses it). It saves a loopback round trip to miniredis per command (GET
+// is the hot path of every benchmark). The set is kept to plain key reads and writes on purpose
+// (assumed: nothing else is as common, and these are the ones whose miniredis implementation depends
+// on nothing but the DB and the keys).
+var directCommands = func() map[string]bool {
+	m := map[string]bool{}
+	for _, n := range strings.Fields(`GET SET SETNX SETEX PSETEX GETSET GETDEL MGET MSET MSETNX INCR INCRBY
+		DECR DECRBY INCRBYFLOAT APPEND STRLEN GETRANGE SETRANGE DEL UNLINK EXISTS EXPIRE PEXPIRE TTL PTTL
+		PERSIST TYPE HGET HSET HSETNX HMGET HMSET HGETALL HDEL HEXISTS HINCRBY HLEN HKEYS HVALS LPUSH RPUSH
+		LPOP RPOP LLEN LRANGE LINDEX SADD SREM SMEMBERS SISMEMBER SCARD ZADD ZREM ZSCORE ZCARD ZRANGE ZINCRBY`) {
+		m[n] = true
+	}
+	return m
+}()
+
+// storeDirect runs one of directCommands for a client without a store connection, under the global
+// lock with the keyspace-event bookkeeping storeDo does, and returns the reply, or nil after writing
+// an error to the client.
+func (s *Server) storeDirect(conn redcon.Conn, c *client, args [][]byte) []byte {
+	raw, oom, err := s.lockedStoreCall(c, args, func(args ...[]byte) ([]byte, error) {
+		return s.data.directProto(c.resp3, args...)
+	})
+	switch {
+	case oom:
+		conn.WriteError(msgOOM)
+		return nil
+	case err != nil:
+		conn.WriteError(msgStoreFailed + err.Error())
+		return nil
+	}
+	return raw
+}
+
+// lockedStoreCall runs a client's data command with do under the global lock, as Redis' main thread
+// runs it: maxmemory first (evictions, or oom when it is refused), then the command between the
+// keyspace-event bookkeeping, and returns its reply (replaced by a KeysReader commands= override).
+func (s *Server) lockedStoreCall(c *client, args [][]byte, do func(...[]byte) ([]byte, error)) (raw []byte, oom bool, err error) {
+	s.lock.acquire(c.token)
+	if s.checkMemoryFor(c.token, args) { // maxmemory (evict.go)
+		s.lock.release(c.token)
+		return nil, true, nil
+	}
+	pre := s.preWrite(args) // keyspace events (events.go)
+	raw, err = do(args...)
+	var cc *cmdCtx
+	if err == nil {
+		cc = s.afterWrite(c.token, string(args[0]), args, raw, pre)
+	}
+	s.lock.release(c.token)
+	return cc.reply(raw, c.resp3), false, err // KeysReader commands= (events.go)
 }
 
 func (c *client) resetMulti() {
@@ -527,13 +594,25 @@ func crlf(b []byte) []byte {
 // Redis; for the in-process store it is replaced by what a RedisGears 1.2.13 server (Redis 7.0.15 with
 // the rg module) answers, since miniredis introduces itself under its own name and version.
 func (s *Server) hello(conn redcon.Conn, c *client, args [][]byte) {
-	raw, ok := s.storeDo(conn, c, args, true)
-	if !ok {
-		return
-	}
-	if len(raw) == 0 || raw[0] == '-' {
-		conn.WriteRaw(raw)
-		return
+	// A plain HELLO, HELLO 2 or HELLO 3 (what client libraries send first) changes nothing but the
+	// protocol, which gearstest keeps itself: a client without a store connection does not dial one
+	// for it, so that its data commands keep the direct path (directCommands).
+	plain := s.data.mini != nil && c.be == nil &&
+		(len(args) == 1 || len(args) == 2 && (string(args[1]) == "2" || string(args[1]) == "3"))
+	var raw []byte
+	if !plain {
+		var ok bool
+		raw, ok = s.storeDo(conn, c, args, true)
+		if !ok {
+			return
+		}
+		if len(raw) == 0 || raw[0] == '-' {
+			conn.WriteRaw(raw)
+			return
+		}
+	} else {
+		s.lock.acquire(c.token) // as every command, it runs on the "main thread"
+		s.lock.release(c.token)
 	}
 	if len(args) > 1 {
 		c.resp3 = string(args[1]) == "3"

@@ -348,7 +348,11 @@ var directPeers = sync.Pool{New: func() any {
 // direct runs one command on the in-process miniredis without a network round trip (the hot path of
 // execute()). Every call gets a fresh connection state on DB 0, as RedisGears' execute() has.
 // The returned bytes are the reply in RESP2.
-func (s *store) direct(args ...[]byte) ([]byte, error) {
+func (s *store) direct(args ...[]byte) ([]byte, error) { return s.directProto(false, args...) }
+
+// directProto is direct with the reply in RESP3 when resp3 is set (a client command on the direct
+// path, conn.go directCommands).
+func (s *store) directProto(resp3 bool, args ...[]byte) ([]byte, error) {
 	p := directPeers.Get().(*directPeer)
 	p.buf.Reset()
 	p.w.Reset(&p.buf)
@@ -357,6 +361,7 @@ func (s *store) direct(args ...[]byte) ([]byte, error) {
 		p.args = append(p.args, string(a))
 	}
 	peer := server.NewPeer(p.w)
+	peer.Resp3 = resp3
 	s.mini.Server().Dispatch(peer, p.args)
 	_ = p.w.Flush()
 	out := append([]byte(nil), p.buf.Bytes()...)
