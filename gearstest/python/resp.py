@@ -69,12 +69,18 @@ def _parse(buf, pos):
             # Bulk elements inline (nearly every element of every message is one): the same checks
             # as the '$' case above, without a call per element.
             if p < size and buf[p] == 36:
-                nl = find(b'\n', p)
-                if nl < 0:
-                    raise _Incomplete(size + 1)
-                if buf[nl - 1] != 13:
-                    raise ProtocolError('line without CRLF: %r' % buf[p:nl + 1][:64])
-                m = int(buf[p + 1:nl - 1])
+                # A one-digit length (most elements: names, flags, ids of short messages) is read
+                # off its bytes; int() would give the same for a digit between '$' and CRLF.
+                if p + 3 < size and buf[p + 2] == 13 and buf[p + 3] == 10 and 48 <= buf[p + 1] <= 57:
+                    nl = p + 3
+                    m = buf[p + 1] - 48
+                else:
+                    nl = find(b'\n', p)
+                    if nl < 0:
+                        raise _Incomplete(size + 1)
+                    if buf[nl - 1] != 13:
+                        raise ProtocolError('line without CRLF: %r' % buf[p:nl + 1][:64])
+                    m = int(buf[p + 1:nl - 1])
                 if m < 0:
                     out.append(None)
                     p = nl + 1

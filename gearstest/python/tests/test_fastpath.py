@@ -25,7 +25,7 @@ def _frames(r):
                      # bulks inside arrays (parsed inline): a length line without CR, a bad or
                      # too long length, nil, an empty bulk
                      b'*2\r\n$1\n', b'*2\r\n$1\r\na\r\n$x\r\n', b'*1\r\n$9999999999999\r\n',
-                     b'*3\r\n$-1\r\n$0\r\n\r\n$1\r\nz\r\n'])
+                     b'*3\r\n$-1\r\n$0\r\n\r\n$1\r\nz\r\n', b'*1\r\n$1\rx\r\n', b'*2\r\n$+1\r\na\r\n$1_0\r\n'])
 
 
 def _read_all(read):
