@@ -296,7 +296,8 @@ def make_execute(session):
         if cmd.upper() in _CHECKED_COMMANDS:
             _check_command(cmd, args)
         argv = [cmd.encode('utf-8', 'replace')]
-        argv.extend(_arg_bytes(a) for a in args[1:])
+        for a in args[1:]:
+            argv.append(a.encode('utf-8', 'surrogatepass') if type(a) is str else _arg_bytes(a))
         return _reply_to_py(state.worker.call_execute(ctx, tok.encode('utf-8', 'replace'), argv))
     return execute
 
