@@ -116,6 +116,18 @@ def _extract(ctx, fn, r):
     return OK, k if isinstance(k, str) else repr(k)
 
 
+def _reduce(ctx, fn, k, lst):
+    # RedisGearsPy_PyCallbackReducer (batchgroupby's reducer): a coroutine is refused; a gearsFuture
+    # is not awaited there, it is just the value. Returns (OK, value) or (ERR, text).
+    s, v = _invoke(ctx, fn, (k, lst))
+    if s is PENDING:
+        if type(v) is types.CoroutineType:
+            v.close()
+            return ERR, 'coroutine are not allow on reduce'
+        return OK, v
+    return s, v
+
+
 class _Err(object):
     """An error record on its way up the plan (the C steps pass error records on untouched)."""
 
@@ -183,14 +195,7 @@ def _pull(ctx, step, prev, st):
             if kind == 'batchgroupby':
                 out = []
                 for k, lst in st['groups'].items():
-                    s, v = _invoke(ctx, step.f2, (k, lst))
-                    if s is PENDING:
-                        # RedisGearsPy_PyCallbackReducer refuses coroutines; a future is just a value.
-                        if type(v) is types.CoroutineType:
-                            v.close()
-                            s, v = ERR, 'coroutine are not allow on reduce'
-                        else:
-                            s = OK
+                    s, v = _reduce(ctx, step.f2, k, lst)
                     out.append(_Err(v) if s is ERR else {'key': k, 'value': v})
                 st['out'] = out[::-1]
                 continue
@@ -516,13 +521,7 @@ def _move(ctx, step, outs, errs, me, lasts, enter):
                 groups.setdefault(k, []).append(r)
             out = []
             for k, lst in groups.items():
-                s, v = _invoke(ctx, step.f2, (k, lst))
-                if s is PENDING:
-                    if type(v) is types.CoroutineType:
-                        v.close()
-                        s, v = ERR, 'coroutine are not allow on reduce'
-                    else:
-                        s = OK
+                s, v = _reduce(ctx, step.f2, k, lst)
                 if s is ERR:
                     errs[t].append(v)
                 else:

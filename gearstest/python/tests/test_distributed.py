@@ -110,5 +110,30 @@ class DistributedTest(unittest.TestCase):
         self.assertIn('shard 1', ctx.errors[0])
 
 
+    def test_batchgroupby_reducer_refuses_coroutines(self):
+        # RedisGearsPy_PyCallbackReducer: an async def reducer is an error record, on a cluster as on
+        # one server; the other keys' reductions go on.
+        async def reducer(k, lst):
+            return len(lst)
+
+        def reduce_some(k, lst):
+            return reducer(k, lst) if k == 'x' else len(lst)
+        words = {0: ['x', 'y'], 1: ['x'], 2: ['y']}
+        ctx = Ctx()
+        out = run(ctx, [Step('batchgroupby', lambda r: r, reduce_some), Step('collect')],
+                  reader_fn=lambda: iter(words[ctx.part]))
+        self.assertEqual([{'key': 'y', 'value': 2}], out)
+        self.assertEqual(['coroutine are not allow on reduce'], ctx.errors)
+        ctx = Ctx()
+        gen = engine.run_steps(ctx, [Step('topy'), Step('batchgroupby', lambda r: r, reduce_some)],
+                               reader_fn=lambda: iter(['x', 'y', 'x']))
+        try:
+            gen.send(None)
+            raise AssertionError('the plan went async')
+        except StopIteration as si:
+            self.assertEqual([{'key': 'y', 'value': 1}], si.value)
+        self.assertEqual(['coroutine are not allow on reduce'], ctx.errors)
+
+
 if __name__ == '__main__':
     unittest.main()
