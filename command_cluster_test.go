@@ -238,3 +238,26 @@ func TestClusterTriggerOnKeyFirstCommand(t *testing.T) {
 		assert.Equal(t, 1, hook.total("RG.TRIGGERONKEY"))
 	}
 }
+
+// A Command in RedisGears' default mode, async, runs on every shard of a cluster: a slice gets one record
+// per shard ([]any), and a single T is refused with an error that names the mode to use instead.
+func TestClusterAsyncCommandRunsOnEveryShard(t *testing.T) {
+	e := newClusterEnv(t)
+	cc := e.clusterClient(3, &nodeHook{})
+	trig := e.name("everywhere")
+	all := gears.Command[[]any](trig, cc, whereScript)
+	tags, err := all(e.ctx)
+	require.NoError(t, err)
+	require.Len(t, tags, len(e.addrs), "one record per shard: %v", tags)
+	seen := map[int]bool{}
+	for _, tag := range tags {
+		seen[e.nodeOfTag(tag.(string))] = true
+	}
+	assert.Len(t, seen, len(e.addrs), "every shard ran it once: %v", tags)
+
+	one := gears.Command[string](trig, cc, whereScript)
+	_, err = one(e.ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), fmt.Sprintf("expected one result record, got %d (a function in mode async on a Redis Cluster", len(e.addrs)))
+	assert.Contains(t, err.Error(), "WithMode(AsyncLocal)")
+}

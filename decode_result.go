@@ -151,7 +151,13 @@ func oneRecord(target string, v any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(recs) != 1 {
+	switch {
+	case len(recs) > 1:
+		// The usual cause: an Async function on a Redis Cluster runs on every shard, one record each.
+		return nil, decodeErr(target, v, "expected one result record, got %d (a function in mode async "+
+			"on a Redis Cluster runs on every shard and replies one record per shard: register it with "+
+			"WithMode(AsyncLocal) or WithMode(Sync) to run it once, or take every record as []any)", len(recs))
+	case len(recs) != 1:
 		return nil, decodeErr(target, v, "expected one result record, got %d", len(recs))
 	}
 	return recs[0], nil
