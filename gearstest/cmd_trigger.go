@@ -13,41 +13,64 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 	if err != nil {
 		return errValue(err.Error())
 	}
+	if !c.inExec {
+		if v, ok := s.lane.join(s, wk, c, args); ok { // sync triggers in a row (lane.go)
+			return v
+		}
+	}
 	release := s.holdLock(c)
 	defer release()
 	r, e, err := s.state.startTrigger(string(args[1]), c.inExec)
 	if err != nil {
 		return errValue(err.Error())
 	}
-	token, flags, onYield := c.token, "", release
 	switch {
 	case r.mode != "sync":
 		release()
-		token, onYield = "x"+e.id, nil
+		return s.runTrigger(wk, r, e, args, "x"+e.id, "", nil)
 	case c.inExec:
-		flags = "m" // EXEC keeps the lock for the whole transaction (release is a no-op there)
+		// EXEC keeps the lock for the whole transaction (release is a no-op there)
+		return s.runTrigger(wk, r, e, args, c.token, "m", release)
 	}
+	// This client holds the lock: its sync trigger starts a round of the lane, which releases the
+	// lock (the deferred release is a no-op by then, or finds the lock another token's).
+	return s.lane.start(s, wk, c.token, r, e, args)
+}
+
+// runTrigger sends an accepted trigger's execution to the worker and returns its reply. onYield, when
+// set, is called when the execution no longer needs the global lock (a sync one's `yield` or `done`).
+func (s *Server) runTrigger(wk *workerProc, r *registration, e *execution, args [][]byte, token, flags string, onYield func()) value {
 	if s.shard != nil && r.mode == "async" {
 		// On a cluster an async registration's execution runs on every shard, each with the record
 		// [trigger, args…], and gathers (spec 3.4: count() answers the shard count): the worker runs
 		// a partition per shard (cluster_exec.go). async_local and sync run here only.
 		flags += "d"
 	}
-	msg := make([]value, 0, 3+len(args))
-	msg = append(msg, bulk(r.id), bulk(e.id), bulk(token), bulk(flags))
-	for _, a := range args[1:] {
-		msg = append(msg, bulkBytes(a))
-	}
 	if r.inorder && r.mode != "sync" {
 		// inorder=True: the registration's executions run one after the other (RedisGears gives the
 		// registration its own single worker thread).
 		r.order.Lock()
 	}
-	res, err := wk.request("trigger", onYield, msg...)
+	res, err := wk.request("trigger", onYield, triggerArgs(r, e, token, flags, args)...)
 	if r.inorder && r.mode != "sync" {
 		r.order.Unlock()
 	}
-	release() // before the reply leaves (a no-op unless the request failed before reaching the worker)
+	if onYield != nil {
+		onYield() // before the reply leaves (a no-op unless the request failed before reaching the worker)
+	}
+	records, errs := s.state.finishTrigger(r, e, res, err)
+	if len(errs) > 0 {
+		return errValue(errs[0].String())
+	}
+	return array(records...)
+}
+
+// awaitTrigger waits for a sync lane trigger's answer (lane.go) and returns its reply.
+func (s *Server) awaitTrigger(r *registration, e *execution, pr *pendingReq, err error) value {
+	var res value
+	if err == nil {
+		res, err = awaitRequest(pr)
+	}
 	records, errs := s.state.finishTrigger(r, e, res, err)
 	if len(errs) > 0 {
 		return errValue(errs[0].String())

@@ -76,3 +76,25 @@ func (l *globalLock) release(token string) {
 	l.mu.Unlock()
 	<-l.sem
 }
+
+// handoff passes the lock from token from (which must own it) to token to, at depth 1 (the sync lane,
+// lane.go). It does nothing when from does not own it.
+func (l *globalLock) handoff(from, to string) {
+	l.mu.Lock()
+	if l.owner == from && l.depth > 0 {
+		l.owner, l.depth = to, 1
+	}
+	l.mu.Unlock()
+}
+
+// releaseAll gives up every level of token's ownership (the sync lane's end, lane.go).
+func (l *globalLock) releaseAll(token string) {
+	l.mu.Lock()
+	if l.owner != token || l.depth == 0 {
+		l.mu.Unlock()
+		return
+	}
+	l.owner, l.depth = "", 0
+	l.mu.Unlock()
+	<-l.sem
+}

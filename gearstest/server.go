@@ -86,6 +86,7 @@ type Server struct {
 
 	data *store // the data store (store.go); not to be confused with state, the RedisGears bookkeeping
 	lock *globalLock
+	lane syncLane // sync RG.TRIGGERs in a row under one hold of lock (lane.go)
 	ln   net.Listener
 	rc   *redcon.Server
 	tmp  string // worker files and the requirements directory

@@ -15,6 +15,9 @@ type pendingReq struct {
 	// on `yield` (a sync trigger waiting on a future) and on `done`, from the reader goroutine, so the
 	// next command gets the lock without waiting for the sender to be scheduled. It must be idempotent.
 	release func()
+	// releaseFirst: call release before the result is handed over (sync lane triggers, lane.go: the
+	// lock must have moved on before the requester's client can send its next command).
+	releaseFirst bool
 }
 
 // outbox queues the messages for the worker's stdin; one writer goroutine (writeLoop) writes them.
@@ -142,6 +145,7 @@ func (s *Server) request(name string, release func(), args ...value) (value, err
 func (wk *workerProc) readLoop(r *bufio.Reader) {
 	defer func() {
 		_ = wk.cmd.Wait()
+		wk.s.lane.reset(wk.s, wk) // before the lane's requests fail (lane.go)
 		wk.mu.Lock()
 		wk.dead = true
 		pending := wk.pending
@@ -254,6 +258,11 @@ func (wk *workerProc) onDone(rid string, result value) {
 	if pr == nil {
 		return
 	}
+	if pr.releaseFirst {
+		pr.release()
+		pr.ch <- result
+		return
+	}
 	// Hand the result over first, then release: the goroutine that the release wakes (the next
 	// command waiting for the global lock) then is the one the scheduler runs next, ahead of the
 	// requester's reply to its client, which is off that critical path. The requester releases too
@@ -347,25 +356,9 @@ func replyMsg(cid []byte, kind byte, raw []byte) []byte {
 // request sends a message whose second element is a fresh rid and waits for its `done`. It always
 // returns: when the worker dies (a crash, KillWorker, Close), readLoop fails every pending request.
 func (wk *workerProc) request(name string, release func(), args ...value) (value, error) {
-	rid := wk.s.rid.Add(1)
-	pr := &pendingReq{ch: make(chan value, 1), release: release}
-	wk.mu.Lock()
-	if wk.dead {
-		wk.mu.Unlock()
-		return value{}, errWorkerDied
+	pr, err := wk.startRequest(name, release, false, args...)
+	if err != nil {
+		return value{}, err
 	}
-	wk.pending[rid] = pr
-	wk.mu.Unlock()
-	msg := append([]value{bulk(name), bulk(strconv.FormatInt(rid, 10))}, args...)
-	if err := wk.send(msg...); err != nil {
-		wk.mu.Lock()
-		delete(wk.pending, rid)
-		wk.mu.Unlock()
-		return value{}, errWorkerDied
-	}
-	v := <-pr.ch
-	if v.Kind == kindError {
-		return value{}, errWorkerDied
-	}
-	return v, nil
+	return awaitRequest(pr)
 }

@@ -47,7 +47,7 @@ class ExecCtx(object):
     __slots__ = ('kind', 'session', 'token', 'multi', 'fut', 'rid', 'execid', 'errors',
                  'created_exec', 'pending_regs', 'restore_ids', 'replaced', 'reg', 'aborted',
                  'waiting', 'yielded', 'steps', 'reader_fn', 'mode', 'run_future', 'coro', 'in_rpc',
-                 'hook', 'cmdctx', 'override', 'replica', 'part', 'te_seq', 'te_src')
+                 'hook', 'cmdctx', 'override', 'replica', 'part', 'te_seq', 'te_src', 'lane')
 
     def __init__(self, kind, session, token='', multi=False):
         self.kind = kind
@@ -75,6 +75,7 @@ class ExecCtx(object):
         self.steps = None
         self.reader_fn = None
         self.mode = None
+        self.lane = False
         self.part = None  # a partition of a distributed execution: its shard's index (engine.py)
         self.te_seq = 0  # registerTE() calls made so far by a script's top level (time_event)
         self.te_src = ''  # a script's digest: which version of its session a timer belongs to

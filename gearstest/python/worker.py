@@ -123,6 +123,10 @@ class Worker(object):
         self.pool = Pool()
         # Triggers read while the reading thread was nested NEST_MAX deep (see on_trigger).
         self.deferred = collections.deque()
+        # Sync lane triggers (flag `l`, PROTOCOL.md): one runs at a time (lane_busy, under mu), the
+        # ones read meanwhile wait here, in order, until it sends its done or yield (lane_next).
+        self.lane_busy = False
+        self.lane_queue = collections.deque()
         self.reg_lock = threading.RLock()
         self.regs = {}
         # Registrations unregistered or replaced (UPGRADE) lately: regid -> (reg, abort_pending). A
@@ -222,9 +226,12 @@ class Worker(object):
             try:
                 while slot[1] is None:
                     with mu:
-                        if self.role is not role:
-                            break
-                        self.exec_since = None
+                        stolen = self.role is not role
+                        if not stolen:
+                            self.exec_since = None
+                    if stolen:
+                        self.drain_deferred()
+                        break
                     if deferred and tls.nest_ok and tls.nest_depth < NEST_MAX:
                         self.run_deferred(deferred.popleft(), True)
                         continue
@@ -272,10 +279,13 @@ class Worker(object):
             mu = self.mu
             while True:
                 with mu:
-                    if self.role is not role:
-                        return
-                    self.exec_since = None
-                    self.exec_reg = None
+                    stolen = self.role is not role
+                    if not stolen:
+                        self.exec_since = None
+                        self.exec_reg = None
+                if stolen:
+                    self.drain_deferred()
+                    return
                 if self.deferred:
                     self.run_deferred(self.deferred.popleft(), False)
                     continue
@@ -642,6 +652,48 @@ class Worker(object):
     # ---------------------------------------------------------------- triggers
 
     def on_trigger(self, msg, nested):
+        if b'l' in msg[5]:
+            # A sync lane trigger: Go already sent it while the previous one runs (it holds the
+            # global lock for them in turn); it starts once that one is done or waits on a future.
+            with self.mu:
+                if self.lane_busy:
+                    self.lane_queue.append(msg)
+                    return
+                self.lane_busy = True
+        self.start_trigger(msg, nested)
+
+    def lane_next(self):
+        """The running lane trigger sent its done or yield: the next one read meanwhile starts."""
+        while True:
+            with self.mu:
+                if not self.lane_queue:
+                    self.lane_busy = False
+                    return
+                msg = self.lane_queue.popleft()
+                reader = getattr(tls, 'role', None) is self.role
+            reg = self.trigger_reg(msg)
+            if reg is None:
+                self.send([b'done', msg[1], [b'ok', resp.records_raw([]), ['ERR subcommand not found']]])
+                continue
+            if reader and not reg.slow:
+                # This thread reads: it runs it once back in its reading loop (the stack of the one
+                # that just ended unwinds first).
+                self.deferred.append((reg, msg))
+            else:
+                self.pool.submit(self.run_trigger, reg, msg, False)
+            return
+
+    def drain_deferred(self):
+        """Hands the deferred triggers to the pool: for a thread that just lost the reader role, so
+        that none waits for the new reader's next read."""
+        while True:
+            try:
+                reg, msg = self.deferred.popleft()
+            except IndexError:
+                return
+            self.pool.submit(self.run_trigger, reg, msg, False)
+
+    def trigger_reg(self, msg):
         regid = _s(msg[2])
         reg = self.regs.get(regid)
         if reg is None:
@@ -650,8 +702,14 @@ class Worker(object):
             old = self.retired.get(regid)
             if old is not None:
                 reg = old[0]
+        return reg
+
+    def start_trigger(self, msg, nested):
+        reg = self.trigger_reg(msg)
         if reg is None:
             self.send([b'done', msg[1], [b'ok', resp.records_raw([]), ['ERR subcommand not found']]])
+            if b'l' in msg[5]:
+                self.lane_next()
             return
         if nested:
             if tls.nest_ok and not reg.slow and not reg.steals and b'm' not in msg[5]:
@@ -715,6 +773,7 @@ class Worker(object):
         ctx.execid = msg[3]
         ctx.reg = reg
         ctx.cmdctx = b'c' in msg[5]  # a KeysReader commands= event (override_reply)
+        ctx.lane = b'l' in msg[5]  # a sync lane trigger: lane_next once it is done or yields
         record = [_arg(a) for a in msg[6:]]
         # The execution starts here. Until now it was queued (from Go's acceptance: Go's inorder
         # queue, the pipe, the pool, the deferred list); an async one whose registration left with
@@ -727,6 +786,8 @@ class Worker(object):
                 old = None
         if old is not None:
             self.send([b'done', ctx.rid, [b'ok', resp.records_raw([]), [], b'aborted']])
+            if ctx.lane:
+                self.lane_next()
             return
         if reg.evargs is not None:
             # A KeysReader/StreamReader event (flags k/s): the reader reads its records now.
@@ -773,6 +834,9 @@ class Worker(object):
                         # Go releases the global lock this sync execution holds while it waits.
                         ctx.yielded = True
                         self.send([b'yield', ctx.rid])
+                        if ctx.lane:
+                            ctx.lane = False
+                            self.lane_next()
                     if inline:
                         # Free the reading thread: the wait happens on the pool.
                         self.pool.submit(self.resume, ctx, gen, pending)
@@ -860,6 +924,9 @@ class Worker(object):
                 rid = ctx.rid
                 self.write(b'*3\r\n$4\r\ndone\r\n$%d\r\n%s\r\n*4\r\n$2\r\nok\r\n%s*0\r\n$%d\r\n%s\r\n' % (
                     len(rid), rid, raw, len(status), status))
+                if ctx.lane:
+                    ctx.lane = False
+                    self.lane_next()
                 return
             answer = [b'ok', raw, ctx.errors, status]
             if ctx.override is not None:
@@ -869,6 +936,9 @@ class Worker(object):
                 except BaseException as e:
                     ctx.errors.append(error_text(e))
             self.send([b'done', ctx.rid, answer])
+            if ctx.lane:
+                ctx.lane = False
+                self.lane_next()
         else:
             self.send([b'execdone', ctx.execid, status, raw, ctx.errors])
             if ctx.run_future is not None:
