@@ -74,6 +74,11 @@ def _parse(buf, pos):
                 if p + 3 < size and buf[p + 2] == 13 and buf[p + 3] == 10 and 48 <= buf[p + 1] <= 57:
                     nl = p + 3
                     m = buf[p + 1] - 48
+                elif (p + 4 < size and buf[p + 3] == 13 and buf[p + 4] == 10 and 49 <= buf[p + 1] <= 57
+                      and 48 <= buf[p + 2] <= 57):
+                    # Two digits (ids, registration and execution ids of 42 bytes): the same.
+                    nl = p + 4
+                    m = buf[p + 1] * 10 + buf[p + 2] - 528
                 else:
                     nl = find(b'\n', p)
                     if nl < 0:

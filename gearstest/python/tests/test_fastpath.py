@@ -18,14 +18,16 @@ def _frames(r):
         return resp.dumps(r.choice([b'abc', b'', b'x' * r.randint(0, 150000), None, 5, -3,
                                     resp.Status('OK'), resp.Error('e'), [b'a', [b'b', 3, None]]]))
     if k < 0.8:
-        return resp.dumps([b'trigger', b'1', [b'a', None, 7], b'yy'])
+        return resp.dumps([b'trigger', b'1', [b'a', None, 7], b'yy', b'r' * r.randint(10, 120)])
     # broken values: the stream reader consumes up to the offending line, then goes on
     return r.choice([b'?garbage\r\n', b'*2\r\n$1\r\na\r\n?x\r\n', b'$abc\r\n', b'\n', b'x\n',
                      b'*3\r\n:1\r\n:zz\r\n:3\r\n', b'*1\r\n$2\r\nab\n',
                      # bulks inside arrays (parsed inline): a length line without CR, a bad or
                      # too long length, nil, an empty bulk
                      b'*2\r\n$1\n', b'*2\r\n$1\r\na\r\n$x\r\n', b'*1\r\n$9999999999999\r\n',
-                     b'*3\r\n$-1\r\n$0\r\n\r\n$1\r\nz\r\n', b'*1\r\n$1\rx\r\n', b'*2\r\n$+1\r\na\r\n$1_0\r\n'])
+                     b'*3\r\n$-1\r\n$0\r\n\r\n$1\r\nz\r\n', b'*1\r\n$1\rx\r\n', b'*2\r\n$+1\r\na\r\n$1_0\r\n',
+                     # two-digit lengths (read off their bytes too): CR without LF, a zero first
+                     b'*1\r\n$12\rxabcdefghijk\r\n', b'*2\r\n$05\r\nabcde\r\n$1a\r\n'])
 
 
 def _read_all(read):
