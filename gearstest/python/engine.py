@@ -279,7 +279,48 @@ def _next(ctx, node):
     return (yield from _pull(ctx, step, prev, st))
 
 
-_ONE_TO_ONE = frozenset(('topy', 'collect', 'map', 'filter', 'foreach'))
+_ONE_TO_ONE = ONE_TO_ONE = frozenset(('topy', 'collect', 'map', 'filter', 'foreach'))
+
+
+def run_single_direct(ctx, steps, r):
+    """_run_single without a generator while no step returns an awaitable (a trigger of one
+    record through map/filter/foreach steps, the hot path). Returns (records, None) once done, or
+    (None, gen): a generator like run_steps' that yields the pending awaitable first and goes on
+    from there (the caller drives it from its start)."""
+    i = 0
+    n = len(steps)
+    while i < n:
+        s = steps[i]
+        kind = s.kind
+        if kind == 'topy' or kind == 'collect':
+            i += 1
+            continue
+        st, v = _invoke(ctx, s.f1, (r,))
+        if st is PENDING:
+            return None, _resume_single(ctx, steps, i, r, v)
+        if st is ERR:
+            ctx.errors.append(v)
+            return [], None
+        if kind == 'map':
+            r = v
+        elif kind == 'filter' and not v:
+            return [], None
+        i += 1
+    return [r], None
+
+
+def _resume_single(ctx, steps, i, r, pending):
+    # Step i returned pending: the rest of _run_single from there.
+    st, v = yield pending
+    if st is ERR:
+        ctx.errors.append(v)
+        return []
+    kind = steps[i].kind
+    if kind == 'map':
+        r = v
+    elif kind == 'filter' and not v:
+        return []
+    return (yield from _run_single(ctx, steps[i + 1:], r))
 
 
 def _run_single(ctx, steps, r):

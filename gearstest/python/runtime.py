@@ -93,7 +93,7 @@ class Registration(object):
     """A CommandReader registration committed in the worker."""
 
     __slots__ = ('regid', 'session', 'reader', 'desc', 'mode', 'trigger', 'inorder', 'steps',
-                 'on_registered', 'slow', 'steals', 'evargs')
+                 'on_registered', 'slow', 'steals', 'evargs', 'single')
 
     def __init__(self, regid, session, reader, desc, mode, trigger, inorder, steps, on_registered):
         self.regid = regid
@@ -108,6 +108,9 @@ class Registration(object):
         self.slow = False  # executions blocked the reading thread: run them on the pool
         self.steals = 0
         self.evargs = None  # KeysReader/StreamReader: the reader's args (events.py)
+        # Only map/filter/foreach steps: a trigger's one record goes through them without a
+        # generator (engine.run_single_direct). The plan is a deep copy: it never changes.
+        self.single = all(s.kind in engine.ONE_TO_ONE for s in steps)
 
     def describe(self):
         """Returns the reg value of the exec answer (PROTOCOL.md)."""

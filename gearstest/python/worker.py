@@ -107,6 +107,8 @@ class Worker(object):
 
     def __init__(self, inp, out_fd):
         self.inp = inp
+        # The worker's own Reader is read directly (resp.read_value dispatches on its type per call).
+        self.read_value = inp.read_value if type(inp) is resp.Reader else (lambda: resp.read_value(inp))
         self.out_fd = out_fd
         self.wlock = threading.Lock()
         self.outq = collections.deque()  # frames waiting for the thread that holds wlock (write)
@@ -322,7 +324,7 @@ class Worker(object):
 
     def read_one(self, nested):
         try:
-            msg = resp.read_value(self.inp)
+            msg = self.read_value()
         except EOFError:
             _dump_profile()
             if SPARE_DIR is not None:
@@ -768,13 +770,16 @@ class Worker(object):
                     self.exec_reg = prev_reg
 
     def run_trigger(self, reg, msg, inline):
-        ctx = runtime.ExecCtx('trigger', reg.session, _s(msg[4]), b'm' in msg[5])
+        flags = msg[5]
+        if flags:
+            ctx = runtime.ExecCtx('trigger', reg.session, _s(msg[4]), b'm' in flags)
+            ctx.cmdctx = b'c' in flags  # a KeysReader commands= event (override_reply)
+            ctx.lane = b'l' in flags  # a sync lane trigger: lane_next once it is done or yields
+        else:
+            ctx = runtime.ExecCtx('trigger', reg.session, _s(msg[4]), False)
         ctx.rid = msg[1]
         ctx.execid = msg[3]
         ctx.reg = reg
-        ctx.cmdctx = b'c' in msg[5]  # a KeysReader commands= event (override_reply)
-        ctx.lane = b'l' in msg[5]  # a sync lane trigger: lane_next once it is done or yields
-        record = [_arg(a) for a in msg[6:]]
         # The execution starts here. Until now it was queued (from Go's acceptance: Go's inorder
         # queue, the pipe, the pool, the deferred list); an async one whose registration left with
         # abortPending meanwhile is aborted without running (RG_AbortExecution of an execution that
@@ -802,8 +807,15 @@ class Worker(object):
             finally:
                 CUR.reset(tok)
         else:
+            # The record: the args as str (bytearray when not valid UTF-8), as _arg makes them.
+            record = []
+            for a in msg[6:]:
+                try:
+                    record.append(a.decode('utf-8'))
+                except UnicodeDecodeError:
+                    record.append(bytearray(a))
             records = [record]
-        if b'd' in msg[5] and state.cluster:
+        if flags and b'd' in flags and state.cluster:
             if reg.evargs is not None:
                 # An async KeysReader registration's key event on a cluster: every shard runs the plan,
                 # its reader reading the key with noScan (keys_reader.c KeysReader_OnKeyTouched runs
@@ -817,6 +829,16 @@ class Worker(object):
             else:
                 # An async registration's RG.TRIGGER on a cluster: every shard runs it on the record.
                 gen = engine.run_distributed(ctx, reg.steps, state.cluster, records=records)
+        elif reg.single and len(records) == 1:
+            # The hot path: the steps run right here; a generator only once one returns an awaitable.
+            tok = CUR.set(ctx)
+            try:
+                out, gen = engine.run_single_direct(ctx, reg.steps, records[0])
+                if gen is None:
+                    self.finish(ctx, out, b'aborted' if ctx.aborted else b'done')
+                    return
+            finally:
+                CUR.reset(tok)
         else:
             gen = engine.run_steps(ctx, reg.steps, records)
         self.drive(ctx, gen, None, inline)

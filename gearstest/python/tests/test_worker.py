@@ -585,6 +585,24 @@ class FutureTest(WorkerTest):
                               "    return 'co ' + x[1]\nGB('CommandReader').map(f).register(trigger='c', mode='sync')")
         self.assertEqual(self.g.trigger(reg, 'c', 'a'), [b'ok', [b'co a'], []])
 
+    def test_one_record_plan_waits_midway(self):
+        # A trigger's one record through map/filter/foreach steps runs without a generator until a
+        # step returns an awaitable; the steps after it then run on the value it gives.
+        for mode in ('sync', 'async', 'async_local'):
+            [reg] = self.register(
+                "import asyncio\nseen = []\nasync def slow(x):\n    await asyncio.sleep(0)\n    return x[1] + '!'\n"
+                "GB('CommandReader').map(lambda x: x).map(slow).filter(lambda s: s != 'no!')"
+                ".foreach(lambda s: seen.append(s)).map(lambda s: [s.upper(), len(seen)])"
+                ".register(trigger='w%s', mode='%s')" % (mode, mode), sid='w' + mode)
+            self.assertEqual(self.g.trigger(reg, 'w', 'a'), [b'ok', [b"['A!', 1]"], []], mode)
+            self.assertEqual(self.g.trigger(reg, 'w', 'no'), [b'ok', [], []], mode)
+            self.assertEqual(self.g.trigger(reg, 'w', 'b'), [b'ok', [b"['B!', 2]"], []], mode)
+            [reg] = self.register(
+                "GB('CommandReader').map(lambda x: x[1]).filter(lambda s: s != 'no').foreach(lambda s: s)"
+                ".map(lambda s: s * 2).register(trigger='d%s', mode='%s')" % (mode, mode), sid='d' + mode)
+            self.assertEqual(self.g.trigger(reg, 'd', 'ab'), [b'ok', [b'abab'], []], mode)
+            self.assertEqual(self.g.trigger(reg, 'd', 'no'), [b'ok', [], []], mode)
+
 
 class ConcurrencyTest(WorkerTest):
     def test_blocking_async_triggers_run_in_parallel(self):
