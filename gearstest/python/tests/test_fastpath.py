@@ -4,6 +4,7 @@ import os
 import random
 import sys
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -145,3 +146,58 @@ class NestedTriggerTest(unittest.TestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+class WriterTest(unittest.TestCase):
+    def test_concurrent_frames_all_leave_in_order(self):
+        # Worker.write from many threads: every frame leaves (none stays queued behind a writer that
+        # wrote its own at once), each thread's in its order.
+        import types
+        import worker
+        rfd, wfd = os.pipe()
+        fake = types.SimpleNamespace(outq=worker.collections.deque(), wlock=threading.Lock(), out_fd=wfd)
+        chunks = []
+        rd = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(rfd, 1 << 16), b'')))
+        rd.start()
+        n, k = 8, 3000
+
+        def send(t):
+            for i in range(k):
+                worker.Worker.write(fake, b'%d:%d;' % (t, i))
+        ts = [threading.Thread(target=send, args=(t,)) for t in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        os.close(wfd)
+        rd.join()
+        os.close(rfd)
+        got = {}
+        for f in b''.join(chunks).split(b';')[:-1]:
+            t, i = f.split(b':')
+            got.setdefault(int(t), []).append(int(i))
+        self.assertEqual(got, {t: list(range(k)) for t in range(n)})
+        self.assertEqual(len(fake.outq), 0)
+
+    def test_frame_queued_behind_a_direct_write_leaves(self):
+        # A writes a frame bigger than the pipe holds at once (it blocks in os.write, holding wlock);
+        # B's frame, sent meanwhile, is queued and must leave when A is done, without another write.
+        import types
+        import worker
+        rfd, wfd = os.pipe()
+        fake = types.SimpleNamespace(outq=worker.collections.deque(), wlock=threading.Lock(), out_fd=wfd)
+        big = b'a' * (1 << 20)
+        a = threading.Thread(target=worker.Worker.write, args=(fake, big))
+        a.start()
+        while not fake.wlock.locked():
+            time.sleep(0)  # yields the GIL until A holds wlock (an observed state, not a delay)
+        worker.Worker.write(fake, b'B')
+        self.assertEqual(len(fake.outq), 1)  # queued behind A
+        chunks = []
+        rd = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(rfd, 1 << 16), b'')))
+        rd.start()
+        a.join()
+        os.close(wfd)
+        rd.join()
+        os.close(rfd)
+        self.assertEqual(b''.join(chunks), big + b'B')
