@@ -1,9 +1,6 @@
 package gearstest
 
-import (
-	"strconv"
-	"sync"
-)
+import "sync"
 
 // syncLane lets sync RG.TRIGGER calls of different clients follow each other without a round trip
 // through Go between them. Without it, each sync execution holds the global lock from its start to
@@ -120,35 +117,4 @@ func triggerArgs(r *registration, e *execution, token, flags string, args [][]by
 		msg = append(msg, bulkBytes(a))
 	}
 	return msg
-}
-
-// startRequest sends a request (a fresh rid) and returns what to wait on (awaitRequest) without
-// waiting. releaseFirst: see pendingReq.
-func (wk *workerProc) startRequest(name string, release func(), releaseFirst bool, args ...value) (*pendingReq, error) {
-	rid := wk.s.rid.Add(1)
-	pr := &pendingReq{ch: make(chan value, 1), release: release, releaseFirst: releaseFirst}
-	wk.mu.Lock()
-	if wk.dead {
-		wk.mu.Unlock()
-		return pr, errWorkerDied
-	}
-	wk.pending[rid] = pr
-	wk.mu.Unlock()
-	msg := append([]value{bulk(name), bulk(strconv.FormatInt(rid, 10))}, args...)
-	if err := wk.send(msg...); err != nil {
-		wk.mu.Lock()
-		delete(wk.pending, rid)
-		wk.mu.Unlock()
-		return pr, errWorkerDied
-	}
-	return pr, nil
-}
-
-// awaitRequest waits for the `done` of a request startRequest sent.
-func awaitRequest(pr *pendingReq) (value, error) {
-	v := <-pr.ch
-	if v.Kind == kindError {
-		return value{}, errWorkerDied
-	}
-	return v, nil
 }

@@ -131,6 +131,37 @@ func (wk *workerProc) post(name string, args ...value) error {
 	return wk.send(append([]value{bulk(name), bulk(strconv.FormatInt(rid, 10))}, args...)...)
 }
 
+// startRequest sends a request (a fresh rid) and returns what to wait on (awaitRequest) without
+// waiting. releaseFirst: see pendingReq.
+func (wk *workerProc) startRequest(name string, release func(), releaseFirst bool, args ...value) (*pendingReq, error) {
+	rid := wk.s.rid.Add(1)
+	pr := &pendingReq{ch: make(chan value, 1), release: release, releaseFirst: releaseFirst}
+	wk.mu.Lock()
+	if wk.dead {
+		wk.mu.Unlock()
+		return pr, errWorkerDied
+	}
+	wk.pending[rid] = pr
+	wk.mu.Unlock()
+	msg := append([]value{bulk(name), bulk(strconv.FormatInt(rid, 10))}, args...)
+	if err := wk.send(msg...); err != nil {
+		wk.mu.Lock()
+		delete(wk.pending, rid)
+		wk.mu.Unlock()
+		return pr, errWorkerDied
+	}
+	return pr, nil
+}
+
+// awaitRequest waits for the `done` of a request startRequest sent.
+func awaitRequest(pr *pendingReq) (value, error) {
+	v := <-pr.ch
+	if v.Kind == kindError {
+		return value{}, errWorkerDied
+	}
+	return v, nil
+}
+
 // request sends a message whose second element is a fresh rid and waits for its `done`.
 // release, when set, is called when the request no longer needs the global lock (see pendingReq).
 func (s *Server) request(name string, release func(), args ...value) (value, error) {
