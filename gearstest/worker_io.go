@@ -116,9 +116,9 @@ func (o *outbox) writeLoop(w io.WriteCloser, dead <-chan struct{}) {
 	}
 }
 
-// send queues one protocol message. It never blocks.
+// send queues one protocol message (worker_frame.go encodes it). It never blocks.
 func (wk *workerProc) send(args ...value) error {
-	return wk.out.put(appendValue(make([]byte, 0, 128), value{Kind: kindArray, Arr: args}, false))
+	return wk.out.put(encodeMsg(args))
 }
 
 // sendRaw queues a pre-encoded message. It never blocks.
@@ -369,19 +369,6 @@ func lockToken(tok string) string {
 		return "~anon"
 	}
 	return tok
-}
-
-// replyMsg builds `reply <cid> <kind> <raw value>` with the value bytes spliced in as they are.
-func replyMsg(cid []byte, kind byte, raw []byte) []byte {
-	b := make([]byte, 0, 32+len(cid)+len(raw))
-	b = append(b, "*4\r\n$5\r\nreply\r\n$"...)
-	b = strconv.AppendInt(b, int64(len(cid)), 10)
-	b = append(b, '\r', '\n')
-	b = append(b, cid...)
-	b = append(b, "\r\n$1\r\n"...)
-	b = append(b, kind)
-	b = append(b, '\r', '\n')
-	return append(b, raw...)
 }
 
 // request sends a message whose second element is a fresh rid and waits for its `done`. It always

@@ -27,6 +27,10 @@ MAX_BULK = 1 << 31
 MAX_ARRAY = 1 << 24
 
 
+# What a compact frame's header holds besides its '!' and its '\n' (lengths, single spaces).
+_DIGITS_SP = b' 0123456789'
+
+
 class _Incomplete(Exception):
     """The buffer ends inside the value; `need` is the buffer length that would let it go on."""
 
@@ -129,16 +133,52 @@ class Reader(object):
     def read_value(self):
         """Reads one value; raises EOFError at end of stream, ProtocolError/ValueError on a broken
         value after skipping exactly what read_value() on a stream would have consumed."""
+        buf, pos = self.buf, self.pos
         while True:
-            buf, pos = self.buf, self.pos
             if pos >= len(buf):
-                self._fill(1)  # the usual case: every value read so far was handled
+                # The usual case: every value read so far was handled; one os.read, no copy.
+                if self.before_block is not None:
+                    self.before_block()
+                buf = os.read(self.fd, self.CHUNK)
+                if not buf:
+                    raise EOFError
+                self.buf = buf
+                pos = self.pos = 0
+            if buf[pos] == 33:  # '!': a compact frame (PROTOCOL.md "Framing"), the hot messages
+                nl = buf.find(b'\n', pos)
+                if nl < 0:
+                    need = len(buf) + 1
+                else:
+                    hdr = buf[pos + 1:nl]
+                    if hdr.translate(None, _DIGITS_SP):
+                        self.pos = nl + 1
+                        raise ProtocolError('broken compact frame header: %r' % hdr[:64])
+                    p = nl + 1
+                    out = []
+                    try:
+                        for f in hdr.split(b' '):
+                            q = p + int(f)
+                            out.append(buf[p:q])
+                            p = q
+                    except ValueError:  # an empty field (no field, two spaces), too many digits
+                        self.pos = nl + 1
+                        raise ProtocolError('broken compact frame header: %r' % hdr[:64])
+                    if p <= len(buf):
+                        self.pos = p
+                        return out
+                    if len(out) > MAX_ARRAY or p - nl - 1 > MAX_BULK:
+                        self.pos = nl + 1
+                        raise ProtocolError('compact frame too long')
+                    need = p
+                self._fill(need)
+                buf, pos = self.buf, self.pos
                 continue
             try:
                 v, self.pos = _parse(buf, pos)
                 return v
             except _Incomplete as e:
                 self._fill(e.need)
+                buf, pos = self.buf, self.pos
             except (ProtocolError, ValueError):
                 # Replay the line-based reader over the same bytes to skip what it would skip.
                 import io
@@ -176,6 +216,27 @@ def read_value(f):
     line = f.readline()
     if not line:
         raise EOFError
+    if line[0] == 33:  # '!': a compact frame
+        if not line.endswith(b'\n'):
+            raise EOFError
+        hdr = line[1:-1]
+        if hdr.translate(None, _DIGITS_SP):
+            raise ProtocolError('broken compact frame header: %r' % hdr[:64])
+        try:
+            lens = [int(x) for x in hdr.split(b' ')]
+        except ValueError:
+            raise ProtocolError('broken compact frame header: %r' % hdr[:64])
+        if len(lens) > MAX_ARRAY or sum(lens) > MAX_BULK:
+            raise ProtocolError('compact frame too long')
+        data = f.read(sum(lens))
+        if len(data) != sum(lens):
+            raise EOFError
+        out = []
+        p = 0
+        for n in lens:
+            out.append(data[p:p + n])
+            p += n
+        return out
     if line[-2:] != b'\r\n':
         if not line.endswith(b'\n'):
             raise EOFError
@@ -258,6 +319,12 @@ def encode(v, out):
 def dumps(v):
     """Returns the RESP2 bytes of a protocol value."""
     return b''.join(encode(v, []))
+
+
+def dumps_compact(parts):
+    """Returns the compact frame of a message whose elements are all bytes (PROTOCOL.md "Framing":
+    what Go sends for such messages; the worker reads it as the RESP array of the same bulks)."""
+    return b'!%s\n%s' % (b' '.join([b'%d' % len(p) for p in parts]), b''.join(parts))
 
 
 def encode_record(v, out):

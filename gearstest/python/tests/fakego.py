@@ -58,7 +58,11 @@ class FakeGo(object):
         self.p.stderr.close()
 
     def send(self, parts):
-        data = resp.dumps(parts)
+        # As Go does (gearstest/worker_frame.go): a message of bulk strings only goes as a compact frame.
+        if all(type(x) in (bytes, str) for x in parts):
+            data = resp.dumps_compact([x.encode() if type(x) is str else x for x in parts])
+        else:
+            data = resp.dumps(parts)
         with self.lock:
             self.p.stdin.write(data)
             self.p.stdin.flush()

@@ -18,8 +18,15 @@ def _frames(r):
     if k < 0.4:
         return resp.dumps(r.choice([b'abc', b'', b'x' * r.randint(0, 150000), None, 5, -3,
                                     resp.Status('OK'), resp.Error('e'), [b'a', [b'b', 3, None]]]))
-    if k < 0.8:
+    if k < 0.6:
         return resp.dumps([b'trigger', b'1', [b'a', None, 7], b'yy', b'r' * r.randint(10, 120)])
+    if k < 0.8:
+        return resp.dumps_compact(_bulks(r))
+    if k < 0.85:
+        # broken compact frames: a header that is not lengths separated by single spaces (the
+        # frame's header line is skipped), or one that ends the stream inside its bytes
+        return r.choice([b'!3 x\n', b'!\n', b'!3  4\n', b'!-1\n', b'!+3\n', b'!3\r\n', b'!1_0\n',
+                         b'! 3\n', b'!3 \n', b'!\t3\n', b'!' + b'9' * 5000 + b'\n'])
     # broken values: the stream reader consumes up to the offending line, then goes on
     return r.choice([b'?garbage\r\n', b'*2\r\n$1\r\na\r\n?x\r\n', b'$abc\r\n', b'\n', b'x\n',
                      b'*3\r\n:1\r\n:zz\r\n:3\r\n', b'*1\r\n$2\r\nab\n',
@@ -29,6 +36,14 @@ def _frames(r):
                      b'*3\r\n$-1\r\n$0\r\n\r\n$1\r\nz\r\n', b'*1\r\n$1\rx\r\n', b'*2\r\n$+1\r\na\r\n$1_0\r\n',
                      # two-digit lengths (read off their bytes too): CR without LF, a zero first
                      b'*1\r\n$12\rxabcdefghijk\r\n', b'*2\r\n$05\r\nabcde\r\n$1a\r\n'])
+
+
+def _bulks(r):
+    # A message of bulk strings with the awkward bytes: empty, spaces, CR/LF, RESP and compact
+    # frame starts, long ones across the reader's chunks.
+    pool = [b'', b' ', b'a b', b'\r\n', b'\n', b'!', b'!3 4\n', b'*1\r\n$1\r\na\r\n', b'$-1\r\n',
+            b'\xff\x00', b'trigger', b'0' * 42, b'y' * r.randint(0, 150000)]
+    return [r.choice(pool) for _ in range(r.randint(1, 12))]
 
 
 def _read_all(read):
@@ -70,6 +85,54 @@ class ReaderTest(unittest.TestCase):
                 t.join()
                 os.close(rfd)
             self.assertEqual(got, want, 'seed %d' % seed)
+
+    def test_compact_frame_reads_as_the_resp_array(self):
+        # A compact frame reads exactly as the RESP array of the same bulks does (PROTOCOL.md
+        # "Framing"), through the fd reader whatever the chunking, and through the stream reader.
+        for seed in range(40):
+            r = random.Random(seed)
+            msgs = [_bulks(r) for _ in range(20)]
+            for enc in (resp.dumps, resp.dumps_compact):
+                data = b''.join(enc(m) for m in msgs)
+                want = [('value', 'list', m) for m in msgs]
+                self.assertEqual(_read_all(lambda f=io.BytesIO(data): resp.read_value(f)), want,
+                                 'seed %d %s' % (seed, enc.__name__))
+                rfd, wfd = os.pipe()
+
+                def write():
+                    p = 0
+                    while p < len(data):
+                        n = r.randint(1, 70000)
+                        os.write(wfd, data[p:p + n])
+                        p += n
+                    os.close(wfd)
+                t = threading.Thread(target=write)
+                t.start()
+                try:
+                    rd = resp.Reader(rfd)
+                    got = _read_all(rd.read_value)
+                finally:
+                    t.join()
+                    os.close(rfd)
+                self.assertEqual(got, want, 'seed %d %s' % (seed, enc.__name__))
+
+    def test_compact_frame_exact(self):
+        self.assertEqual(resp.dumps_compact([b'trigger', b'12', b'', b'a b', b'\r\n']),
+                         b'!7 2 0 3 2\ntrigger12a b\r\n')
+        rfd, wfd = os.pipe()
+        try:
+            # a broken header is skipped (its line), the frames after it read as usual
+            os.write(wfd, b'!5 2 1 1\nreply12vx' + b'!3 x\n' + b'!2 0\nok' + b'!\n' + b'*1\r\n$1\r\nz\r\n')
+            os.close(wfd)
+            wfd = None
+            rd = resp.Reader(rfd)
+            self.assertEqual(_read_all(rd.read_value), [('value', 'list', [b'reply', b'12', b'v', b'x']),
+                                                        ('broken',), ('value', 'list', [b'ok', b'']),
+                                                        ('broken',), ('value', 'list', [b'z'])])
+        finally:
+            if wfd is not None:
+                os.close(wfd)
+            os.close(rfd)
 
     def test_reader_calls_before_block_only_when_it_must_read(self):
         rfd, wfd = os.pipe()
