@@ -46,6 +46,8 @@ STEAL_AFTER = float(os.environ.get('GEARS_STEAL_AFTER_MS', '10')) / 1000.0
 # How many triggers may run nested on the reading thread (see run_nested); beyond, they wait for it
 # to unwind (0: nothing nests, triggers read while an execution waits run after it).
 NEST_MAX = int(os.environ.get('GEARS_NEST_MAX', '32'))
+# How many frames the reading thread may hold back while it has buffered input (Worker.write).
+HOLD_MAX = 64
 
 
 class Pool(object):
@@ -112,6 +114,11 @@ class Worker(object):
         self.out_fd = out_fd
         self.wlock = threading.Lock()
         self.outq = collections.deque()  # frames waiting for the thread that holds wlock (write)
+        # Held frames (write): only with the worker's own Reader, whose buffer tells whether the
+        # reading thread has more input to handle before it blocks.
+        self.hold_ok = type(inp) is resp.Reader
+        if self.hold_ok:
+            inp.before_block = self.drain
         self.waiters = {}
         self.cids = itertools.count(1)
         self.tokens = itertools.count(1)
@@ -157,6 +164,18 @@ class Worker(object):
         # order. Threads no longer queue on wlock (each wait there was a GIL hand-off), and a burst
         # (a herd of resumed executions) leaves in a few big writes.
         q = self.outq
+        if self.hold_ok and len(q) < HOLD_MAX:
+            inp = self.inp
+            if inp.pos < len(inp.buf) and getattr(tls, 'role', None) is not None:
+                # Held: the reading thread has more input to handle right away (a burst of triggers
+                # and replies), so its frames wait in the queue and leave together, in order, right
+                # before it blocks in os.read (the Reader's before_block is drain), or with the next
+                # frame written when it has nothing buffered, or at HOLD_MAX frames. One write
+                # instead of one per frame, and Go's reader wakes once for them. A frame of a thread
+                # that does not read is never held (it drains what is held before it); the watchdog
+                # drains what a reader stuck in user code holds.
+                q.append(data)
+                return
         lock = self.wlock
         if not q and lock.acquire(False):
             # Nothing queued and nobody writing (the usual case): written at once, then whatever
@@ -174,6 +193,12 @@ class Worker(object):
                 return
         else:
             q.append(data)
+        self.drain()
+
+    def drain(self):
+        """Writes what is queued (unless another thread is writing: it checks the queue again)."""
+        q = self.outq
+        lock = self.wlock
         while q:
             if not lock.acquire(False):
                 return
@@ -322,6 +347,10 @@ class Worker(object):
         half = STEAL_AFTER / 2
         while True:
             time.sleep(half)
+            if self.outq:
+                # Frames the reading thread held (write) while it handles a long burst or sits in
+                # user code: they wait at most this long.
+                self.drain()
             note = None
             with self.mu:
                 since = self.exec_since

@@ -211,6 +211,16 @@ if __name__ == '__main__':
     unittest.main()
 
 
+def _fake_writer(worker, wfd, inp=None):
+    """An object with what Worker.write and Worker.drain use (inp: a resp.Reader whose buffer decides
+    holding, or None: never held)."""
+    import types
+    fake = types.SimpleNamespace(outq=worker.collections.deque(), wlock=threading.Lock(), out_fd=wfd,
+                                 hold_ok=inp is not None, inp=inp)
+    fake.drain = lambda: worker.Worker.drain(fake)
+    return fake
+
+
 class WriterTest(unittest.TestCase):
     def test_concurrent_frames_all_leave_in_order(self):
         # Worker.write from many threads: every frame leaves (none stays queued behind a writer that
@@ -218,7 +228,7 @@ class WriterTest(unittest.TestCase):
         import types
         import worker
         rfd, wfd = os.pipe()
-        fake = types.SimpleNamespace(outq=worker.collections.deque(), wlock=threading.Lock(), out_fd=wfd)
+        fake = _fake_writer(worker, wfd)
         chunks = []
         rd = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(rfd, 1 << 16), b'')))
         rd.start()
@@ -248,7 +258,7 @@ class WriterTest(unittest.TestCase):
         import types
         import worker
         rfd, wfd = os.pipe()
-        fake = types.SimpleNamespace(outq=worker.collections.deque(), wlock=threading.Lock(), out_fd=wfd)
+        fake = _fake_writer(worker, wfd)
         big = b'a' * (1 << 20)
         a = threading.Thread(target=worker.Worker.write, args=(fake, big))
         a.start()
@@ -264,3 +274,75 @@ class WriterTest(unittest.TestCase):
         rd.join()
         os.close(rfd)
         self.assertEqual(b''.join(chunks), big + b'B')
+
+    def _held_setup(self):
+        """A Reader over a pipe holding two messages, this thread as the reading thread, and a writer
+        whose output is a non-blocking pipe."""
+        import worker
+        inr, inw = os.pipe()
+        outr, outw = os.pipe()
+        os.set_blocking(outr, False)
+        os.write(inw, resp.dumps([b'one']) + resp.dumps([b'two']))
+        rd = resp.Reader(inr)
+        fake = _fake_writer(worker, outw, rd)
+        rd.before_block = fake.drain
+        worker.tls.role = object()
+        self.addCleanup(lambda: worker.tls.__dict__.pop('role', None))
+        for fd in (inr, inw, outr, outw):
+            self.addCleanup(os.close, fd)
+        return worker, rd, fake, inw, outr
+
+    @staticmethod
+    def _out(fd):
+        try:
+            return os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return b''
+
+    def test_reading_thread_holds_frames_while_input_is_buffered(self):
+        worker, rd, fake, inw, outr = self._held_setup()
+        self.assertEqual(rd.read_value(), [b'one'])  # 'two' is still buffered
+        worker.Worker.write(fake, b'F1;')
+        worker.Worker.write(fake, b'F2;')
+        self.assertEqual(self._out(outr), b'')  # held
+        self.assertEqual(list(fake.outq), [b'F1;', b'F2;'])
+        self.assertEqual(rd.read_value(), [b'two'])  # nothing buffered now: the next frame leaves...
+        worker.Worker.write(fake, b'F3;')
+        self.assertEqual(self._out(outr), b'F1;F2;F3;')  # ...after the held ones, in order
+        self.assertEqual(len(fake.outq), 0)
+
+    def test_held_frames_leave_before_the_reader_blocks(self):
+        worker, rd, fake, inw, outr = self._held_setup()
+        self.assertEqual(rd.read_value(), [b'one'])
+        worker.Worker.write(fake, b'H;')
+        self.assertEqual(self._out(outr), b'')
+        self.assertEqual(rd.read_value(), [b'two'])
+        got = []
+        t = threading.Thread(target=lambda: got.append(rd.read_value()))
+        t.start()  # the buffer is empty: before its os.read blocks, before_block drains
+        import select
+        ready, _, _ = select.select([outr], [], [], 10)
+        self.assertEqual(ready, [outr], 'the held frame did not leave before the reader blocked')
+        self.assertEqual(self._out(outr), b'H;')  # out while the reader still waits
+        self.assertEqual(got, [])
+        os.write(inw, resp.dumps([b'three']))  # (on a failure above, cleanup closes inw: EOF ends t)
+        t.join(10)
+        self.assertEqual(got, [[b'three']])
+
+    def test_a_thread_that_does_not_read_never_holds(self):
+        worker, rd, fake, inw, outr = self._held_setup()
+        self.assertEqual(rd.read_value(), [b'one'])
+        worker.Worker.write(fake, b'R;')  # held (this is the reading thread)
+        t = threading.Thread(target=worker.Worker.write, args=(fake, b'P;'))  # tls.role unset there
+        t.start()
+        t.join(10)
+        self.assertEqual(self._out(outr), b'R;P;')  # P drained what was held before it, then itself
+
+    def test_at_most_hold_max_frames_are_held(self):
+        worker, rd, fake, inw, outr = self._held_setup()
+        self.assertEqual(rd.read_value(), [b'one'])
+        for i in range(worker.HOLD_MAX):
+            worker.Worker.write(fake, b'%d;' % i)
+        self.assertEqual(self._out(outr), b'')
+        worker.Worker.write(fake, b'last;')
+        self.assertEqual(self._out(outr), b''.join(b'%d;' % i for i in range(worker.HOLD_MAX)) + b'last;')
