@@ -22,7 +22,7 @@ def total(mode, n, out):
         return orig(['valgrind', '--tool=callgrind', '--callgrind-out-file=' + out] + cmd, **kw)
     fakego.subprocess.Popen = popen
     try:
-        g = fakego.FakeGo()
+        g = fakego.FakeGo(timeout=300)  # valgrind is slow, more so on a busy machine
     finally:
         fakego.subprocess.Popen = orig
     try:

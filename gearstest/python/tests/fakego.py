@@ -17,7 +17,8 @@ WORKER = os.path.join(os.path.dirname(HERE), 'worker.py')
 class FakeGo(object):
     """Runs worker.py and plays Go: answers newid/newexec/call/lock/configget from memory."""
 
-    def __init__(self, config=None, check37=True, reqdir=None):
+    def __init__(self, config=None, check37=True, reqdir=None, timeout=10):
+        self.timeout = timeout  # the default of every wait (longer under valgrind: bench_callgrind.py)
         self.p = subprocess.Popen([sys.executable, '-u', WORKER], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lock = threading.Lock()
@@ -137,20 +138,23 @@ class FakeGo(object):
         """The text this fake answers to `hazard` (Go's real texts are in hazards.go)."""
         return b'HAZARD ' + hid + b': ' + detail
 
-    def wait_call(self, args, timeout=10):
+    def wait_call(self, args, timeout=None):
         """Waits until the worker sent `call` with these arguments (token excluded)."""
+        timeout = self.timeout if timeout is None else timeout
         with self.cond:
             if not self.cond.wait_for(lambda: any(c[1:] == args for c in self.calls), timeout):
                 raise AssertionError('no call %r; stderr=%s' % (args, ''.join(self.stderr)))
 
-    def wait_log(self, text, timeout=10):
+    def wait_log(self, text, timeout=None):
         """Waits until the worker sent `log` with this message."""
+        timeout = self.timeout if timeout is None else timeout
         with self.cond:
             if not self.cond.wait_for(lambda: any(m == text for _, m in self.logs), timeout):
                 raise AssertionError('no log %r; stderr=%s' % (text, ''.join(self.stderr)))
 
-    def wait_hazards(self, n, timeout=10):
+    def wait_hazards(self, n, timeout=None):
         """Waits until n hazards were reported and returns them."""
+        timeout = self.timeout if timeout is None else timeout
         with self.cond:
             if not self.cond.wait_for(lambda: len(self.hazards) >= n, timeout):
                 raise AssertionError('%d hazards, want %d; stderr=%s' % (len(self.hazards), n, ''.join(self.stderr)))
@@ -179,14 +183,16 @@ class FakeGo(object):
             return b'e', b'Invalid argument'
         return b'e', b'No such file or directory'
 
-    def wait(self, rid, timeout=10):
+    def wait(self, rid, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
         with self.cond:
             ok = self.cond.wait_for(lambda: rid in self.done, timeout)
             if not ok:
                 raise AssertionError('no done for %r; stderr=%s' % (rid, ''.join(self.stderr)))
             return self.done.pop(rid)
 
-    def wait_exec(self, execid, timeout=10):
+    def wait_exec(self, execid, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
         with self.cond:
             ok = self.cond.wait_for(lambda: execid in self.execdone, timeout)
             if not ok:
@@ -215,7 +221,8 @@ class FakeGo(object):
         """Triggers and returns ["ok", records, errors]; the end status goes to last_status."""
         return self.wait_trigger(self.trigger_async(regid, *args, **kw))
 
-    def wait_trigger(self, rid, timeout=10):
+    def wait_trigger(self, rid, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
         got = self.wait(rid, timeout)
         self.last_status = got[3] if len(got) > 3 else None
         return got[:3]
