@@ -41,12 +41,15 @@ _DESCRIBE = {
 class Step(object):
     """One operation of a plan: kind plus up to two callbacks/arguments."""
 
-    __slots__ = ('kind', 'f1', 'f2')
+    __slots__ = ('kind', 'f1', 'f2', 'tostr')
 
     def __init__(self, kind, f1=None, f2=None):
         self.kind = kind
         self.f1 = f1
         self.f2 = f2
+        # The map(lambda x: str(x)) of run()/register()'s convertToStr: for a str record the direct
+        # path skips the call (str() of a str is that str).
+        self.tostr = False
 
 
 def describe_steps(steps):
@@ -282,25 +285,39 @@ def _next(ctx, node):
 _ONE_TO_ONE = ONE_TO_ONE = frozenset(('topy', 'collect', 'map', 'filter', 'foreach'))
 
 
+def direct_steps(steps):
+    """The steps run_single_direct takes: the plan without its topy and collect steps (they do
+    nothing to one record)."""
+    return tuple(s for s in steps if s.kind != 'topy' and s.kind != 'collect')
+
+
 def run_single_direct(ctx, steps, r):
     """_run_single without a generator while no step returns an awaitable (a trigger of one
-    record through map/filter/foreach steps, the hot path). Returns (records, None) once done, or
-    (None, gen): a generator like run_steps' that yields the pending awaitable first and goes on
-    from there (the caller drives it from its start)."""
+    record through map/filter/foreach steps, the hot path); steps come from direct_steps(). Returns
+    (records, None) once done, or (None, gen): a generator like run_steps' that yields the pending
+    awaitable first and goes on from there (the caller drives it from its start)."""
     i = 0
-    n = len(steps)
-    while i < n:
-        s = steps[i]
-        kind = s.kind
-        if kind == 'topy' or kind == 'collect':
+    for s in steps:
+        if s.tostr and type(r) is str:
             i += 1
             continue
-        st, v = _invoke(ctx, s.f1, (r,))
-        if st is PENDING:
-            return None, _resume_single(ctx, steps, i, r, v)
-        if st is ERR:
-            ctx.errors.append(v)
+        # _invoke(ctx, s.f1, (r,)), inline (the hot path).
+        ctx.fut = None
+        try:
+            v = s.f1(r)
+        except BaseException as e:  # a user script can never kill the worker
+            ctx.fut = None
+            ctx.errors.append(error_text(e))
             return [], None
+        f = ctx.fut
+        if f is not None:
+            ctx.fut = None
+            if v is f:
+                f.mark_returned()
+                return None, _resume_single(ctx, steps, i, r, f)
+        elif type(v) is types.CoroutineType:
+            return None, _resume_single(ctx, steps, i, r, v)
+        kind = s.kind
         if kind == 'map':
             r = v
         elif kind == 'filter' and not v:
@@ -467,7 +484,7 @@ def run_distributed(ctx, steps, cluster, records=None, reader_fn=None, part_reco
 
     def enter(p):
         ctx.part = p
-        ctx.token = '%s@%d' % (base, p)
+        ctx.set_token('%s@%d' % (base, p))
 
     recs = None
     errs = [[] for _ in range(n)]  # error texts held by each partition
@@ -491,7 +508,7 @@ def run_distributed(ctx, steps, cluster, records=None, reader_fn=None, part_reco
             recs = yield from _move(ctx, boundary, outs, errs, me, lasts, enter)
     finally:
         ctx.part = None
-        ctx.token = base
+        ctx.set_token(base)
     ctx.errors.extend(errs[me])
     return outs[me]
 

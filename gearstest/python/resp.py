@@ -4,6 +4,7 @@ Decoding reads from a binary buffered stream with readline()/read(), or from a R
 a file descriptor, index-based parsing: the worker's fast path); encoding builds bytes.
 """
 import os
+import struct
 
 
 class Status(str):
@@ -27,8 +28,31 @@ MAX_BULK = 1 << 31
 MAX_ARRAY = 1 << 24
 
 
-# What a compact frame's header holds besides its '!' and its '\n' (lengths, single spaces).
-_DIGITS_SP = b' 0123456789'
+def _compact_lens(hdr):
+    """The element lengths of a compact frame's header (between '!' and '\n'): decimal numbers
+    separated by single spaces, nothing else; raises ProtocolError otherwise."""
+    if not hdr.replace(b' ', b'').isdigit():  # no sign, '_', CR, other space; not empty
+        raise ProtocolError('broken compact frame header: %r' % hdr[:64])
+    try:
+        lens = [int(x) for x in hdr.split(b' ')]
+    except ValueError:  # an empty field (two spaces, a leading or trailing one), too many digits
+        raise ProtocolError('broken compact frame header: %r' % hdr[:64])
+    if len(lens) > MAX_ARRAY or sum(lens) > MAX_BULK:
+        raise ProtocolError('compact frame too long')
+    return lens
+
+
+# Compact frame header -> the struct that cuts its elements out of the buffer in one call (the
+# headers of a registration's triggers and of execute() replies repeat: a handful of them).
+_COMPACT = {}
+
+
+def _compact_struct(hdr):
+    st = struct.Struct('<' + ''.join(['%ds' % n for n in _compact_lens(hdr)]))
+    if len(_COMPACT) >= 1024:
+        _COMPACT.clear()
+    _COMPACT[hdr] = st
+    return st
 
 
 class _Incomplete(Exception):
@@ -150,26 +174,18 @@ class Reader(object):
                     need = len(buf) + 1
                 else:
                     hdr = buf[pos + 1:nl]
-                    if hdr.translate(None, _DIGITS_SP):
-                        self.pos = nl + 1
-                        raise ProtocolError('broken compact frame header: %r' % hdr[:64])
-                    p = nl + 1
-                    out = []
-                    try:
-                        for f in hdr.split(b' '):
-                            q = p + int(f)
-                            out.append(buf[p:q])
-                            p = q
-                    except ValueError:  # an empty field (no field, two spaces), too many digits
-                        self.pos = nl + 1
-                        raise ProtocolError('broken compact frame header: %r' % hdr[:64])
-                    if p <= len(buf):
-                        self.pos = p
-                        return out
-                    if len(out) > MAX_ARRAY or p - nl - 1 > MAX_BULK:
-                        self.pos = nl + 1
-                        raise ProtocolError('compact frame too long')
-                    need = p
+                    st = _COMPACT.get(hdr)
+                    if st is None:
+                        try:
+                            st = _compact_struct(hdr)
+                        except ProtocolError:
+                            self.pos = nl + 1  # the header line is skipped
+                            raise
+                    end = nl + 1 + st.size
+                    if end <= len(buf):
+                        self.pos = end
+                        return list(st.unpack_from(buf, nl + 1))
+                    need = end
                 self._fill(need)
                 buf, pos = self.buf, self.pos
                 continue
@@ -219,15 +235,7 @@ def read_value(f):
     if line[0] == 33:  # '!': a compact frame
         if not line.endswith(b'\n'):
             raise EOFError
-        hdr = line[1:-1]
-        if hdr.translate(None, _DIGITS_SP):
-            raise ProtocolError('broken compact frame header: %r' % hdr[:64])
-        try:
-            lens = [int(x) for x in hdr.split(b' ')]
-        except ValueError:
-            raise ProtocolError('broken compact frame header: %r' % hdr[:64])
-        if len(lens) > MAX_ARRAY or sum(lens) > MAX_BULK:
-            raise ProtocolError('compact frame too long')
+        lens = _compact_lens(line[1:-1])
         data = f.read(sum(lens))
         if len(data) != sum(lens):
             raise EOFError
@@ -360,9 +368,20 @@ def encode_record(v, out):
     return out
 
 
-def records_raw(records):
-    """Returns the records as one Raw RESP array (gears-spec 2.6)."""
+def records_bytes(records):
+    """Returns the bytes of the records as one RESP array (gears-spec 2.6)."""
+    if len(records) == 1:
+        v = records[0]
+        if type(v) is str and (len(v) < 2 or (v[0] != '+' and v[0] != '-')):
+            # The usual trigger reply: one str record (encode_record's last str case).
+            b = v.encode('utf-8', 'replace')
+            return b'*1\r\n$%d\r\n%s\r\n' % (len(b), b)
     out = [b'*%d\r\n' % len(records)]
     for r in records:
         encode_record(r, out)
-    return Raw(b''.join(out))
+    return b''.join(out)
+
+
+def records_raw(records):
+    """Returns the records as one Raw RESP array (gears-spec 2.6)."""
+    return Raw(records_bytes(records))

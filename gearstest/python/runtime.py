@@ -47,12 +47,14 @@ class ExecCtx(object):
     __slots__ = ('kind', 'session', 'token', 'multi', 'fut', 'rid', 'execid', 'errors',
                  'created_exec', 'pending_regs', 'restore_ids', 'replaced', 'reg', 'aborted',
                  'waiting', 'yielded', 'steps', 'reader_fn', 'mode', 'run_future', 'coro', 'in_rpc',
-                 'hook', 'cmdctx', 'override', 'replica', 'part', 'te_seq', 'te_src', 'lane')
+                 'hook', 'cmdctx', 'override', 'replica', 'part', 'te_seq', 'te_src', 'lane', 'tokb')
 
-    def __init__(self, kind, session, token='', multi=False):
+    def __init__(self, kind, session, token='', multi=False, tokb=None):
         self.kind = kind
         self.session = session
         self.token = token
+        # the token as execute() sends it (bytes), once per execution rather than once per call
+        self.tokb = tokb if tokb is not None else (token or '').encode('utf-8', 'replace')
         self.multi = multi
         self.fut = None
         self.rid = None
@@ -81,6 +83,12 @@ class ExecCtx(object):
         self.te_src = ''  # a script's digest: which version of its session a timer belongs to
         self.replica = False  # a script replayed on another cluster shard (worker.do_exec)
 
+    def set_token(self, token):
+        """Changes the lock token (a partition of a distributed execution: engine.py); token and
+        tokb change only together."""
+        self.token = token
+        self.tokb = token.encode('utf-8', 'replace')
+
 
 def _replica_script():
     # Whether the running code is the top level of a script replayed in replica mode: there execute()
@@ -93,7 +101,7 @@ class Registration(object):
     """A CommandReader registration committed in the worker."""
 
     __slots__ = ('regid', 'session', 'reader', 'desc', 'mode', 'trigger', 'inorder', 'steps',
-                 'on_registered', 'slow', 'steals', 'evargs', 'single')
+                 'on_registered', 'slow', 'steals', 'evargs', 'single', 'direct')
 
     def __init__(self, regid, session, reader, desc, mode, trigger, inorder, steps, on_registered):
         self.regid = regid
@@ -111,6 +119,7 @@ class Registration(object):
         # Only map/filter/foreach steps: a trigger's one record goes through them without a
         # generator (engine.run_single_direct). The plan is a deep copy: it never changes.
         self.single = all(s.kind in engine.ONE_TO_ONE for s in steps)
+        self.direct = engine.direct_steps(steps) if self.single else None
 
     def describe(self):
         """Returns the reg value of the exec answer (PROTOCOL.md)."""
@@ -292,18 +301,40 @@ def make_execute(session):
         ctx = CUR.get()
         if ctx is not None and ctx.replica and ctx.kind == 'script':
             return None  # _replica_script(): execute() does nothing there
-        tok = getattr(tls, 'atomic_token', None)
+        tok = tls.atomic_token
         if not tok:
             if ctx is None:
                 raise _thread_hazard('execute()', session)
-            tok = ctx.token
-        if cmd.upper() in _CHECKED_COMMANDS:
-            _check_command(cmd, args)
-        argv = [cmd.encode('utf-8', 'replace')]
+            tokb = ctx.tokb
+        else:
+            tokb = tok.encode('utf-8', 'replace')
+        body = _PLAIN_COMMANDS.get(cmd) if type(cmd) is str else None
+        if body is None:
+            up = cmd.upper()
+            if up in _CHECKED_COMMANDS:
+                _check_command(cmd, args)
+            b = cmd.encode('utf-8', 'replace')
+            body = b'$%d\r\n%s\r\n' % (len(b), b)
+            if type(cmd) is str and up not in _CHECKED_COMMANDS and len(_PLAIN_COMMANDS) < 4096:
+                _PLAIN_COMMANDS[cmd] = body
+        # The `call` frame's arguments, RESP-encoded (worker.call_execute puts the header on).
+        parts = [body]
         for a in args[1:]:
-            argv.append(a.encode('utf-8', 'surrogatepass') if type(a) is str else _arg_bytes(a))
-        return _reply_to_py(state.worker.call_execute(ctx, tok.encode('utf-8', 'replace'), argv))
+            b = a.encode('utf-8', 'surrogatepass') if type(a) is str else _arg_bytes(a)
+            parts.append(b'$%d\r\n%s\r\n' % (len(b), b))
+        v = state.worker.call_execute(ctx, tokb, len(args), b''.join(parts))
+        if type(v) is bytes:  # _reply_to_py of the usual reply, inline
+            try:
+                return v.decode('utf-8')
+            except UnicodeDecodeError:
+                return bytearray(v)
+        return _reply_to_py(v)
     return execute
+
+
+# Command names execute() was called with that _check_command has nothing to say about, with their
+# RESP bulk encoding: the next call with one skips the check and the encoding.
+_PLAIN_COMMANDS = {}
 
 
 def make_atomic(session):
@@ -778,6 +809,7 @@ class GearsBuilder(object):
     def run(self, arg=None, convertToStr=True, collect=True, **kargs):
         if convertToStr:
             self.map(lambda x: str(x))
+            self._steps[-1].tostr = True
         if collect:
             self.collect()
         arg = arg if arg else self.defaultArg
@@ -823,6 +855,7 @@ class GearsBuilder(object):
     def register(self, prefix='*', convertToStr=True, collect=True, **kargs):
         if convertToStr:
             self.map(lambda x: str(x))
+            self._steps[-1].tostr = True
         if collect:
             self.collect()
         kargs['prefix'] = prefix

@@ -41,6 +41,10 @@ from rt import CUR, state, tls  # noqa: E402
 
 IDLE_TEXT = 'Execution max idle reached'
 
+# Trigger flag letters (PROTOCOL.md `trigger`) as ints: `F_LANE in flags` is a memchr, where
+# `b'l' in flags` first tries b'l' as an int and raises (and clears) a TypeError each time.
+F_LANE, F_MULTI, F_CMDCTX, F_DIST = b'lmcd'
+
 # How long an inline execution may stay in user code before another thread takes over reading.
 STEAL_AFTER = float(os.environ.get('GEARS_STEAL_AFTER_MS', '10')) / 1000.0
 # How many triggers may run nested on the reading thread (see run_nested); beyond, they wait for it
@@ -138,6 +142,10 @@ class Worker(object):
         self.lane_queue = collections.deque()
         self.reg_lock = threading.RLock()
         self.regs = {}
+        # What trigger_reg found per regid (bytes, as triggers carry it); filled and emptied under
+        # reg_lock, emptied whenever regs or retired change (on_unregister, do_exec's commit; a
+        # retired entry dropped past RETIRED_MAX then is no longer found, as without the cache).
+        self.regcache = {}
         # Registrations unregistered or replaced (UPGRADE) lately: regid -> (reg, abort_pending). A
         # trigger Go accepted before that and that had not started yet meets its entry: with
         # abort_pending it is aborted without running (see run_trigger), else it runs the old code.
@@ -224,20 +232,19 @@ class Worker(object):
         parts[cid_index] = cid
         return self.rpc(cid, resp.dumps(parts), parts[0] == b'call', CUR.get())
 
-    def call_execute(self, ctx, token, args):
-        """execute(*args) (args: bytes) for ctx under lock token (bytes): the `call` RPC, its frame
-        written directly (the hot path of every gear function)."""
+    def call_execute(self, ctx, token, argc, body):
+        """execute() of argc arguments (body: their RESP bulks, the command name first) for ctx under
+        lock token (bytes): the `call` RPC, its frame written directly (the hot path of every gear
+        function)."""
         cid = b'%d' % next(self.cids)
-        out = [b'*%d\r\n$4\r\ncall\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n' % (
-            len(args) + 3, len(cid), cid, len(token), token)]
-        for a in args:
-            out.append(b'$%d\r\n%s\r\n' % (len(a), a))
+        frame = b'*%d\r\n$4\r\ncall\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n%s' % (
+            argc + 3, len(cid), cid, len(token), token, body)
         if ctx is None:
-            return self._call(cid, b''.join(out), True, ctx)
+            return self._call(cid, frame, True, ctx)
         # As rpc() does (one call less on the hot path).
         ctx.in_rpc += 1
         try:
-            return self._call(cid, b''.join(out), True, ctx)
+            return self._call(cid, frame, True, ctx)
         finally:
             ctx.in_rpc -= 1
 
@@ -254,20 +261,28 @@ class Worker(object):
             ctx.in_rpc -= 1
 
     def _call(self, cid, frame, is_call, ctx):
-        lk = threading.Lock()
-        lk.acquire()
-        slot = [lk, None, None]
-        self.waiters[cid] = slot
-        self.write(frame)
-        role = getattr(tls, 'role', None)
-        if role is not None:
-            # Nested reading: while this thread holds the reader role it reads on until its answer.
-            # A trigger read meanwhile may run right here, on top of this one (see on_trigger),
-            # only while every execution on this thread waits for an execute() reply holding no lock.
+        # slot = [lock to release or None, reply kind, reply value]; dispatch fills it.
+        role = tls.role
+        if role is None:
+            # This thread does not read: it waits for the reading thread to fill the slot.
+            lk = threading.Lock()
+            lk.acquire()
+            slot = [lk, None, None]
+            self.waiters[cid] = slot
+            self.write(frame)
+            lk.acquire()
+        else:
+            # Nested reading: while this thread holds the reader role it reads on until its answer
+            # (no lock: it fills the slot itself). A trigger read meanwhile may run right here, on
+            # top of this one (see on_trigger), only while every execution on this thread waits for
+            # an execute() reply holding no lock.
+            slot = [None, None, None]
+            self.waiters[cid] = slot
+            self.write(frame)
             prev_ok = tls.nest_ok
             if is_call and prev_ok is not False:
                 tls.nest_ok = (ctx is not None and ctx.kind == 'trigger' and not ctx.multi
-                               and ctx.reg.mode != 'sync' and not getattr(tls, 'atomic_token', None))
+                               and ctx.reg.mode != 'sync' and not tls.atomic_token)
             else:
                 tls.nest_ok = False
             mu = self.mu
@@ -287,10 +302,19 @@ class Worker(object):
                     self.read_one(True)
             finally:
                 tls.nest_ok = prev_ok
-            with mu:
-                if self.role is role:
-                    self.exec_since = time.monotonic()
-        lk.acquire()
+            # Back in user code. No lock needed: the watchdog steals only from a thread whose
+            # exec_since is set, and only this thread sets it while it holds the role.
+            if self.role is role:
+                self.exec_since = time.monotonic()
+            if slot[1] is None:
+                # The role was stolen before the answer came: the new reader fills the slot. The
+                # lock goes in before the check, and dispatch fills the slot before it looks for
+                # a lock: either this thread sees the answer or dispatch sees the lock.
+                lk = threading.Lock()
+                lk.acquire()
+                slot[0] = lk
+                if slot[1] is None:
+                    lk.acquire()
         if slot[1] == b'e':
             raise error(_s(slot[2]) if not isinstance(slot[2], str) else str(slot[2]))
         return slot[2]
@@ -478,6 +502,7 @@ class Worker(object):
         # `unregister <rid> <regid>... [abortpending]` (PROTOCOL.md).
         abort_pending = b'abortpending' in msg[2:]
         with self.reg_lock:
+            self.regcache.clear()
             for regid in msg[2:]:
                 if regid == b'abortpending':
                     continue
@@ -643,6 +668,7 @@ class Worker(object):
                             # (FlatExecutionPlan_AddRegistrationToUnregister).
                             self.retire(reg, True)
                     old.regs = []
+            self.regcache.clear()
             for r in pending:
                 self.regs[r.regid] = r
                 if r.trigger is not None:
@@ -705,7 +731,7 @@ class Worker(object):
     # ---------------------------------------------------------------- triggers
 
     def on_trigger(self, msg, nested):
-        if b'l' in msg[5]:
+        if F_LANE in msg[5]:
             # A sync lane trigger: Go already sent it while the previous one runs (it holds the
             # global lock for them in turn); it starts once that one is done or waits on a future.
             with self.mu:
@@ -747,25 +773,31 @@ class Worker(object):
             self.pool.submit(self.run_trigger, reg, msg, False)
 
     def trigger_reg(self, msg):
-        regid = _s(msg[2])
-        reg = self.regs.get(regid)
-        if reg is None:
-            # Go accepted the trigger just before its registration was unregistered or replaced
-            # here: it runs the old registration, or is aborted when it starts (run_trigger).
-            old = self.retired.get(regid)
-            if old is not None:
-                reg = old[0]
+        reg = self.regcache.get(msg[2])
+        if reg is not None:
+            return reg
+        with self.reg_lock:
+            regid = _s(msg[2])
+            reg = self.regs.get(regid)
+            if reg is None:
+                # Go accepted the trigger just before its registration was unregistered or replaced
+                # here: it runs the old registration, or is aborted when it starts (run_trigger).
+                old = self.retired.get(regid)
+                if old is not None:
+                    reg = old[0]
+            if reg is not None and len(self.regcache) < 4096:
+                self.regcache[msg[2]] = reg
         return reg
 
     def start_trigger(self, msg, nested):
         reg = self.trigger_reg(msg)
         if reg is None:
             self.send([b'done', msg[1], [b'ok', resp.records_raw([]), ['ERR subcommand not found']]])
-            if b'l' in msg[5]:
+            if F_LANE in msg[5]:
                 self.lane_next()
             return
         if nested:
-            if tls.nest_ok and not reg.slow and not reg.steals and b'm' not in msg[5]:
+            if tls.nest_ok and not reg.slow and not reg.steals and F_MULTI not in msg[5]:
                 if tls.nest_depth < NEST_MAX:
                     self.run_nested(reg, msg)
                 elif reg.mode == 'sync':
@@ -783,9 +815,10 @@ class Worker(object):
         if reg.slow:
             self.pool.submit(self.run_trigger, reg, msg, False)
             return
-        with self.mu:
-            self.exec_since = time.monotonic()
-            self.exec_reg = reg
+        # Into user code. No lock: this thread reads, and the watchdog steals only from a thread
+        # whose exec_since is set (exec_reg first: the watchdog reads it once it saw exec_since).
+        self.exec_reg = reg
+        self.exec_since = time.monotonic()
         self.run_trigger(reg, msg, True)
 
     def run_deferred(self, item, nested):
@@ -822,12 +855,12 @@ class Worker(object):
 
     def run_trigger(self, reg, msg, inline):
         flags = msg[5]
+        tokb = msg[4] or b''
+        ctx = runtime.ExecCtx('trigger', reg.session, tokb.decode('utf-8', 'replace'), False, tokb)
         if flags:
-            ctx = runtime.ExecCtx('trigger', reg.session, _s(msg[4]), b'm' in flags)
-            ctx.cmdctx = b'c' in flags  # a KeysReader commands= event (override_reply)
-            ctx.lane = b'l' in flags  # a sync lane trigger: lane_next once it is done or yields
-        else:
-            ctx = runtime.ExecCtx('trigger', reg.session, _s(msg[4]), False)
+            ctx.multi = F_MULTI in flags
+            ctx.cmdctx = F_CMDCTX in flags  # a KeysReader commands= event (override_reply)
+            ctx.lane = F_LANE in flags  # a sync lane trigger: lane_next once it is done or yields
         ctx.rid = msg[1]
         ctx.execid = msg[3]
         ctx.reg = reg
@@ -859,14 +892,12 @@ class Worker(object):
                 CUR.reset(tok)
         else:
             # The record: the args as str (bytearray when not valid UTF-8), as _arg makes them.
-            record = []
-            for a in msg[6:]:
-                try:
-                    record.append(a.decode('utf-8'))
-                except UnicodeDecodeError:
-                    record.append(bytearray(a))
+            try:
+                record = list(map(bytes.decode, msg[6:]))
+            except UnicodeDecodeError:
+                record = [_arg(a) for a in msg[6:]]
             records = [record]
-        if flags and b'd' in flags and state.cluster:
+        if flags and F_DIST in flags and state.cluster:
             if reg.evargs is not None:
                 # An async KeysReader registration's key event on a cluster: every shard runs the plan,
                 # its reader reading the key with noScan (keys_reader.c KeysReader_OnKeyTouched runs
@@ -884,7 +915,7 @@ class Worker(object):
             # The hot path: the steps run right here; a generator only once one returns an awaitable.
             tok = CUR.set(ctx)
             try:
-                out, gen = engine.run_single_direct(ctx, reg.steps, records[0])
+                out, gen = engine.run_single_direct(ctx, reg.direct, records[0])
                 if gen is None:
                     self.finish(ctx, out, b'aborted' if ctx.aborted else b'done')
                     return
@@ -977,9 +1008,23 @@ class Worker(object):
 
     def finish(self, ctx, records, status):
         eid = ctx.execid
-        self.execs.pop(eid if isinstance(eid, bytes) else eid.encode(), None)
+        self.execs.pop(eid if type(eid) is bytes else eid.encode(), None)
+        if (ctx.kind == 'trigger' and len(records) == 1 and type(records[0]) is str
+                and ctx.override is None and not ctx.errors):
+            v = records[0]
+            if len(v) < 2 or (v[0] != '+' and v[0] != '-'):
+                # The usual answer, `done <rid> ["ok", [record], [], status]` of one str record
+                # (records_bytes' first case), in one piece.
+                b = v.encode('utf-8', 'replace')
+                rid = ctx.rid
+                self.write(b'*3\r\n$4\r\ndone\r\n$%d\r\n%s\r\n*4\r\n$2\r\nok\r\n*1\r\n$%d\r\n%s\r\n'
+                           b'*0\r\n$%d\r\n%s\r\n' % (len(rid), rid, len(b), b, len(status), status))
+                if ctx.lane:
+                    ctx.lane = False
+                    self.lane_next()
+                return
         try:
-            raw = resp.records_raw(records)
+            raw = resp.records_bytes(records)
         except RecursionError:
             # Nested deeper than the recursive encoder goes: encode without recursion, up to the
             # bound of hazard C6.
@@ -1001,7 +1046,7 @@ class Worker(object):
                     ctx.lane = False
                     self.lane_next()
                 return
-            answer = [b'ok', raw, ctx.errors, status]
+            answer = [b'ok', resp.Raw(raw), ctx.errors, status]
             if ctx.override is not None:
                 # override_reply(v): Go replies v to the command instead of its own reply
                 try:
@@ -1013,7 +1058,7 @@ class Worker(object):
                 ctx.lane = False
                 self.lane_next()
         else:
-            self.send([b'execdone', ctx.execid, status, raw, ctx.errors])
+            self.send([b'execdone', ctx.execid, status, resp.Raw(raw), ctx.errors])
             if ctx.run_future is not None:
                 ctx.run_future.set(records, list(ctx.errors))
 

@@ -7,6 +7,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fakego  # noqa: E402,F401  (puts the worker's directory on sys.path)
 
 import engine  # noqa: E402
+import runtime  # noqa: E402
 from engine import Step  # noqa: E402
 
 # Three shards split as redis-cli --cluster create does.
@@ -20,7 +21,10 @@ class Ctx(object):
         self.errors = []
         self.fut = None
         self.token = 'x1'
+        self.tokb = b'x1'
         self.part = None
+
+    set_token = runtime.ExecCtx.set_token
 
 
 def owner(key):
@@ -53,12 +57,12 @@ class DistributedTest(unittest.TestCase):
         seen = []
 
         def reader():
-            seen.append((ctx.part, ctx.token))
+            seen.append((ctx.part, ctx.token, ctx.tokb))  # tokb: what execute() sends
             return iter(data[ctx.part])
         out = run(ctx, [Step('map', lambda r: r + '@%d' % ctx.part), Step('collect')], reader_fn=reader)
         self.assertEqual(sorted(['a0@0', 'a1@0', 'b0@1', 'c0@2', 'c1@2', 'c2@2']), sorted(out))
-        self.assertEqual([(0, 'x1@0'), (1, 'x1@1'), (2, 'x1@2')], seen)
-        self.assertEqual(('x1', None), (ctx.token, ctx.part))
+        self.assertEqual([(0, 'x1@0', b'x1@0'), (1, 'x1@1', b'x1@1'), (2, 'x1@2', b'x1@2')], seen)
+        self.assertEqual(('x1', b'x1', None), (ctx.token, ctx.tokb, ctx.part))
         # Without collect the initiator (shard 1) answers its own records only.
         c2 = Ctx()
         self.assertEqual(['b0'], run(c2, [], reader_fn=lambda: iter(data[c2.part])))

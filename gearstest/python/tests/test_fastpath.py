@@ -346,3 +346,93 @@ class WriterTest(unittest.TestCase):
         self.assertEqual(self._out(outr), b'')
         worker.Worker.write(fake, b'last;')
         self.assertEqual(self._out(outr), b''.join(b'%d;' % i for i in range(worker.HOLD_MAX)) + b'last;')
+
+
+class LeanPathTest(unittest.TestCase):
+    """The shortcuts of the common trigger (worker.py, runtime.execute, engine.run_single_direct)
+    keep what the general code does."""
+
+    def setUp(self):
+        self.g = FakeGo(config={'ExecutionMaxIdleTime': '1000'})
+        self.addCleanup(self.g.close)
+
+    def register(self, script, sid='s1'):
+        r = self.g.exec_(script, sid=sid)
+        self.assertEqual(r[0], b'ok', r)
+        return [reg[0] for reg in r[1]]
+
+    def test_execute_after_the_reading_role_was_stolen(self):
+        # The function runs on the reading thread and stays in user code until the watchdog handed
+        # the reading role to a new thread: its execute() reply is then read by that thread, and
+        # this one waits for it (the lock the slot gets once the role is gone).
+        [reg] = self.register(
+            "import threading\n"
+            "def f(x):\n"
+            "    while not any(t.name == 'gears-reader' for t in threading.enumerate()):\n"
+            "        threading.Event().wait(0.001)\n"
+            "    return execute('GET', x[1])\n"
+            "GB('CommandReader').map(f).register(trigger='st', mode='async_local')")
+        self.g.data[b'k'] = b'v'
+        self.assertEqual(self.g.trigger(reg, 'st', 'k', execid=b'e1'), [b'ok', [b'v'], []])
+        self.assertEqual(self.g.trigger(reg, 'st', 'k', execid=b'e2'), [b'ok', [b'v'], []])
+
+    def test_checked_commands_are_checked_every_time(self):
+        # execute() remembers the command names it need not check; the checked ones never join them.
+        [reg] = self.register("GB('CommandReader').map(lambda x: execute(*x[1:]))"
+                              ".register(trigger='t', mode='async_local')")
+        self.g.data[b'k'] = b'v'
+        for _ in range(2):
+            self.assertEqual(self.g.trigger(reg, 't', 'GET', 'k', token='x1'), [b'ok', [b'v'], []])
+            self.assertEqual(self.g.trigger(reg, 't', 'WAIT', '1', '0', token='x1'), [b'ok', [], [b'HAZARD C2: ']])
+            self.assertEqual(self.g.trigger(reg, 't', 'wait', '1', '0', token='x1'), [b'ok', [], [b'HAZARD C2: ']])
+        self.assertEqual([c[1:] for c in self.g.calls], [[b'GET', b'k'], [b'GET', b'k']])
+        self.assertEqual(len(self.g.hazards), 4)
+        # a checked command that passed its check (CLIENT GETNAME) is checked again next time
+        [sync] = self.register("def f(x):\n    try:\n        return execute(*x[1:])\n"
+                               "    except Exception as e:\n        return str(e)\n"
+                               "GB('CommandReader').map(f).register(trigger='s', mode='sync')", sid='s2')
+        self.assertEqual(self.g.trigger(sync, 's', 'CLIENT', 'GETNAME', token='c7'),
+                         [b'ok', [b'No such file or directory'], []])
+        self.assertEqual(self.g.trigger(sync, 's', 'CLIENT', 'KILL', 'ID', '7', token='c7'),
+                         [b'ok', [b"HAZARD C5: 'ID', '7'"], []])
+
+    def test_one_str_record_answers(self):
+        # The one-str-record answer written directly, and the records it must leave to the encoder:
+        # a str of more than one character starting with '+' or '-' is a status or an error reply.
+        [reg] = self.register("GB('CommandReader').map(lambda x: x[1]).register(trigger='t', mode='sync')")
+        for arg, want in (('abc', [b'abc']), ('', [b'']), ('+', [b'+']), ('-', [b'-']),
+                          ('+OK', [resp.Status('OK')]), ('-ERR x', [resp.Error('ERR x')]),
+                          ('é\r\n', ['é\r\n'.encode()])):
+            got = self.g.trigger(reg, 't', arg, token='c1')
+            self.assertEqual(got[1], want, arg)
+            self.assertEqual(type(got[1][0]), type(want[0]), arg)  # Status/Error are str, bulks bytes
+        # a non-str record goes through convertToStr's str() (the step skipped for a str record)
+        [reg2] = self.register("GB('CommandReader').map(lambda x: len(x)).register(trigger='n')", sid='s2')
+        self.assertEqual(self.g.trigger(reg2, 'n', 'a', 'b'), [b'ok', [b'3'], []])
+        # an argument that is not UTF-8 is a bytearray in the record (the others stay str)
+        [reg3] = self.register("GB('CommandReader').map(lambda x: repr(x)).register(trigger='r')", sid='s3')
+        self.assertEqual(self.g.trigger(reg3, 'r', b'a', b'\xff\x00'),
+                         [b'ok', [b"['r', 'a', bytearray(b'\\xff\\x00')]"], []])
+
+    def test_trigger_after_upgrade_and_unregister_meets_the_current_registration(self):
+        # trigger_reg remembers regids: an upgrade or an unregister must not leave a stale entry.
+        [old] = self.register("GB('CommandReader').map(lambda x: 'v1').register(trigger='u')")
+        self.assertEqual(self.g.trigger(old, 'u'), [b'ok', [b'v1'], []])
+        r = self.g.exec_("GB('CommandReader').map(lambda x: 'v2').register(trigger='u')", mode='upgrade')
+        [new] = [reg[0] for reg in r[1]]
+        self.assertEqual(self.g.trigger(new, 'u'), [b'ok', [b'v2'], []])
+        # the old one was retired with abortPending: a trigger of it Go had accepted is aborted
+        self.assertEqual(self.g.trigger(old, 'u'), [b'ok', [], []])
+        self.assertEqual(self.g.last_status, b'aborted')
+        rid = self.g.rid()
+        self.g.send([b'unregister', rid, new])
+        self.g.wait(rid)
+        self.assertEqual(self.g.trigger(new, 'u'), [b'ok', [b'v2'], []])  # retired without abortPending
+        self.assertEqual(self.g.last_status, b'done')
+        [w] = self.register("GB('CommandReader').map(lambda x: 'w').register(trigger='w')", sid='s3')
+        self.assertEqual(self.g.trigger(w, 'w'), [b'ok', [b'w'], []])
+        rid = self.g.rid()
+        self.g.send([b'unregister', rid, w, b'abortpending'])
+        self.g.wait(rid)
+        self.assertEqual(self.g.trigger(w, 'w'), [b'ok', [], []])
+        self.assertEqual(self.g.last_status, b'aborted')
