@@ -44,6 +44,7 @@ type spare struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	stdout *bufio.Reader
+	pipe   *pipeReader // under stdout
 	stderr io.ReadCloser
 	ready  bool // its `ready` frame was read already (waitReady)
 }
@@ -134,7 +135,8 @@ func startSpare(py string) (*spare, error) {
 	}
 	return &spare{
 		key: warmKey(py, env), tmp: tmp, cmd: wc.cmd,
-		stdin: wc.stdin, stdout: bufio.NewReaderSize(wc.stdout, 64<<10), stderr: wc.stderr,
+		stdin: wc.stdin, stdout: bufio.NewReaderSize(wc.stdout, 64<<10), pipe: wc.stdout.(*pipeReader),
+		stderr: wc.stderr,
 	}, nil
 }
 

@@ -104,7 +104,7 @@ func (s *Server) spawnWorker() (*workerProc, error) {
 	}
 	s.procs[wk] = struct{}{}
 	s.wmu.Unlock()
-	s.runWorker(wk, wc.stdin, bufio.NewReaderSize(wc.stdout, 64<<10), wc.stderr, nil)
+	s.runWorker(wk, wc.stdin, wc.stdout.(*pipeReader), bufio.NewReaderSize(wc.stdout, 64<<10), wc.stderr, nil)
 	return wk, nil
 }
 
@@ -120,7 +120,7 @@ func (s *Server) adoptSpare(sp *spare) (*workerProc, error) {
 	}
 	s.procs[wk] = struct{}{}
 	s.wmu.Unlock()
-	s.runWorker(wk, sp.stdin, sp.stdout, sp.stderr, sp)
+	s.runWorker(wk, sp.stdin, sp.pipe, sp.stdout, sp.stderr, sp)
 	return wk, nil
 }
 
@@ -164,6 +164,7 @@ func workerCommand(py, dir string, env []string, args ...string) (workerCmd, err
 	if f, ok := wc.stdout.(*os.File); ok {
 		f.Fd() // puts the file in blocking mode
 	}
+	wc.stdout = &pipeReader{r: wc.stdout}
 	if wc.stderr, err = cmd.StderrPipe(); err != nil {
 		return wc, fmt.Errorf("gearstest: %w", err)
 	}
@@ -172,8 +173,9 @@ func workerCommand(py, dir string, env []string, args ...string) (workerCmd, err
 
 // runWorker starts the goroutines that serve a started worker and sends it `init`. For a spare (sp not
 // nil), its `ready` frame is read first unless a test read it already.
-func (s *Server) runWorker(wk *workerProc, stdin io.WriteCloser, stdout *bufio.Reader, stderr io.Reader, sp *spare) {
+func (s *Server) runWorker(wk *workerProc, stdin io.WriteCloser, pipe *pipeReader, stdout *bufio.Reader, stderr io.Reader, sp *spare) {
 	wk.out.try = nonBlockingWrite(stdin) // before anything is queued: see outbox
+	pipe.out.Store(wk.out)               // readLoop's answers leave in batches (pipeReader)
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()

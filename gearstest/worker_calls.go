@@ -37,7 +37,7 @@ func (wk *workerProc) handleCall(cid []byte, token string, args []value, checked
 	}
 	// A write that may run a sync KeysReader execution waits for it: not on the reader (events.go).
 	if s.data.mini != nil && !s.mayRunSync(tok, cargs) && s.lock.tryAcquire(tok) {
-		wk.doCall(s, cid, tok, cargs)
+		wk.doCall(s, cid, tok, cargs, true)
 		s.lock.release(tok)
 		return
 	}
@@ -45,7 +45,7 @@ func (wk *workerProc) handleCall(cid []byte, token string, args []value, checked
 	go func() {
 		defer s.wg.Done()
 		s.lock.acquire(tok)
-		wk.doCall(s, cid, tok, cargs)
+		wk.doCall(s, cid, tok, cargs, false)
 		s.lock.release(tok)
 	}()
 }
@@ -59,7 +59,9 @@ var stateChanging = map[string]bool{
 
 // doCall runs a call on server s: the worker's own, or on a cluster the shard a partition of a
 // distributed execution runs on.
-func (wk *workerProc) doCall(s *Server, cid []byte, tok string, args [][]byte) {
+//
+// inReader: it runs on readLoop's goroutine, whose answers may leave in batches (outbox.putHeld).
+func (wk *workerProc) doCall(s *Server, cid []byte, tok string, args [][]byte, inReader bool) {
 	name := strings.ToUpper(string(args[0]))
 	if h, ok := rgCommands[name]; ok {
 		wk.doRGCall(s, cid, name, h, args)
@@ -100,6 +102,10 @@ func (wk *workerProc) doCall(s *Server, cid []byte, tok string, args [][]byte) {
 		} else {
 			s.data.put(sc)
 		}
+	}
+	if inReader {
+		_ = wk.out.putHeld(msg)
+		return
 	}
 	_ = wk.sendRaw(msg)
 }

@@ -36,6 +36,7 @@ type outbox struct {
 	buf    []byte // queued bytes, whole messages (the first one may be the rest of a partly written one)
 	busy   bool   // the writer goroutine is writing bytes it took from buf: put must queue behind them
 	closed bool   // no more messages: the writer flushes buf, then closes stdin
+	hold   bool   // putHeld only queues (pipeReader: readLoop is handling what one read returned)
 	wake   chan struct{}
 	try    func([]byte) (int, error) // non-blocking write to the pipe, or nil (every message is queued)
 }
@@ -48,6 +49,12 @@ func (o *outbox) put(msg []byte) error {
 	if o.closed {
 		o.mu.Unlock()
 		return errWorkerDied
+	}
+	if o.hold && len(o.buf) > 0 {
+		// Behind held answers (putHeld): they leave now, with this message, in order.
+		o.buf = append(o.buf, msg...)
+		o.flushLocked()
+		return nil
 	}
 	if o.try != nil && !o.busy && len(o.buf) == 0 {
 		n, err := o.try(msg)
@@ -64,6 +71,56 @@ func (o *outbox) put(msg []byte) error {
 	o.mu.Unlock()
 	o.signal()
 	return nil
+}
+
+// putHeld is put for readLoop's answers to the worker's calls: while the outbox holds (pipeReader),
+// it only queues; what is queued leaves with the next message put, or when readLoop reads again.
+// Other messages are never held: a trigger another client sends meanwhile leaves at once.
+func (o *outbox) putHeld(msg []byte) error {
+	o.mu.Lock()
+	if o.hold && !o.closed {
+		o.buf = append(o.buf, msg...)
+		o.mu.Unlock()
+		return nil
+	}
+	o.mu.Unlock()
+	return o.put(msg)
+}
+
+// holdOn starts holding what putHeld queues (pipeReader, after a read returned).
+func (o *outbox) holdOn() {
+	o.mu.Lock()
+	o.hold = true
+	o.mu.Unlock()
+}
+
+// unhold ends holdOn and writes what was held (pipeReader, before a read; readLoop's end).
+func (o *outbox) unhold() {
+	o.mu.Lock()
+	o.hold = false
+	if len(o.buf) == 0 {
+		o.mu.Unlock()
+		return
+	}
+	o.flushLocked()
+}
+
+// flushLocked writes buf (o.mu held; it unlocks): itself when the pipe takes it all at once and the
+// writer is idle, else through the writer goroutine.
+func (o *outbox) flushLocked() {
+	if o.try != nil && !o.busy && !o.closed {
+		n, err := o.try(o.buf)
+		if err == nil && n == len(o.buf) {
+			o.buf = o.buf[:0]
+			o.mu.Unlock()
+			return
+		}
+		if n > 0 {
+			o.buf = append(o.buf[:0], o.buf[n:]...)
+		}
+	}
+	o.mu.Unlock()
+	o.signal()
 }
 
 func (o *outbox) signal() {
@@ -175,6 +232,7 @@ func (s *Server) request(name string, release func(), args ...value) (value, err
 // readLoop reads the worker's messages until EOF.
 func (wk *workerProc) readLoop(r *bufio.Reader) {
 	defer func() {
+		wk.out.unhold() // what the last messages' answers queued (pipeReader)
 		_ = wk.cmd.Wait()
 		wk.s.lane.reset(wk.s, wk) // before the lane's requests fail (lane.go)
 		wk.mu.Lock()

@@ -1,0 +1,114 @@
+package gearstest
+
+import (
+	"bytes"
+	"io"
+	"testing"
+)
+
+// Emulator-only: how the Go side batches its answers to the worker's calls (outbox.putHeld, pipeReader).
+
+// recordingOutbox is an outbox whose non-blocking writes are recorded, one entry per write.
+func recordingOutbox() (*outbox, *[]string) {
+	o := newOutbox()
+	var writes []string
+	o.try = func(b []byte) (int, error) {
+		writes = append(writes, string(b))
+		return len(b), nil
+	}
+	return o, &writes
+}
+
+func TestOutboxHoldsAnswersUntilUnhold(t *testing.T) {
+	o, writes := recordingOutbox()
+	o.holdOn()
+	if err := o.putHeld([]byte("a;")); err != nil {
+		t.Fatal(err)
+	}
+	_ = o.putHeld([]byte("b;"))
+	if len(*writes) != 0 {
+		t.Fatalf("held answers were written: %q", *writes)
+	}
+	o.unhold()
+	if want := []string{"a;b;"}; !equalStrings(*writes, want) {
+		t.Fatalf("writes = %q, want %q (one write, in order)", *writes, want)
+	}
+	_ = o.putHeld([]byte("c;")) // not holding: at once
+	if want := []string{"a;b;", "c;"}; !equalStrings(*writes, want) {
+		t.Fatalf("writes = %q, want %q", *writes, want)
+	}
+}
+
+func TestOutboxMessageBehindHeldAnswersLeavesAtOnceInOrder(t *testing.T) {
+	o, writes := recordingOutbox()
+	o.holdOn()
+	_ = o.putHeld([]byte("answer;"))
+	_ = o.put([]byte("trigger;")) // another goroutine's message is never held, nor overtakes
+	if want := []string{"answer;trigger;"}; !equalStrings(*writes, want) {
+		t.Fatalf("writes = %q, want %q", *writes, want)
+	}
+	_ = o.put([]byte("next;")) // still holding, nothing queued: written at once
+	if want := []string{"answer;trigger;", "next;"}; !equalStrings(*writes, want) {
+		t.Fatalf("writes = %q, want %q", *writes, want)
+	}
+}
+
+// TestPipeReaderWritesHeldAnswersBeforeItReads: readLoop's answers to what one read returned leave
+// before the next read of the pipe, which may block until the worker, waiting for them, writes more.
+func TestPipeReaderWritesHeldAnswersBeforeItReads(t *testing.T) {
+	o, writes := recordingOutbox()
+	src := &observingReader{data: []string{"first", "second"}, writes: writes}
+	p := &pipeReader{r: src}
+	p.out.Store(o)
+	buf := make([]byte, 16)
+	if n, _ := p.Read(buf); string(buf[:n]) != "first" {
+		t.Fatalf("read %q", buf[:n])
+	}
+	_ = o.putHeld([]byte("reply1;"))
+	_ = o.putHeld([]byte("reply2;"))
+	if len(*writes) != 0 {
+		t.Fatalf("answers left before readLoop read again: %q", *writes)
+	}
+	if n, _ := p.Read(buf); string(buf[:n]) != "second" {
+		t.Fatalf("read %q", buf[:n])
+	}
+	if want := []string{"reply1;reply2;"}; !equalStrings(src.seen[1], want) {
+		t.Fatalf("written before the second read: %q, want %q", src.seen[1], want)
+	}
+	if _, err := p.Read(buf); err != io.EOF {
+		t.Fatalf("third read: %v, want EOF", err)
+	}
+	_ = o.putHeld([]byte("late;")) // after EOF the outbox does not hold: at once
+	if want := []string{"reply1;reply2;", "late;"}; !equalStrings(*writes, want) {
+		t.Fatalf("writes = %q, want %q", *writes, want)
+	}
+}
+
+// observingReader returns data one element per Read and records, at each Read, what had been written.
+type observingReader struct {
+	data   []string
+	writes *[]string
+	seen   [][]string
+}
+
+func (r *observingReader) Read(b []byte) (int, error) {
+	r.seen = append(r.seen, append([]string(nil), *r.writes...))
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, r.data[0])
+	r.data = r.data[1:]
+	return n, nil
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal([]byte(a[i]), []byte(b[i])) {
+			return false
+		}
+	}
+	return true
+}
