@@ -108,9 +108,16 @@ def _arg(b):
         return bytearray(b)
 
 
+# Tokens of atomic() blocks outside any execution's token (new_token).
+_TOKENS = itertools.count(1)
+
+
 class Worker(object):
     """The worker process: protocol I/O, registrations, sessions and executions."""
 
+    # Keep the attributes of a Worker under 30: CPython 3.11 shares an instance's dict keys only up
+    # to 30, and only then specializes attribute and method access on it (self.write(), self.mu, …
+    # cost ~15% more per trigger past it; bench_callgrind.py). Settings go to state (rt.py).
     def __init__(self, inp, out_fd):
         self.inp = inp
         # The worker's own Reader is read directly (resp.read_value dispatches on its type per call).
@@ -125,7 +132,6 @@ class Worker(object):
             inp.before_block = self.drain
         self.waiters = {}
         self.cids = itertools.count(1)
-        self.tokens = itertools.count(1)
         # Reader role: self.role is the token of the thread that may read stdin (rt.tls.role).
         # exec_since is when that thread entered user code (None while it reads); exec_reg is the
         # registration it runs. All three are guarded by self.mu.
@@ -153,10 +159,8 @@ class Worker(object):
         self.triggers = {}
         self.sessions = {}
         self.execs = {}
-        self.config = {}
         self.check37 = True
         self.reqdir = None
-        self.shard = '0' * 40
         self.max_idle = 5.0
         self.timers = {}  # registerTE timer id -> (callback, session) (time_event)
 
@@ -174,7 +178,7 @@ class Worker(object):
         q = self.outq
         if self.hold_ok and len(q) < HOLD_MAX:
             inp = self.inp
-            if inp.pos < len(inp.buf) and getattr(tls, 'role', None) is not None:
+            if inp.pos < len(inp.buf) and tls.role is not None:
                 # Held: the reading thread has more input to handle right away (a burst of triggers
                 # and replies), so its frames wait in the queue and leave together, in order, right
                 # before it blocks in os.read (the Reader's before_block is drain), or with the next
@@ -323,7 +327,7 @@ class Worker(object):
         return _s(self.call([b'newid', None], 1))
 
     def new_token(self):
-        return 't%d-%d' % (os.getpid(), next(self.tokens))
+        return 't%d-%d' % (os.getpid(), next(_TOKENS))
 
     def warn(self, text):
         sys.stderr.write('gearstest WARNING: %s\n' % text)
@@ -476,11 +480,9 @@ class Worker(object):
             self.set_config(k, v)
         self.check37 = bool(cfg.get('check37', True))
         self.reqdir = cfg.get('reqdir')
-        self.shard = cfg.get('shard') or self.shard
         state.cluster = cfg.get('cluster')
 
     def set_config(self, name, value):
-        self.config[name] = value
         state.config[name] = value
         if name == 'ExecutionMaxIdleTime':
             try:
