@@ -59,7 +59,7 @@ func TestPipeReaderWritesHeldAnswersBeforeItReads(t *testing.T) {
 	o, writes := recordingOutbox()
 	src := &observingReader{data: []string{"first", "second"}, writes: writes}
 	p := &pipeReader{r: src}
-	p.out.Store(o)
+	p.wk.Store(&workerProc{out: o})
 	buf := make([]byte, 16)
 	if n, _ := p.Read(buf); string(buf[:n]) != "first" {
 		t.Fatalf("read %q", buf[:n])
@@ -111,4 +111,45 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// TestDoneResultsAreHandedOverAfterTheAnswers: the result of a `done` reaches its requester only when
+// readLoop reads again, after the answers held meanwhile were written (onDone, deliver); its lock
+// release happens at once.
+func TestDoneResultsAreHandedOverAfterTheAnswers(t *testing.T) {
+	o, writes := recordingOutbox()
+	wk := &workerProc{out: o, pending: map[int64]*pendingReq{}}
+	released := 0
+	pr := &pendingReq{ch: make(chan value, 1), release: func() { released++ }}
+	wk.pending[7] = pr
+	src := &observingReader{data: []string{"first", "second"}, writes: writes}
+	p := &pipeReader{r: src}
+	p.wk.Store(wk)
+	buf := make([]byte, 16)
+	_, _ = p.Read(buf)
+	wk.onDone("7", bulk("result"))
+	_ = o.putHeld([]byte("answer;"))
+	if released != 1 {
+		t.Fatalf("released %d times before the next read, want 1", released)
+	}
+	select {
+	case v := <-pr.ch:
+		t.Fatalf("result %q handed over before readLoop read again", v.Str)
+	default:
+	}
+	_, _ = p.Read(buf)
+	if want := []string{"answer;"}; !equalStrings(src.seen[1], want) {
+		t.Fatalf("written before the second read: %q, want %q", src.seen[1], want)
+	}
+	select {
+	case v := <-pr.ch:
+		if string(v.Str) != "result" {
+			t.Fatalf("result %q", v.Str)
+		}
+	default:
+		t.Fatal("result not handed over at the second read")
+	}
+	if _, ok := wk.pending[7]; ok {
+		t.Fatal("request still pending")
+	}
 }

@@ -29,6 +29,16 @@ type workerProc struct {
 	locks   map[string]int // lock depth taken through `lock` messages, released if the worker dies
 
 	exited chan struct{} // closed when the reader saw EOF and everything was failed
+
+	// Results of `done`s readLoop read, handed to their requesters right before it reads the pipe
+	// again (deliver, from pipeReader), after the answers it held: only readLoop's goroutine uses it.
+	deliveries []delivery
+}
+
+// delivery is a request's result waiting for readLoop's next read (workerProc.deliveries).
+type delivery struct {
+	pr *pendingReq
+	v  value
 }
 
 func (s *Server) pythonPath() (string, error) {
@@ -175,7 +185,7 @@ func workerCommand(py, dir string, env []string, args ...string) (workerCmd, err
 // nil), its `ready` frame is read first unless a test read it already.
 func (s *Server) runWorker(wk *workerProc, stdin io.WriteCloser, pipe *pipeReader, stdout *bufio.Reader, stderr io.Reader, sp *spare) {
 	wk.out.try = nonBlockingWrite(stdin) // before anything is queued: see outbox
-	pipe.out.Store(wk.out)               // readLoop's answers leave in batches (pipeReader)
+	pipe.wk.Store(wk)                    // readLoop's answers leave in batches (pipeReader)
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()

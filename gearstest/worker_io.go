@@ -233,6 +233,7 @@ func (s *Server) request(name string, release func(), args ...value) (value, err
 func (wk *workerProc) readLoop(r *bufio.Reader) {
 	defer func() {
 		wk.out.unhold() // what the last messages' answers queued (pipeReader)
+		wk.deliver()    // before the pending requests fail below
 		_ = wk.cmd.Wait()
 		wk.s.lane.reset(wk.s, wk) // before the lane's requests fail (lane.go)
 		wk.mu.Lock()
@@ -336,8 +337,13 @@ func (wk *workerProc) dispatch(m []value) {
 	}
 }
 
-// onDone delivers a request's result (`done <rid> <result>`). A rid nobody waits for (a posted
-// message) is ignored.
+// onDone takes a request's result (`done <rid> <result>`). A rid nobody waits for (a posted message)
+// is ignored. The global lock the request holds is released at once (a sync lane trigger's lock
+// moves to the next trigger, whose messages may follow in the same read); the result is handed over
+// with the others of the same read right before readLoop reads again (deliver): after the answers
+// to the calls of that read are written, so that the worker, which waits for them, is woken first
+// and the requesters' wake-ups are off its path. The requester releases too (idempotently) before it
+// replies, so the lock is always free before the reply leaves.
 func (wk *workerProc) onDone(rid string, result value) {
 	n, _ := strconv.ParseInt(rid, 10, 64)
 	wk.mu.Lock()
@@ -347,19 +353,19 @@ func (wk *workerProc) onDone(rid string, result value) {
 	if pr == nil {
 		return
 	}
-	if pr.releaseFirst {
-		pr.release()
-		pr.ch <- result
-		return
-	}
-	// Hand the result over first, then release: the goroutine that the release wakes (the next
-	// command waiting for the global lock) then is the one the scheduler runs next, ahead of the
-	// requester's reply to its client, which is off that critical path. The requester releases too
-	// (idempotently) before it replies, so the lock is always free before the reply leaves.
-	pr.ch <- result
 	if pr.release != nil {
 		pr.release()
 	}
+	wk.deliveries = append(wk.deliveries, delivery{pr, result})
+}
+
+// deliver hands the results onDone took to their requesters (readLoop's goroutine, before it reads).
+func (wk *workerProc) deliver() {
+	for i, d := range wk.deliveries {
+		d.pr.ch <- d.v
+		wk.deliveries[i] = delivery{}
+	}
+	wk.deliveries = wk.deliveries[:0]
 }
 
 // onYield releases the global lock a sync trigger holds while its execution waits on a future.
