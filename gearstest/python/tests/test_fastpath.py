@@ -218,6 +218,7 @@ def _fake_writer(worker, wfd, inp=None):
     fake = types.SimpleNamespace(outq=worker.collections.deque(), wlock=threading.Lock(), out_fd=wfd,
                                  hold_ok=inp is not None, inp=inp)
     fake.drain = lambda: worker.Worker.drain(fake)
+    fake.write = lambda data: worker.Worker.write(fake, data)
     return fake
 
 
@@ -337,6 +338,24 @@ class WriterTest(unittest.TestCase):
         t.start()
         t.join(10)
         self.assertEqual(self._out(outr), b'R;P;')  # P drained what was held before it, then itself
+
+    def test_a_lane_done_waits_for_the_next_lane_triggers_first_frame(self):
+        import collections
+        worker, rd, fake, inw, outr = self._held_setup()
+        fake.lane_queue = collections.deque()
+        fake.role = worker.tls.role  # this thread reads
+        self.assertEqual(rd.read_value(), [b'one'])
+        self.assertEqual(rd.read_value(), [b'two'])  # nothing buffered: write() would not hold
+        worker.Worker.write_lane_done(fake, b'done1;')
+        self.assertEqual(self._out(outr), b'done1;')  # no next lane trigger: at once
+        fake.lane_queue.append([b'trigger'])
+        worker.Worker.write_lane_done(fake, b'done2;')
+        self.assertEqual(self._out(outr), b'')  # the next one runs here next: held
+        worker.Worker.write(fake, b'call3;')  # its first frame takes the done along
+        self.assertEqual(self._out(outr), b'done2;call3;')
+        fake.role = object()  # another thread reads: never held
+        worker.Worker.write_lane_done(fake, b'done3;')
+        self.assertEqual(self._out(outr), b'done3;')
 
     def test_at_most_hold_max_frames_are_held(self):
         worker, rd, fake, inw, outr = self._held_setup()
