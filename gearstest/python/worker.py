@@ -305,10 +305,11 @@ class Worker(object):
             deferred = self.deferred
             try:
                 while slot[1] is None:
-                    with mu:
-                        stolen = self.role is not role
-                        if not stolen:
-                            self.exec_since = None
+                    mu.acquire()  # (no `with` on the hot path: it costs twice acquire+release)
+                    stolen = self.role is not role
+                    if not stolen:
+                        self.exec_since = None
+                    mu.release()
                     if stolen:
                         self.drain_deferred()
                         break
@@ -367,11 +368,14 @@ class Worker(object):
         try:
             mu = self.mu
             while True:
-                with mu:
-                    stolen = self.role is not role
-                    if not stolen:
-                        self.exec_since = None
-                        self.exec_reg = None
+                # (no `with` on the hot path: it costs twice an acquire and a release, and nothing
+                # here can raise)
+                mu.acquire()
+                stolen = self.role is not role
+                if not stolen:
+                    self.exec_since = None
+                    self.exec_reg = None
+                mu.release()
                 if stolen:
                     self.drain_deferred()
                     return
@@ -748,22 +752,30 @@ class Worker(object):
         if F_LANE in msg[5]:
             # A sync lane trigger: Go already sent it while the previous one runs (it holds the
             # global lock for them in turn); it starts once that one is done or waits on a future.
-            with self.mu:
-                if self.lane_busy:
-                    self.lane_queue.append(msg)
-                    return
+            mu = self.mu
+            mu.acquire()
+            busy = self.lane_busy
+            if busy:
+                self.lane_queue.append(msg)
+            else:
                 self.lane_busy = True
+            mu.release()
+            if busy:
+                return
         self.start_trigger(msg, nested)
 
     def lane_next(self):
         """The running lane trigger sent its done or yield: the next one read meanwhile starts."""
+        mu = self.mu
         while True:
-            with self.mu:
-                if not self.lane_queue:
-                    self.lane_busy = False
-                    return
-                msg = self.lane_queue.popleft()
-                reader = getattr(tls, 'role', None) is self.role
+            mu.acquire()
+            if not self.lane_queue:
+                self.lane_busy = False
+                mu.release()
+                return
+            msg = self.lane_queue.popleft()
+            reader = tls.role is self.role
+            mu.release()
             reg = self.trigger_reg(msg)
             if reg is None:
                 self.send([b'done', msg[1], [b'ok', resp.records_raw([]), ['ERR subcommand not found']]])
@@ -882,11 +894,15 @@ class Worker(object):
         # queue, the pipe, the pool, the deferred list); an async one whose registration left with
         # abortPending meanwhile is aborted without running (RG_AbortExecution of an execution that
         # did not start: the caller gets []). A sync one started when Go accepted it.
-        with self.reg_lock:
+        lk = self.reg_lock
+        lk.acquire()
+        try:
             old = self.retired.get(reg.regid) if reg.mode != 'sync' else None
             if old is None or old[0] is not reg or not old[1]:
                 self.execs[ctx.execid] = ctx
                 old = None
+        finally:
+            lk.release()
         if old is not None:
             self.send([b'done', ctx.rid, [b'ok', resp.records_raw([]), [], b'aborted']])
             if ctx.lane:
