@@ -177,15 +177,16 @@ class Worker(object):
         # (a herd of resumed executions) leaves in a few big writes.
         q = self.outq
         if self.hold_ok and len(q) < HOLD_MAX:
-            inp = self.inp
-            if inp.pos < len(inp.buf) and tls.role is not None:
-                # Held: the reading thread has more input to handle right away (a burst of triggers
-                # and replies), so its frames wait in the queue and leave together, in order, right
-                # before it blocks in os.read (the Reader's before_block is drain), or with the next
-                # frame written when it has nothing buffered, or at HOLD_MAX frames. One write
-                # instead of one per frame, and Go's reader wakes once for them. A frame of a thread
-                # that does not read is never held (it drains what is held before it); the watchdog
-                # drains what a reader stuck in user code holds.
+            if tls.role is not None:
+                # Held: a frame of the reading thread waits in the queue until that thread is about
+                # to block in os.read (the Reader's before_block is drain), HOLD_MAX frames are held,
+                # or another thread writes (it drains what is held before its own frame): a burst of
+                # triggers' calls, the dones of a stack of nested executions unwinding, a sync lane
+                # trigger's done and the next one's call, leave together, in order, in one write, and
+                # Go's reader wakes once for them. The reading thread reads again soon after any
+                # frame it writes (it runs short handlers and executions that wait by reading); when
+                # it sits in user code instead, the watchdog drains what it holds within
+                # STEAL_AFTER / 2.
                 q.append(data)
                 return
         lock = self.wlock
@@ -206,18 +207,6 @@ class Worker(object):
         else:
             q.append(data)
         self.drain()
-
-    def write_lane_done(self, data):
-        """write() for the `done` of a sync lane trigger: when the next lane trigger is already here
-        and this thread reads (it runs that one next, lane_next), the done waits in the queue and
-        leaves with that trigger's first frame (its execute() `call`), in one write: Go, which hands
-        the global lock over when it reads the done, then wakes once for both instead of twice per
-        sync trigger. A reader that blocks first drains it (before_block), as does the watchdog."""
-        if (self.hold_ok and self.lane_queue and len(self.outq) < HOLD_MAX
-                and getattr(tls, 'role', None) is self.role):
-            self.outq.append(data)
-            return
-        self.write(data)
 
     def drain(self):
         """Writes what is queued (unless another thread is writing: it checks the queue again)."""
@@ -1047,7 +1036,7 @@ class Worker(object):
                 # (records_bytes' first case), in one piece.
                 b = v.encode('utf-8', 'replace')
                 rid = ctx.rid
-                (self.write_lane_done if ctx.lane else self.write)(b'*3\r\n$4\r\ndone\r\n$%d\r\n%s\r\n*4\r\n$2\r\nok\r\n*1\r\n$%d\r\n%s\r\n'
+                self.write(b'*3\r\n$4\r\ndone\r\n$%d\r\n%s\r\n*4\r\n$2\r\nok\r\n*1\r\n$%d\r\n%s\r\n'
                            b'*0\r\n$%d\r\n%s\r\n' % (len(rid), rid, len(b), b, len(status), status))
                 if ctx.lane:
                     ctx.lane = False
@@ -1070,7 +1059,7 @@ class Worker(object):
             if ctx.override is None and not ctx.errors:
                 # The common answer, `done <rid> ["ok", records, [], status]`, written directly.
                 rid = ctx.rid
-                (self.write_lane_done if ctx.lane else self.write)(b'*3\r\n$4\r\ndone\r\n$%d\r\n%s\r\n*4\r\n$2\r\nok\r\n%s*0\r\n$%d\r\n%s\r\n' % (
+                self.write(b'*3\r\n$4\r\ndone\r\n$%d\r\n%s\r\n*4\r\n$2\r\nok\r\n%s*0\r\n$%d\r\n%s\r\n' % (
                     len(rid), rid, raw, len(status), status))
                 if ctx.lane:
                     ctx.lane = False

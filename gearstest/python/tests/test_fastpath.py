@@ -300,16 +300,19 @@ class WriterTest(unittest.TestCase):
         except BlockingIOError:
             return b''
 
-    def test_reading_thread_holds_frames_while_input_is_buffered(self):
+    def test_reading_thread_holds_frames_until_it_reads_again(self):
         worker, rd, fake, inw, outr = self._held_setup()
         self.assertEqual(rd.read_value(), [b'one'])  # 'two' is still buffered
         worker.Worker.write(fake, b'F1;')
         worker.Worker.write(fake, b'F2;')
         self.assertEqual(self._out(outr), b'')  # held
         self.assertEqual(list(fake.outq), [b'F1;', b'F2;'])
-        self.assertEqual(rd.read_value(), [b'two'])  # nothing buffered now: the next frame leaves...
-        worker.Worker.write(fake, b'F3;')
-        self.assertEqual(self._out(outr), b'F1;F2;F3;')  # ...after the held ones, in order
+        self.assertEqual(rd.read_value(), [b'two'])  # buffered: no read of the pipe, nothing drained
+        worker.Worker.write(fake, b'F3;')  # e.g. a lane trigger's done, then the next one's call
+        self.assertEqual(self._out(outr), b'')
+        self.assertEqual(list(fake.outq), [b'F1;', b'F2;', b'F3;'])
+        fake.drain()  # what before_block does
+        self.assertEqual(self._out(outr), b'F1;F2;F3;')  # in order, in one piece
         self.assertEqual(len(fake.outq), 0)
 
     def test_held_frames_leave_before_the_reader_blocks(self):
@@ -338,24 +341,6 @@ class WriterTest(unittest.TestCase):
         t.start()
         t.join(10)
         self.assertEqual(self._out(outr), b'R;P;')  # P drained what was held before it, then itself
-
-    def test_a_lane_done_waits_for_the_next_lane_triggers_first_frame(self):
-        import collections
-        worker, rd, fake, inw, outr = self._held_setup()
-        fake.lane_queue = collections.deque()
-        fake.role = worker.tls.role  # this thread reads
-        self.assertEqual(rd.read_value(), [b'one'])
-        self.assertEqual(rd.read_value(), [b'two'])  # nothing buffered: write() would not hold
-        worker.Worker.write_lane_done(fake, b'done1;')
-        self.assertEqual(self._out(outr), b'done1;')  # no next lane trigger: at once
-        fake.lane_queue.append([b'trigger'])
-        worker.Worker.write_lane_done(fake, b'done2;')
-        self.assertEqual(self._out(outr), b'')  # the next one runs here next: held
-        worker.Worker.write(fake, b'call3;')  # its first frame takes the done along
-        self.assertEqual(self._out(outr), b'done2;call3;')
-        fake.role = object()  # another thread reads: never held
-        worker.Worker.write_lane_done(fake, b'done3;')
-        self.assertEqual(self._out(outr), b'done3;')
 
     def test_at_most_hold_max_frames_are_held(self):
         worker, rd, fake, inw, outr = self._held_setup()
