@@ -1,6 +1,9 @@
 package gearstest
 
-import "errors"
+import (
+	"errors"
+	"sync"
+)
 
 // cmdTrigger implements RG.TRIGGER and RG.TRIGGERONKEY (command_reader.c CommandReader_Trigger). The
 // call is accepted under the global lock (the trigger is looked up and its execution created, as on
@@ -13,12 +16,23 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 	if err != nil {
 		return errValue(err.Error())
 	}
-	if !c.inExec {
-		if v, ok := s.lane.join(s, wk, c, args); ok { // sync triggers in a row (lane.go)
-			return v
+	var release func()
+	if c.inExec {
+		release = s.holdLock(c) // a no-op: EXEC holds the lock
+	} else {
+		// Sync triggers in a row (lane.go): join the running round, else wait for the lock or for
+		// the next round to start, whichever comes first.
+		for {
+			v, ok, next := s.lane.join(s, wk, c, args)
+			if ok {
+				return v
+			}
+			if s.lock.acquireOr(c.token, next) {
+				release = sync.OnceFunc(func() { s.lock.release(c.token) })
+				break
+			}
 		}
 	}
-	release := s.holdLock(c)
 	defer release()
 	r, e, err := s.state.startTrigger(string(args[1]), c.inExec)
 	if err != nil {

@@ -21,44 +21,63 @@ import "sync"
 // At most laneMaxJoin triggers join a round, so commands waiting for the lock (and sync triggers
 // beyond that) wait one round at most.
 type syncLane struct {
-	mu     sync.Mutex
-	active bool        // a round holds the global lock (for heads[0])
-	wk     *workerProc // the worker the round's triggers went to
-	heads  []string    // lock tokens of the round's triggers not done or yielded, in the order sent
-	joined int         // triggers that joined the round
+	mu      sync.Mutex
+	started chan struct{} // closed when a round starts (then replaced): RG.TRIGGERs waiting for the lock join it
+	active  bool          // a round holds the global lock (for heads[0])
+	wk      *workerProc   // the worker the round's triggers went to
+	heads   []string      // lock tokens of the round's triggers not done or yielded, in the order sent
+	joined  int           // triggers that joined the round
+
+	// Counted for tests: rounds started, and RG.TRIGGERs that found no room (join's next).
+	rounds, waiting int
 }
 
 // laneMaxJoin bounds how many sync triggers join one round (see syncLane).
 const laneMaxJoin = 64
 
 // join runs a client's RG.TRIGGER within an active round of the lane for wk when there is room, and
-// reports whether it did.
-func (l *syncLane) join(s *Server, wk *workerProc, c *client, args [][]byte) (value, bool) {
+// reports whether it did. When it did not, next is closed when the next round starts: an RG.TRIGGER
+// waiting for the global lock waits for either (cmdTrigger), so that the sync triggers of the
+// clients that found a round full or none running join the next round together. (Waiting for the
+// lock alone, each of them got in one per round: the lock passes to one waiter when a round ends,
+// and its trigger starts the next round while the others still wait for the lock; rounds shrank to
+// the ~12 clients that happened to come back while one ran, and the worker idled between rounds.)
+func (l *syncLane) join(s *Server, wk *workerProc, c *client, args [][]byte) (v value, ok bool, next <-chan struct{}) {
 	l.mu.Lock()
 	if !l.active || l.wk != wk || l.joined >= laneMaxJoin {
+		if l.started == nil {
+			l.started = make(chan struct{})
+		}
+		next = l.started
+		l.waiting++
 		l.mu.Unlock()
-		return value{}, false
+		return value{}, false, next
 	}
 	r, e, err := s.state.startTrigger(string(args[1]), false)
 	if err != nil {
 		l.mu.Unlock()
-		return errValue(err.Error()), true
+		return errValue(err.Error()), true, nil
 	}
 	if r.mode != "sync" {
 		// Accepted under the lane's lock; it runs without it, as async ones do.
 		l.mu.Unlock()
-		return s.runTrigger(wk, r, e, args, "x"+e.id, "", nil), true
+		return s.runTrigger(wk, r, e, args, "x"+e.id, "", nil), true, nil
 	}
 	l.joined++
 	pr, err := l.sendLocked(s, wk, c.token, e, r, args)
 	l.mu.Unlock()
-	return s.awaitTrigger(r, e, pr, err), true
+	return s.awaitTrigger(r, e, pr, err), true, nil
 }
 
 // start begins a round with the sync trigger of a client that holds the global lock (for tok).
 func (l *syncLane) start(s *Server, wk *workerProc, tok string, r *registration, e *execution, args [][]byte) value {
 	l.mu.Lock()
 	l.active, l.wk, l.heads, l.joined = true, wk, l.heads[:0], 0
+	l.rounds++
+	if l.started != nil {
+		close(l.started) // the RG.TRIGGERs waiting for the lock join this round
+		l.started = nil
+	}
 	pr, err := l.sendLocked(s, wk, tok, e, r, args)
 	l.mu.Unlock()
 	return s.awaitTrigger(r, e, pr, err)

@@ -127,3 +127,70 @@ GB('CommandReader').map(pair).register(trigger='pair', mode='sync')
 	require.Equal(t, fmt.Sprint(2*n*10), rdb.Get(ctx, "pair").Val())
 	require.Equal(t, 0, laneHeads(srv))
 }
+
+// TestSyncLaneWaitersJoinTheNextRound: the sync RG.TRIGGERs that wait for the global lock (another
+// command holds it) all join the round the first of them starts when it gets the lock, instead of
+// each waiting for the lock and starting a round of its own (lane.go join).
+func TestSyncLaneWaitersJoinTheNextRound(t *testing.T) {
+	srv := Run(t)
+	ctx := ctxT(t)
+	const n = 12
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2, PoolSize: n + 1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	// The first sync execution waits for the gate, which an async trigger opens once the others
+	// joined its round (an async trigger needs no lock to start; the watchdog gives the reading role
+	// to another thread while the first one waits).
+	reg, err := rdb.Do(ctx, "RG.PYEXECUTE", `
+import sys
+import threading
+sys.lane_test_gate = threading.Event()  # (a module attribute: callbacks are pickled, a lock is not)
+def inc(x):
+    import sys
+    sys.lane_test_gate.wait(60)
+    return execute('INCR', 'n')
+def open_gate(x):
+    import sys
+    sys.lane_test_gate.set()
+GB('CommandReader').map(inc).register(trigger='inc', mode='sync')
+GB('CommandReader').foreach(open_gate).register(trigger='open', mode='async_local')
+`).Result()
+	require.NoError(t, err)
+	require.Equal(t, "OK", reg)
+	// One connection per client, dialled before the lock is taken (a new connection's HELLO waits
+	// for the lock like any command).
+	clients := make([]*redis.Client, n)
+	for i := range clients {
+		clients[i] = redis.NewClient(&redis.Options{Addr: srv.Addr(), Protocol: 2, PoolSize: 1})
+		t.Cleanup(func() { _ = clients[i].Close() })
+		require.NoError(t, clients[i].Ping(ctx).Err())
+	}
+	s := srv
+	s.lock.acquire("test-holder") // a command holds the lock
+	s.lane.mu.Lock()
+	rounds0, waiting0 := s.lane.rounds, s.lane.waiting
+	s.lane.mu.Unlock()
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			_, err := clients[i].Do(ctx, "RG.TRIGGER", "inc").Result()
+			errs <- err
+		}()
+	}
+	laneState := func() (active bool, joined, rounds, waiting int) {
+		s.lane.mu.Lock()
+		defer s.lane.mu.Unlock()
+		return s.lane.active, s.lane.joined, s.lane.rounds - rounds0, s.lane.waiting - waiting0
+	}
+	// Every trigger found no round and waits (for the lock or the next round).
+	require.Eventually(t, func() bool { _, _, _, w := laneState(); return w == n }, 10*time.Second, time.Millisecond)
+	s.lock.release("test-holder")
+	// One of them gets the lock and starts a round; the others join it while its execution waits.
+	require.Eventually(t, func() bool { a, j, _, _ := laneState(); return a && j == n-1 }, 10*time.Second, time.Millisecond)
+	require.NoError(t, rdb.Do(ctx, "RG.TRIGGER", "open").Err())
+	for i := 0; i < n; i++ {
+		require.NoError(t, <-errs)
+	}
+	require.Equal(t, fmt.Sprint(n), rdb.Get(ctx, "n").Val())
+	_, _, rounds, _ := laneState()
+	require.Equal(t, 1, rounds, "the waiters should have joined one round")
+}

@@ -45,6 +45,20 @@ func (l *globalLock) acquire(token string) {
 	l.setOwner(token)
 }
 
+// acquireOr waits until token owns the lock (true) or alt is closed first (false: not taken).
+func (l *globalLock) acquireOr(token string, alt <-chan struct{}) bool {
+	if l.reenter(token) {
+		return true
+	}
+	select {
+	case l.sem <- struct{}{}:
+		l.setOwner(token)
+		return true
+	case <-alt:
+		return false
+	}
+}
+
 // tryAcquire takes the lock for token if that does not need to wait.
 func (l *globalLock) tryAcquire(token string) bool {
 	if l.reenter(token) {
