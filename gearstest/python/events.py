@@ -8,6 +8,7 @@ messages with flag `k` (a key event: event, key) or `s` (a stream batch: key, fi
 
 import readers
 from pyerrors import error
+import rt
 from rt import state, tls
 
 # registerStrKeyTypeToInt: the key types register(keyTypes=) accepts.
@@ -134,11 +135,11 @@ class _Redis(object):
         state.worker.call([b'lock', None, self.token], 1)
         # As atomic() does: while this thread holds the lock, the worker's reader must not run another
         # trigger on top of it (that one would wait for the lock this one holds).
-        self.prev = getattr(tls, 'atomic_token', None)
-        tls.atomic_token = self.token
+        self.prev = tls.atomic_token
+        rt.set_atomic_token(self.token)
 
     def unlock(self):
-        tls.atomic_token = self.prev
+        rt.set_atomic_token(self.prev)
         state.worker.send([b'unlock', self.token])
 
 

@@ -17,6 +17,7 @@ import readers
 import serialcheck
 from pyerrors import error
 from pyerrors import flat_error as GearsFlatError
+import rt
 from rt import CUR, state, tls
 
 # The readers of the real server; the ones gearstest lacks so far answer with the texts the real
@@ -301,7 +302,7 @@ def make_execute(session):
         ctx = CUR.get()
         if ctx is not None and ctx.replica and ctx.kind == 'script':
             return None  # _replica_script(): execute() does nothing there
-        tok = tls.atomic_token
+        tok = rt.atomic_users and tls.atomic_token
         if not tok:
             if ctx is None:
                 raise _thread_hazard('execute()', session)
@@ -352,14 +353,14 @@ def make_atomic(session):
                     raise _thread_hazard('atomic()', session)
                 tok = state.worker.new_token()
             state.worker.call([b'lock', None, tok], 1)
-            tls.atomic_token = tok
+            rt.set_atomic_token(tok)
             return self
 
         def __exit__(self, *exc):
             tok = getattr(tls, 'atomic_token', None)
             if not tok:
                 raise error('Not inside an atomic block')
-            tls.atomic_token = None
+            rt.set_atomic_token(None)
             state.worker.send([b'unlock', tok])
             return False
     return atomic

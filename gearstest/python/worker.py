@@ -37,6 +37,7 @@ import pyerrors  # noqa: E402
 import resp  # noqa: E402
 import runtime  # noqa: E402
 from pyerrors import error, error_text, syntax_error_text  # noqa: E402
+import rt  # noqa: E402
 from rt import CUR, state, tls  # noqa: E402
 
 IDLE_TEXT = 'Execution max idle reached'
@@ -106,6 +107,18 @@ def _arg(b):
         return b.decode('utf-8')
     except UnicodeDecodeError:
         return bytearray(b)
+
+
+class _Role(object):
+    """The reader role (Worker.role): one per serve() call, so one per thread that ever reads."""
+
+    __slots__ = ('nest_ok', 'nest_depth')
+
+    def __init__(self):
+        # Whether a trigger read now may run nested on this thread (see _call; None: no execution
+        # waits below the serving loop), and how many run nested on it.
+        self.nest_ok = None
+        self.nest_depth = 0
 
 
 # Tokens of atomic() blocks outside any execution's token (new_token).
@@ -284,12 +297,12 @@ class Worker(object):
             slot = [None, None, None]
             self.waiters[cid] = slot
             self.write(frame)
-            prev_ok = tls.nest_ok
+            prev_ok = role.nest_ok
             if is_call and prev_ok is not False:
-                tls.nest_ok = (ctx is not None and ctx.kind == 'trigger' and not ctx.multi
-                               and ctx.reg.mode != 'sync' and not tls.atomic_token)
+                role.nest_ok = (ctx is not None and ctx.kind == 'trigger' and not ctx.multi
+                                and ctx.reg.mode != 'sync' and not (rt.atomic_users and tls.atomic_token))
             else:
-                tls.nest_ok = False
+                role.nest_ok = False
             mu = self.mu
             deferred = self.deferred
             try:
@@ -302,12 +315,12 @@ class Worker(object):
                     if stolen:
                         self.drain_deferred()
                         break
-                    if deferred and tls.nest_ok and tls.nest_depth < NEST_MAX:
+                    if deferred and role.nest_ok and role.nest_depth < NEST_MAX:
                         self.run_deferred(deferred.popleft(), True)
                         continue
                     self.read_one(True)
             finally:
-                tls.nest_ok = prev_ok
+                role.nest_ok = prev_ok
             # Back in user code. No lock needed: the watchdog steals only from a thread whose
             # exec_since is set, and only this thread sets it while it holds the role.
             if self.role is role:
@@ -347,13 +360,11 @@ class Worker(object):
 
     def serve(self):
         """Runs the reader role on this thread; returns when the role was handed to another thread."""
-        role = object()
+        role = _Role()
         with self.mu:
             self.role = role
             self.exec_since = None
         tls.role = role
-        tls.nest_ok = None  # no execution waits below the serving loop
-        tls.nest_depth = 0
         try:
             mu = self.mu
             while True:
@@ -557,7 +568,7 @@ class Worker(object):
             ctx.te_seq += 1
             ordinal = b'%d' % ctx.te_seq
         restore = ctx.kind == 'script' and ctx.restore_ids is not None
-        token = '' if restore else (getattr(tls, 'atomic_token', None) or ctx.token or '')
+        token = '' if restore else (tls.atomic_token or ctx.token or '')
         res = self.call([b'te', None, token, b'%d' % period, key, ctx.session.sid, ordinal,
                          b'1' if restore else b'0', ctx.te_src if ctx.kind == 'script' else ''], 1)
         if res is None or res == 0:
@@ -812,8 +823,9 @@ class Worker(object):
                 self.lane_next()
             return
         if nested:
-            if tls.nest_ok and not reg.slow and not reg.steals and F_MULTI not in msg[5]:
-                if tls.nest_depth < NEST_MAX:
+            role = tls.role
+            if role.nest_ok and not reg.slow and not reg.steals and F_MULTI not in msg[5]:
+                if role.nest_depth < NEST_MAX:
                     self.run_nested(reg, msg)
                 elif reg.mode == 'sync':
                     # A sync trigger holds Go's global lock from before it was sent: deferred, it
@@ -858,11 +870,11 @@ class Worker(object):
             prev_reg = self.exec_reg
             self.exec_since = time.monotonic()
             self.exec_reg = reg
-        tls.nest_depth += 1
+        role.nest_depth += 1
         try:
             self.run_trigger(reg, msg, True)
         finally:
-            tls.nest_depth -= 1
+            role.nest_depth -= 1
             with self.mu:
                 if self.role is role:
                     self.exec_since = None

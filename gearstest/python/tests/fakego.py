@@ -37,6 +37,7 @@ class FakeGo(object):
         self.next_exec = 0
         self.rids = itertools.count(1)
         self.data = {}
+        self.hold = threading.Event()  # releases the answers of execute('HOLD')
         self.config = {'ExecutionMaxIdleTime': '5000', 'PythonAttemptTraceback': '1'}
         if config:
             self.config.update(config)
@@ -130,6 +131,13 @@ class FakeGo(object):
                 with self.cond:
                     self.calls.append(msg[2:])
                     self.cond.notify_all()
+                if msg[3] == b'HOLD':
+                    # execute('HOLD'): answered (OK) once the test sets self.hold.
+                    def answer(cid=msg[1]):
+                        self.hold.wait()
+                        self.send([b'reply', cid, b'v', resp.Status('OK')])
+                    threading.Thread(target=answer, daemon=True).start()
+                    continue
                 kind, v = self.command([a for a in msg[3:]])
                 self.send([b'reply', msg[1], kind, v])
 
