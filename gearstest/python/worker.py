@@ -237,10 +237,12 @@ class Worker(object):
                         while q and len(chunks) < 256:
                             chunks.append(q.popleft())
                         buf = b''.join(chunks)
-                    view = memoryview(buf)
-                    while view:
-                        n = os.write(self.out_fd, view)
-                        view = view[n:]
+                    n = os.write(self.out_fd, buf)
+                    if n < len(buf):  # (a memoryview only then: it costs more than the write call)
+                        view = memoryview(buf)[n:]
+                        while view:
+                            n = os.write(self.out_fd, view)
+                            view = view[n:]
             finally:
                 lock.release()
 
