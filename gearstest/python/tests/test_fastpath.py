@@ -476,3 +476,23 @@ class LeanPathTest(unittest.TestCase):
         self.assertEqual(self.g.trigger(b, 'b', execid=b'e2', token='x2'), [b'ok', [b'gears-exec'], []])
         self.g.hold.set()
         self.assertEqual(self.g.wait_trigger(ra), [b'ok', [b'OK'], []])
+
+
+class DrainTest(unittest.TestCase):
+    def test_drain_finishes_partial_writes(self):
+        # drain writes a frame's bytes directly and goes on from where a partial write stopped
+        # (os.write made to take at most 1000 bytes a call), for one queued frame and for several.
+        import worker
+        real = os.write
+        os.write = lambda fd, data: real(fd, bytes(data[:1000]))
+        self.addCleanup(setattr, os, 'write', real)
+        for frames in ([b'z' * 3000 + b'!'], [b'x' * 5000, b'y' * 10, b'w']):
+            rfd, wfd = os.pipe()
+            self.addCleanup(os.close, rfd)
+            self.addCleanup(os.close, wfd)
+            fake = _fake_writer(worker, wfd)
+            fake.outq.extend(frames)
+            fake.drain()
+            want = b''.join(frames)
+            self.assertEqual(os.read(rfd, 1 << 16), want)
+            self.assertEqual(len(fake.outq), 0)
