@@ -828,7 +828,7 @@ class Worker(object):
             role = tls.role
             if role.nest_ok and not reg.slow and not reg.steals and F_MULTI not in msg[5]:
                 if role.nest_depth < NEST_MAX:
-                    self.run_nested(reg, msg)
+                    self.run_nested(reg, msg, role)
                 elif reg.mode == 'sync':
                     # A sync trigger holds Go's global lock from before it was sent: deferred, it
                     # would wait for the executions below to unwind while their execute() calls wait
@@ -857,30 +857,34 @@ class Worker(object):
         elif nested:
             self.run_nested(reg, msg)
         else:
-            with self.mu:
-                self.exec_since = time.monotonic()
-                self.exec_reg = reg
+            # Into user code, without the lock: as in start_trigger.
+            self.exec_reg = reg
+            self.exec_since = time.monotonic()
             self.run_trigger(reg, msg, True)
 
-    def run_nested(self, reg, msg):
+    def run_nested(self, reg, msg, role=None):
         # Runs a trigger read while the executions below it on this thread wait for execute()
         # replies (async ones, outside atomic(): they hold no lock the new one could need). It
         # saves handing it to a pool thread and back, which costs more than the execution.
         # Registrations that ever blocked the reader are not nested (they could delay the ones below).
-        role = tls.role
-        with self.mu:
-            prev_reg = self.exec_reg
-            self.exec_since = time.monotonic()
-            self.exec_reg = reg
+        if role is None:
+            role = tls.role
+        # Into user code, without the lock: this thread reads (its exec_since is None, so the
+        # watchdog cannot steal now), as in start_trigger.
+        prev_reg = self.exec_reg
+        self.exec_reg = reg
+        self.exec_since = time.monotonic()
         role.nest_depth += 1
         try:
             self.run_trigger(reg, msg, True)
         finally:
             role.nest_depth -= 1
-            with self.mu:
-                if self.role is role:
-                    self.exec_since = None
-                    self.exec_reg = prev_reg
+            mu = self.mu
+            mu.acquire()  # out of user code: atomic with a steal (no `with`: see serve)
+            if self.role is role:
+                self.exec_since = None
+                self.exec_reg = prev_reg
+            mu.release()
 
     def run_trigger(self, reg, msg, inline):
         flags = msg[5]
