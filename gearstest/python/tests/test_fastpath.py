@@ -496,3 +496,20 @@ class DrainTest(unittest.TestCase):
             want = b''.join(frames)
             self.assertEqual(os.read(rfd, 1 << 16), want)
             self.assertEqual(len(fake.outq), 0)
+
+
+class BrokenFrameTest(unittest.TestCase):
+    def setUp(self):
+        self.g = FakeGo()
+        self.addCleanup(self.g.close)
+
+    def test_broken_compact_frame_is_skipped_with_a_warning(self):
+        # A compact frame whose header is not lengths separated by single spaces: its header line is
+        # skipped with the warning of a broken RESP value, and the worker goes on.
+        self.g.send_raw(b'!3 x\n')
+        self.assertEqual(self.g.exec_("x = 1"), [b'ok', [], None])
+        want = "gearstest WARNING: skipping a broken message: broken compact frame header: b'3 x'\n"
+        deadline = time.time() + 10
+        while want not in self.g.stderr and time.time() < deadline:
+            time.sleep(0.01)  # polls for the log line (stderr is read by another thread)
+        self.assertIn(want, self.g.stderr)
