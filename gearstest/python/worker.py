@@ -438,10 +438,10 @@ class Worker(object):
             self.warn('failed handling a message: %s' % traceback.format_exc())
 
     def dispatch(self, msg, nested):
-        if not isinstance(msg, list) or not msg or not isinstance(msg[0], bytes):
+        if type(msg) is not list or not msg:
             self.warn('skipping a message that is not an array: %r' % (msg,))
             return
-        name = msg[0]
+        name = msg[0]  # (a name that is not bytes matches no branch: see the last one)
         if name == b'reply':
             slot = self.waiters.pop(msg[1], None)
             if slot is None:
@@ -485,6 +485,8 @@ class Worker(object):
                 ctx.aborted = True
                 if ctx.waiting is not None:
                     ctx.waiting.wake()
+        elif not isinstance(name, bytes):
+            self.warn('skipping a message that is not an array: %r' % (msg,))
         else:
             self.warn('skipping unknown message %r' % (name,))
 
@@ -818,7 +820,7 @@ class Worker(object):
         return reg
 
     def start_trigger(self, msg, nested):
-        reg = self.trigger_reg(msg)
+        reg = self.regcache.get(msg[2]) or self.trigger_reg(msg)
         if reg is None:
             self.send([b'done', msg[1], [b'ok', resp.records_raw([]), ['ERR subcommand not found']]])
             if F_LANE in msg[5]:

@@ -513,3 +513,14 @@ class BrokenFrameTest(unittest.TestCase):
         while want not in self.g.stderr and time.time() < deadline:
             time.sleep(0.01)  # polls for the log line (stderr is read by another thread)
         self.assertIn(want, self.g.stderr)
+
+    def test_messages_that_are_not_arrays_of_a_name_are_skipped_with_a_warning(self):
+        self.g.send_raw(b':5\r\n*0\r\n*2\r\n:5\r\n$1\r\nx\r\n*1\r\n+reply\r\n*1\r\n$4\r\nnope\r\n')
+        self.assertEqual(self.g.exec_("x = 1"), [b'ok', [], None])
+        want = ["gearstest WARNING: skipping a message that is not an array: %s\n" % m
+                for m in ('5', '[]', "[5, b'x']", "['reply']")]
+        want.append("gearstest WARNING: skipping unknown message b'nope'\n")
+        deadline = time.time() + 10
+        while not all(w in self.g.stderr for w in want) and time.time() < deadline:
+            time.sleep(0.01)  # polls for the log lines (stderr is read by another thread)
+        self.assertEqual([w for w in self.g.stderr if 'skipping' in w], want)
