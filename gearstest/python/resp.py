@@ -4,6 +4,7 @@ Decoding reads from a binary buffered stream with readline()/read(), or from a R
 a file descriptor, index-based parsing: the worker's fast path); encoding builds bytes.
 """
 import os
+from select import select as _select
 import struct
 
 
@@ -143,6 +144,7 @@ class Reader(object):
 
     before_block, when set, is called right before a read that may block (the buffer holds no
     complete value), e.g. to flush output that was held back while buffered input was processed.
+    spin, when set, is how many times to poll for input (sched_yield in between) before such a read.
     Only one thread may read at a time.
     """
 
@@ -153,6 +155,7 @@ class Reader(object):
         self.buf = b''
         self.pos = 0
         self.before_block = before_block
+        self.spin = 0
 
     def read_value(self):
         """Reads one value; raises EOFError at end of stream, ProtocolError/ValueError on a broken
@@ -163,6 +166,13 @@ class Reader(object):
                 # The usual case: every value read so far was handled; one os.read, no copy.
                 if self.before_block is not None:
                     self.before_block()
+                if self.spin:
+                    # Poll up to `spin` times before the read blocks, yielding the CPU in between
+                    # (the worker sets it while a sync execution waits for its reply, see _call).
+                    for _ in range(self.spin):
+                        if _select([self.fd], (), (), 0)[0]:
+                            break
+                        os.sched_yield()
                 buf = os.read(self.fd, self.CHUNK)
                 if not buf:
                     raise EOFError

@@ -207,10 +207,6 @@ class NestedTriggerTest(unittest.TestCase):
         self.assertEqual(len(self.g.unlocks), 20)
 
 
-if __name__ == '__main__':
-    unittest.main()
-
-
 def _fake_writer(worker, wfd, inp=None):
     """An object with what Worker.write and Worker.drain use (inp: a resp.Reader whose buffer decides
     holding, or None: never held)."""
@@ -524,3 +520,67 @@ class BrokenFrameTest(unittest.TestCase):
         while not all(w in self.g.stderr for w in want) and time.time() < deadline:
             time.sleep(0.01)  # polls for the log lines (stderr is read by another thread)
         self.assertEqual([w for w in self.g.stderr if 'skipping' in w], want)
+
+
+class SpinTest(unittest.TestCase):
+    """resp.Reader.spin: polls before a read that would block (the worker's sync executions)."""
+
+    def _reader(self):
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        self.addCleanup(os.close, w)
+        return resp.Reader(r), w
+
+    @staticmethod
+    def _read(rd, w):
+        """rd.read_value() on a thread; when nothing came (no polls wrote), it is unblocked."""
+        got = []
+        t = threading.Thread(target=lambda: got.append(rd.read_value()))
+        t.start()
+        t.join(10)
+        if t.is_alive():
+            os.write(w, resp.dumps([b'unblock']))
+            t.join(10)
+        return got
+
+    def test_polls_then_reads_what_came_meanwhile(self):
+        rd, w = self._reader()
+        rd.spin = 3
+        polls = []
+        real = resp._select
+
+        def fake_select(r, wr, x, timeout):
+            polls.append(timeout)
+            if len(polls) == 2:
+                os.write(w, resp.dumps([b'reply']))  # the answer comes during the second poll
+            return real(r, wr, x, timeout)
+        resp._select = fake_select
+        self.addCleanup(setattr, resp, '_select', real)
+        self.assertEqual(self._read(rd, w), [[b'reply']])
+        self.assertEqual(polls, [0, 0])  # never a blocking poll; stopped polling once it came
+
+    def test_blocks_after_the_polls_and_not_without_spin(self):
+        rd, w = self._reader()
+        rd.spin = 3
+        polls = []
+        real = resp._select
+
+        def fake_select(r, wr, x, timeout):
+            polls.append(timeout)
+            if len(polls) == 3:
+                # the last poll finds nothing: the read that follows blocks until this arrives
+                threading.Timer(0, os.write, args=(w, resp.dumps([b'late']))).start()
+                return [], [], []
+            return real(r, wr, x, timeout)
+        resp._select = fake_select
+        self.addCleanup(setattr, resp, '_select', real)
+        self.assertEqual(self._read(rd, w), [[b'late']])
+        self.assertEqual(polls, [0, 0, 0])
+        rd.spin = 0
+        os.write(w, resp.dumps([b'next']))
+        self.assertEqual(rd.read_value(), [b'next'])
+        self.assertEqual(len(polls), 3)  # no polling without spin
+
+
+if __name__ == '__main__':
+    unittest.main()
