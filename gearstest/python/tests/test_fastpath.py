@@ -59,6 +59,28 @@ def _read_all(read):
         out.append(('value', type(v).__name__, v))
 
 
+def _read_all_through_pipe(data, r):
+    """_read_all of a resp.Reader over a pipe into which a thread writes data in chunks of random
+    sizes (1 to 70000 bytes, from r)."""
+    rfd, wfd = os.pipe()
+
+    def write():
+        p = 0
+        while p < len(data):
+            n = r.randint(1, 70000)
+            os.write(wfd, data[p:p + n])
+            p += n
+        os.close(wfd)
+    t = threading.Thread(target=write)
+    t.start()
+    try:
+        rd = resp.Reader(rfd)
+        return _read_all(lambda: resp.read_value(rd))
+    finally:
+        t.join()
+        os.close(rfd)
+
+
 class ReaderTest(unittest.TestCase):
     def test_reader_matches_stream_reader(self):
         # The fd reader must yield exactly what the line-based reader yields on the same bytes,
@@ -67,24 +89,7 @@ class ReaderTest(unittest.TestCase):
             r = random.Random(seed)
             data = b''.join(_frames(r) for _ in range(25))
             want = _read_all(lambda f=io.BytesIO(data): resp.read_value(f))
-            rfd, wfd = os.pipe()
-
-            def write():
-                p = 0
-                while p < len(data):
-                    n = r.randint(1, 70000)
-                    os.write(wfd, data[p:p + n])
-                    p += n
-                os.close(wfd)
-            t = threading.Thread(target=write)
-            t.start()
-            try:
-                rd = resp.Reader(rfd)
-                got = _read_all(lambda: resp.read_value(rd))
-            finally:
-                t.join()
-                os.close(rfd)
-            self.assertEqual(got, want, 'seed %d' % seed)
+            self.assertEqual(_read_all_through_pipe(data, r), want, 'seed %d' % seed)
 
     def test_compact_frame_reads_as_the_resp_array(self):
         # A compact frame reads exactly as the RESP array of the same bulks does (PROTOCOL.md
@@ -97,24 +102,7 @@ class ReaderTest(unittest.TestCase):
                 want = [('value', 'list', m) for m in msgs]
                 self.assertEqual(_read_all(lambda f=io.BytesIO(data): resp.read_value(f)), want,
                                  'seed %d %s' % (seed, enc.__name__))
-                rfd, wfd = os.pipe()
-
-                def write():
-                    p = 0
-                    while p < len(data):
-                        n = r.randint(1, 70000)
-                        os.write(wfd, data[p:p + n])
-                        p += n
-                    os.close(wfd)
-                t = threading.Thread(target=write)
-                t.start()
-                try:
-                    rd = resp.Reader(rfd)
-                    got = _read_all(rd.read_value)
-                finally:
-                    t.join()
-                    os.close(rfd)
-                self.assertEqual(got, want, 'seed %d %s' % (seed, enc.__name__))
+                self.assertEqual(_read_all_through_pipe(data, r), want, 'seed %d %s' % (seed, enc.__name__))
 
     def test_compact_frame_exact(self):
         self.assertEqual(resp.dumps_compact([b'trigger', b'12', b'', b'a b', b'\r\n']),
@@ -543,37 +531,41 @@ class SpinTest(unittest.TestCase):
             t.join(10)
         return got
 
-    def test_polls_then_reads_what_came_meanwhile(self):
-        rd, w = self._reader()
-        rd.spin = 3
+    def _count_polls(self, on_poll):
+        """Replaces resp._select: each call is recorded (its timeout) and on_poll(n) runs for the
+        n-th; when on_poll returns a result, that is the poll's, else the real select's."""
         polls = []
         real = resp._select
 
         def fake_select(r, wr, x, timeout):
             polls.append(timeout)
-            if len(polls) == 2:
-                os.write(w, resp.dumps([b'reply']))  # the answer comes during the second poll
-            return real(r, wr, x, timeout)
+            got = on_poll(len(polls))
+            return got if got is not None else real(r, wr, x, timeout)
         resp._select = fake_select
         self.addCleanup(setattr, resp, '_select', real)
+        return polls
+
+    def test_polls_then_reads_what_came_meanwhile(self):
+        rd, w = self._reader()
+        rd.spin = 3
+
+        def on_poll(n):
+            if n == 2:
+                os.write(w, resp.dumps([b'reply']))  # the answer comes during the second poll
+        polls = self._count_polls(on_poll)
         self.assertEqual(self._read(rd, w), [[b'reply']])
         self.assertEqual(polls, [0, 0])  # never a blocking poll; stopped polling once it came
 
     def test_blocks_after_the_polls_and_not_without_spin(self):
         rd, w = self._reader()
         rd.spin = 3
-        polls = []
-        real = resp._select
 
-        def fake_select(r, wr, x, timeout):
-            polls.append(timeout)
-            if len(polls) == 3:
+        def on_poll(n):
+            if n == 3:
                 # the last poll finds nothing: the read that follows blocks until this arrives
                 threading.Timer(0, os.write, args=(w, resp.dumps([b'late']))).start()
                 return [], [], []
-            return real(r, wr, x, timeout)
-        resp._select = fake_select
-        self.addCleanup(setattr, resp, '_select', real)
+        polls = self._count_polls(on_poll)
         self.assertEqual(self._read(rd, w), [[b'late']])
         self.assertEqual(polls, [0, 0, 0])
         rd.spin = 0
