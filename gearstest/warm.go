@@ -135,7 +135,7 @@ func startSpare(py string) (*spare, error) {
 	}
 	return &spare{
 		key: warmKey(py, env), tmp: tmp, cmd: wc.cmd,
-		stdin: wc.stdin, stdout: bufio.NewReaderSize(wc.stdout, 64<<10), pipe: wc.stdout.(*pipeReader),
+		stdin: wc.stdin, stdout: bufio.NewReaderSize(wc.stdout, 64<<10), pipe: wc.stdout,
 		stderr: wc.stderr,
 	}, nil
 }

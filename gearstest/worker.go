@@ -114,7 +114,7 @@ func (s *Server) spawnWorker() (*workerProc, error) {
 	}
 	s.procs[wk] = struct{}{}
 	s.wmu.Unlock()
-	s.runWorker(wk, wc.stdin, wc.stdout.(*pipeReader), bufio.NewReaderSize(wc.stdout, 64<<10), wc.stderr, nil)
+	s.runWorker(wk, wc.stdin, wc.stdout, bufio.NewReaderSize(wc.stdout, 64<<10), wc.stderr, nil)
 	return wk, nil
 }
 
@@ -145,7 +145,7 @@ func (s *Server) newWorkerProc(cmd *exec.Cmd) *workerProc {
 type workerCmd struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
-	stdout io.ReadCloser
+	stdout *pipeReader
 	stderr io.ReadCloser
 }
 
@@ -161,7 +161,8 @@ func workerCommand(py, dir string, env []string, args ...string) (workerCmd, err
 	if wc.stdin, err = cmd.StdinPipe(); err != nil {
 		return wc, fmt.Errorf("gearstest: %w", err)
 	}
-	if wc.stdout, err = cmd.StdoutPipe(); err != nil {
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
 		return wc, fmt.Errorf("gearstest: %w", err)
 	}
 	// Blocking reads of the worker's stdout: readLoop's goroutine sleeps in read(2) on its own thread,
@@ -171,10 +172,10 @@ func workerCommand(py, dir string, env []string, args ...string) (workerCmd, err
 	// (perf), and the sync critical path has one such message per execute(). A blocked read cannot be
 	// interrupted by closing the pipe; nothing needs that: readLoop ends at EOF, when the worker
 	// exits, and every path that gives up on a worker kills it (killGroup).
-	if f, ok := wc.stdout.(*os.File); ok {
+	if f, ok := stdout.(*os.File); ok {
 		f.Fd() // puts the file in blocking mode
 	}
-	wc.stdout = &pipeReader{r: wc.stdout}
+	wc.stdout = &pipeReader{r: stdout}
 	if wc.stderr, err = cmd.StderrPipe(); err != nil {
 		return wc, fmt.Errorf("gearstest: %w", err)
 	}
