@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
 
@@ -30,11 +31,7 @@ execute('SET', 'r', str(registerTE(1, lambda: execute('INCR', 'n'), 5)))
 	regs := rdb.Do(ctx, "RG.DUMPREGISTRATIONS").Val().([]any)
 	require.Len(t, regs, 1)
 	require.Equal(t, "OK", rdb.Do(ctx, "RG.UNREGISTER", regs[0].([]any)[1]).Val())
-	before, _ := rdb.Get(ctx, "n").Int()
-	waitUntil(t, time.Minute, "two more calls", func() bool {
-		n, _ := rdb.Get(ctx, "n").Int()
-		return n >= before+2
-	})
+	waitForCalls(t, rdb, "n", 2)
 	require.Equal(t, 1, teCount(srv))
 }
 
@@ -80,11 +77,7 @@ registerTE(1, lambda: execute('INCR', 'na'), 'ka')
 		t.Fatal("no log line for the timer that could not be restored")
 	}
 	waitUntil(t, time.Minute, "the lost timer to be removed", func() bool { return teCount(srv) == 1 })
-	before, _ := rdb.Get(ctx, "na").Int()
-	waitUntil(t, time.Minute, "two more calls of the restored timer", func() bool {
-		n, _ := rdb.Get(ctx, "na").Int()
-		return n >= before+2
-	})
+	waitForCalls(t, rdb, "na", 2) // the restored timer
 	// The restore's registerTE found the key: it created no second timer.
 	require.Equal(t, 1, teCount(srv))
 }
@@ -134,4 +127,15 @@ func TestTimeEventPeriodZero(t *testing.T) {
 	stopped := rdb.Get(ctx, "n").Val()
 	require.Equal(t, "PONG", rdb.Ping(ctx).Val())
 	require.Equal(t, stopped, rdb.Get(ctx, "n").Val())
+}
+
+// waitForCalls waits until the counter a timer's callback INCRs at key grew by n more calls.
+func waitForCalls(t *testing.T, rdb *redis.Client, key string, n int) {
+	t.Helper()
+	ctx := ctxT(t)
+	before, _ := rdb.Get(ctx, key).Int()
+	waitUntil(t, time.Minute, fmt.Sprintf("%d more calls counted at %s", n, key), func() bool {
+		c, _ := rdb.Get(ctx, key).Int()
+		return c >= before+n
+	})
 }
