@@ -3,26 +3,30 @@
 # figures in ../shared/design.md were taken: plain GET k against RG.TRIGGER <t> k, where <t> runs a
 # function doing one execute('GET', k), in the sync, async and async_local modes, with 1 and 50 clients.
 # It builds cmd/gears, starts `gears serve` on a free loopback port, registers the three functions,
-# prints a table with each trigger's ratio to GET in the same run, and stops the server.
+# prints a table with each trigger's ratio to GET, and stops the server.
 #
 # When redis-server is on PATH it also measures a plain redis-server's GET in the same run, with the
 # same clients, as a baseline of what this machine does right now: each row then shows its ratio to
 # that GET next to the real RedisGears 1.2.13's ratio to its own GET (issue 11's table, taken on a
 # 2-core machine like this one: a RedisGears server answers GET as fast as a plain redis-server), and
 # "of RG" = the first ratio over the second (issue 11's goal: >= 0.5 in every row with 50 clients).
-# Other load on the machine moves the absolute figures; the ratios within one run are what compare.
+# Other load on the machine moves the absolute figures, even between runs seconds apart: each row's
+# ratio is to a redis-server GET measured right before it, and the table shows medians over ROUNDS
+# rounds (each measures every row once), with "of RG" per round after it.
 #
-# Usage: scripts/bench-redis-benchmark.sh [-n REQUESTS]      (default 20000)
+# Usage: scripts/bench-redis-benchmark.sh [-n REQUESTS] [-r ROUNDS]      (defaults 20000, 3)
 # Needs redis-benchmark and redis-cli (Debian package redis-tools) and python3 on PATH; redis-server
 # (Debian package redis-server) for the baseline column.
 set -euo pipefail
 
 requests=20000
-while getopts "n:" opt; do
+rounds=3
+while getopts "n:r:" opt; do
 	case "$opt" in
 	n) requests="$OPTARG" ;;
+	r) rounds="$OPTARG" ;;
 	*)
-		echo "usage: $0 [-n REQUESTS]" >&2
+		echo "usage: $0 [-n REQUESTS] [-r ROUNDS]" >&2
 		exit 2
 		;;
 	esac
@@ -129,34 +133,64 @@ if command -v redis-server >/dev/null 2>&1; then
 	fi
 fi
 
-# The real RedisGears 1.2.13 on 2 cores (issue 11): req/s, per clients and row.
-declare -A real=(
-	[1 / GET]=15800 [1 / sync]=7200 [1 / async]=8900 [1 / async_local]=7800
-	[50 / GET]=87500 [50 / sync]=36200 [50 / async]=39400 [50 / async_local]=49000
-)
 
-ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
-
-printf '%-8s %-20s %10s %8s %12s %12s %8s\n' clients command "req/s" "vs GET" "vs redis GET" "RG vs its GET" "of RG"
-for clients in 1 50; do
-	rget=""
-	if [[ -n "$rport" ]]; then
-		rget="$(rps "$rport" "$clients" GET "$key")"
-		printf '%-8s %-20s %10.0f %8s %12s %12s %8s\n' "$clients" "redis-server GET" "$rget" "" "1.00" "1.00" ""
-	fi
-	get="$(rps "$port" "$clients" GET "$key")"
-	row() {
-		local name="$1" rate="$2" mode="$3" vsr="" rg of=""
-		rg="$(ratio "${real[$clients / $mode]}" "${real[$clients / GET]}")"
-		if [[ -n "$rget" ]]; then
-			vsr="$(ratio "$rate" "$rget")"
-			of="$(ratio "$vsr" "$rg")"
-		fi
-		printf '%-8s %-20s %10.0f %8s %12s %12s %8s\n' "$clients" "$name" "$rate" "$(ratio "$rate" "$get")" "$vsr" "$rg" "$of"
-	}
-	row GET "$get" GET
-	for mode in "${modes[@]}"; do
-		row "TRIGGER $mode" "$(rps "$port" "$clients" RG.TRIGGER "bench_$mode" "$key")" "$mode"
+# Each round measures every row once; a row's "vs redis GET" is its rate over a redis-server GET
+# measured right before it (the machine's speed moves between runs seconds apart: redis-server's
+# own GET has moved 78k-131k/s on the shared build VM), and the table shows per row the median over
+# the rounds of both.
+results="$work/results"
+: >"$results"
+for ((round = 1; round <= rounds; round++)); do
+	for clients in 1 50; do
+		for row in GET "${modes[@]}"; do
+			rget="-"
+			if [[ -n "$rport" ]]; then
+				rget="$(rps "$rport" "$clients" GET "$key")"
+			fi
+			if [[ "$row" == GET ]]; then
+				rate="$(rps "$port" "$clients" GET "$key")"
+			else
+				rate="$(rps "$port" "$clients" RG.TRIGGER "bench_$row" "$key")"
+			fi
+			echo "$round $clients $row $rate $rget" >>"$results"
+		done
 	done
+	echo "round $round of $rounds done" >&2
 done
-echo "(gears serve on 127.0.0.1:$port, $requests requests per row; RedisGears 1.2.13 figures: issue 11)" >&2
+
+python3 - "$results" <<'PY'
+import statistics
+import sys
+
+# The real RedisGears 1.2.13 on 2 cores (issue 11): req/s per clients and row.
+REAL = {1: {'GET': 15800, 'sync': 7200, 'async': 8900, 'async_local': 7800},
+        50: {'GET': 87500, 'sync': 36200, 'async': 39400, 'async_local': 49000}}
+rows = {}
+for line in open(sys.argv[1]):
+    _, clients, row, rate, rget = line.split()
+    d = rows.setdefault((int(clients), row), {'rate': [], 'rget': [], 'vs': []})
+    d['rate'].append(float(rate))
+    if rget != '-':
+        d['rget'].append(float(rget))
+        d['vs'].append(float(rate) / float(rget))
+med = statistics.median
+print('%-8s %-20s %10s %8s %12s %13s %8s  %s' % ('clients', 'command', 'req/s', 'vs GET', 'vs redis GET',
+                                               'RG vs its GET', 'of RG', 'of RG per round'))
+for clients in (1, 50):
+    get = med(rows[(clients, 'GET')]['rate'])
+    d = rows[(clients, 'GET')]
+    if d['rget']:
+        print('%-8d %-20s %10.0f %8s %12s %13s %8s' % (clients, 'redis-server GET', med(d['rget']), '', '1.00', '1.00', ''))
+    for row in ('GET', 'sync', 'async', 'async_local'):
+        d = rows[(clients, row)]
+        rg = REAL[clients][row] / REAL[clients]['GET']
+        name = 'GET' if row == 'GET' else 'TRIGGER ' + row
+        vs = of = per = ''
+        if d['vs']:
+            vs = '%.2f' % med(d['vs'])
+            of = '%.2f' % (med(d['vs']) / rg)
+            per = ' '.join('%.2f' % (v / rg) for v in d['vs'])
+        print('%-8d %-20s %10.0f %8.2f %12s %13.2f %8s  %s' % (clients, name, med(d['rate']),
+                                                            med(d['rate']) / get, vs, rg, of, per))
+PY
+echo "(gears serve on 127.0.0.1:$port, $requests requests per row, $rounds rounds, medians; RedisGears 1.2.13 figures: issue 11)" >&2
