@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,4 +103,18 @@ func TestUsage(t *testing.T) {
 	stderr.Reset()
 	assert.Equal(t, 1, c.run([]string{"serve", "--redis", "http://x", "--addr", "127.0.0.1:0"}))
 	assert.Contains(t, stderr.String(), "redis URL must look like")
+}
+
+// TestServeGCPercent: gears serve sets the collector's target to serveGCPercent, unless GOGC is set.
+func TestServeGCPercent(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(prev) })
+
+	t.Setenv("GOGC", "")
+	require.True(t, tuneGC())
+	require.Equal(t, serveGCPercent, debug.SetGCPercent(100))
+
+	t.Setenv("GOGC", "150")
+	require.False(t, tuneGC())
+	require.Equal(t, 100, debug.SetGCPercent(100))
 }
