@@ -1,9 +1,6 @@
 package gearstest
 
-import (
-	"errors"
-	"sync"
-)
+import "errors"
 
 // cmdTrigger implements RG.TRIGGER and RG.TRIGGERONKEY (command_reader.c CommandReader_Trigger). The
 // call is accepted under the global lock (the trigger is looked up and its execution created, as on
@@ -16,38 +13,47 @@ func cmdTrigger(s *Server, c *client, args [][]byte) value {
 	if err != nil {
 		return errValue(err.Error())
 	}
-	var release func()
 	if c.inExec {
-		release = s.holdLock(c) // a no-op: EXEC holds the lock
-	} else {
-		// Sync triggers in a row (lane.go): join the running round, else wait for the lock or for
-		// the next round to start, whichever comes first.
-		for {
-			v, ok, next := s.lane.join(s, wk, c, args)
-			if ok {
-				return v
-			}
-			if s.lock.acquireOr(c.token, next) {
-				release = sync.OnceFunc(func() { s.lock.release(c.token) })
-				break
-			}
+		// EXEC holds the lock for the whole transaction.
+		r, e, err := s.state.startTrigger(string(args[1]), true)
+		switch {
+		case err != nil:
+			return errValue(err.Error())
+		case r.mode != "sync":
+			return s.runTrigger(wk, r, e, args, "x"+e.id, "", nil)
+		}
+		return s.runTrigger(wk, r, e, args, c.token, "m", func() {})
+	}
+	// Sync triggers in a row (lane.go): join the running round, else wait for the lock or for the
+	// next round to start, whichever comes first.
+	for {
+		v, ok, next := s.lane.join(s, wk, c, args)
+		if ok {
+			return v
+		}
+		if s.lock.acquireOr(c.token, next) {
+			break
 		}
 	}
-	defer release()
-	r, e, err := s.state.startTrigger(string(args[1]), c.inExec)
+	// (A flag and a deferred release rather than a sync.OnceFunc: that cost two allocations per
+	// RG.TRIGGER; this closure does not escape.)
+	held := true
+	defer func() {
+		if held {
+			s.lock.release(c.token)
+		}
+	}()
+	r, e, err := s.state.startTrigger(string(args[1]), false)
 	if err != nil {
 		return errValue(err.Error())
 	}
-	switch {
-	case r.mode != "sync":
-		release()
+	if r.mode != "sync" {
+		held = false
+		s.lock.release(c.token)
 		return s.runTrigger(wk, r, e, args, "x"+e.id, "", nil)
-	case c.inExec:
-		// EXEC keeps the lock for the whole transaction (release is a no-op there)
-		return s.runTrigger(wk, r, e, args, c.token, "m", release)
 	}
 	// This client holds the lock: its sync trigger starts a round of the lane, which releases the
-	// lock (the deferred release is a no-op by then, or finds the lock another token's).
+	// lock (the deferred release finds it released, or another token's, by then).
 	return s.lane.start(s, wk, c.token, r, e, args)
 }
 
@@ -65,7 +71,11 @@ func (s *Server) runTrigger(wk *workerProc, r *registration, e *execution, args 
 		// registration its own single worker thread).
 		r.order.Lock()
 	}
-	res, err := wk.request("trigger", onYield, triggerArgs(r, e, token, flags, args)...)
+	var res value
+	pr, err := wk.startTriggerRequest(onYield, false, r, e, token, flags, args)
+	if err == nil {
+		res, err = awaitRequest(pr)
+	}
 	if r.inorder && r.mode != "sync" {
 		r.order.Unlock()
 	}

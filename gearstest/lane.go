@@ -87,7 +87,7 @@ func (l *syncLane) start(s *Server, wk *workerProc, tok string, r *registration,
 // order). When it cannot be sent, it leaves the round as if it had ended.
 func (l *syncLane) sendLocked(s *Server, wk *workerProc, tok string, e *execution, r *registration, args [][]byte) (*pendingReq, error) {
 	l.heads = append(l.heads, tok)
-	pr, err := wk.startRequest("trigger", func() { l.advance(s, tok) }, true, triggerArgs(r, e, tok, "l", args)...)
+	pr, err := wk.startTriggerRequest(func() { l.advance(s, tok) }, true, r, e, tok, "l", args)
 	if err != nil {
 		l.heads = l.heads[:len(l.heads)-1]
 		if len(l.heads) == 0 {
@@ -126,14 +126,4 @@ func (l *syncLane) reset(s *Server, wk *workerProc) {
 		s.lock.releaseAll(l.heads[0])
 	}
 	l.active, l.wk, l.heads = false, nil, nil
-}
-
-// triggerArgs are the arguments of a `trigger` message after its rid (PROTOCOL.md).
-func triggerArgs(r *registration, e *execution, token, flags string, args [][]byte) []value {
-	msg := make([]value, 0, 3+len(args))
-	msg = append(msg, bulk(r.id), bulk(e.id), bulk(token), bulk(flags))
-	for _, a := range args[1:] {
-		msg = append(msg, bulkBytes(a))
-	}
-	return msg
 }

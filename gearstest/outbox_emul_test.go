@@ -127,7 +127,7 @@ func TestDoneResultsAreHandedOverAfterTheAnswers(t *testing.T) {
 	p.wk.Store(wk)
 	buf := make([]byte, 16)
 	_, _ = p.Read(buf)
-	wk.onDone("7", bulk("result"))
+	wk.onDone(7, bulk("result"))
 	_ = o.putHeld([]byte("answer;"))
 	if released != 1 {
 		t.Fatalf("released %d times before the next read, want 1", released)

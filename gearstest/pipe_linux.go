@@ -27,22 +27,42 @@ func nonBlockingWrite(w any) func([]byte) (int, error) {
 	if !nonBlocking {
 		return nil
 	}
-	return func(b []byte) (n int, err error) {
-		cerr := rc.Write(func(fd uintptr) bool {
-			n, err = syscall.Write(int(fd), b)
-			return true // never wait for the pipe to drain: the writer goroutine does that
-		})
-		if n < 0 {
-			n = 0
-		}
-		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
-			err = nil
-		}
-		if cerr != nil {
-			err = cerr
-		}
-		return n, err
+	w2 := &rawWriter{rc: rc}
+	w2.fn = w2.write
+	return w2.try
+}
+
+// rawWriter is nonBlockingWrite's function with its state in one allocation made once: a closure
+// passed to RawConn.Write escapes (an interface method), so a fresh one per message cost three heap
+// allocations on every message sent to the worker. Its callers serialize (outbox.mu).
+type rawWriter struct {
+	rc  syscall.RawConn
+	fn  func(fd uintptr) bool // w.write, bound once
+	b   []byte
+	n   int
+	err error
+}
+
+func (w *rawWriter) write(fd uintptr) bool {
+	w.n, w.err = syscall.Write(int(fd), w.b)
+	return true // never wait for the pipe to drain: the writer goroutine does that
+}
+
+func (w *rawWriter) try(b []byte) (int, error) {
+	w.b, w.n, w.err = b, 0, nil // (Write may fail without calling fn: the fd is closed)
+	cerr := w.rc.Write(w.fn)
+	n, err := w.n, w.err
+	w.b = nil
+	if n < 0 {
+		n = 0
 	}
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR) {
+		err = nil
+	}
+	if cerr != nil {
+		err = cerr
+	}
+	return n, err
 }
 
 func fcntlGetFlags(fd int) (int, error) {

@@ -37,6 +37,39 @@ func encodeMsg(args []value) []byte {
 	return b
 }
 
+// triggerFrame encodes `trigger <rid> <regid> <execid> <token> <flags> <args…>` (PROTOCOL.md; args
+// without the trigger name, which RG.TRIGGER's args[0] is) as encodeMsg would, in one allocation.
+func triggerFrame(rid int64, regid, execid, token, flags string, args [][]byte) []byte {
+	n := len("trigger") + 20 + len(regid) + len(execid) + len(token) + len(flags)
+	for _, a := range args[1:] {
+		n += len(a)
+	}
+	b := make([]byte, 0, 2+n+8*(len(args)+5))
+	var ridBuf [20]byte
+	ridDigits := strconv.AppendInt(ridBuf[:0], rid, 10)
+	b = append(b, "!7 "...)
+	b = strconv.AppendInt(b, int64(len(ridDigits)), 10)
+	for _, l := range [...]int{len(regid), len(execid), len(token), len(flags)} {
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(l), 10)
+	}
+	for _, a := range args[1:] {
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(len(a)), 10)
+	}
+	b = append(b, '\n')
+	b = append(b, "trigger"...)
+	b = append(b, ridDigits...)
+	b = append(b, regid...)
+	b = append(b, execid...)
+	b = append(b, token...)
+	b = append(b, flags...)
+	for _, a := range args[1:] {
+		b = append(b, a...)
+	}
+	return b
+}
+
 // replyMsg builds `reply <cid> <kind> <raw value>`, raw being the value's RESP2 bytes: a compact
 // frame when the value is a bulk string (its bytes go as they are), else a RESP2 array with the
 // value bytes spliced in.

@@ -1,6 +1,8 @@
 package gearstest
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -70,4 +72,24 @@ func TestCompactFramesEndToEnd(t *testing.T) {
 	require.Equal(t, []interface{}{`bytearray(b'v:\xff\xfe')`, "v:*1\r\n$1\r\na\r\n", "v:!3 1\n",
 		"v:x\r\ny\n", "v:", "v:a b", `bytearray(b'\xff\xfe')`, "*1\r\n$1\r\na\r\n", "!3 1\n",
 		"x\r\ny\n", "", "a b"}, got)
+}
+
+// TestTriggerFrameIsEncodeMsgOfTheTrigger: the trigger frame encoded directly (the RG.TRIGGER hot
+// path) is byte for byte encodeMsg of the same message, binary and empty arguments included.
+func TestTriggerFrameIsEncodeMsgOfTheTrigger(t *testing.T) {
+	r := &registration{id: "0000000000000000000000000000000000000000-1"}
+	e := &execution{id: "0000000000000000000000000000000000000000-12"}
+	for _, args := range [][][]byte{
+		{[]byte("t")},
+		{[]byte("t"), []byte("k")},
+		{[]byte("t"), {}, []byte("a\r\nb\x00"), []byte(strings.Repeat("x", 1000))},
+	} {
+		for _, rid := range []int64{1, 9, 10, 123456789012} {
+			want := []value{bulk("trigger"), bulk(strconv.FormatInt(rid, 10)), bulk(r.id), bulk(e.id), bulk("x" + e.id), bulk("l")}
+			for _, a := range args[1:] {
+				want = append(want, bulkBytes(a))
+			}
+			require.Equal(t, string(encodeMsg(want)), string(triggerFrame(rid, r.id, e.id, "x"+e.id, "l", args)))
+		}
+	}
 }

@@ -192,6 +192,19 @@ func (wk *workerProc) post(name string, args ...value) error {
 // waiting. releaseFirst: see pendingReq.
 func (wk *workerProc) startRequest(name string, release func(), releaseFirst bool, args ...value) (*pendingReq, error) {
 	rid := wk.s.rid.Add(1)
+	msg := append([]value{bulk(name), bulk(strconv.FormatInt(rid, 10))}, args...)
+	return wk.startRequestFrame(rid, encodeMsg(msg), release, releaseFirst)
+}
+
+// startTriggerRequest is startRequest for a `trigger` message (PROTOCOL.md), encoded directly
+// (triggerFrame): the hot path of every RG.TRIGGER.
+func (wk *workerProc) startTriggerRequest(release func(), releaseFirst bool, r *registration, e *execution, token, flags string, args [][]byte) (*pendingReq, error) {
+	rid := wk.s.rid.Add(1)
+	return wk.startRequestFrame(rid, triggerFrame(rid, r.id, e.id, token, flags, args), release, releaseFirst)
+}
+
+// startRequestFrame sends msg, the encoded request of rid (a fresh one), and returns what to wait on.
+func (wk *workerProc) startRequestFrame(rid int64, msg []byte, release func(), releaseFirst bool) (*pendingReq, error) {
 	pr := &pendingReq{ch: make(chan value, 1), release: release, releaseFirst: releaseFirst}
 	wk.mu.Lock()
 	if wk.dead {
@@ -200,8 +213,7 @@ func (wk *workerProc) startRequest(name string, release func(), releaseFirst boo
 	}
 	wk.pending[rid] = pr
 	wk.mu.Unlock()
-	msg := append([]value{bulk(name), bulk(strconv.FormatInt(rid, 10))}, args...)
-	if err := wk.send(msg...); err != nil {
+	if err := wk.out.put(msg); err != nil {
 		wk.mu.Lock()
 		delete(wk.pending, rid)
 		wk.mu.Unlock()
@@ -294,9 +306,9 @@ func (wk *workerProc) dispatch(m []value) {
 	}
 	switch string(m[0].Str) {
 	case "done":
-		wk.onDone(arg(1).String(), arg(2))
+		wk.onDone(parseRid(arg(1).Str), arg(2))
 	case "yield":
-		wk.onYield(arg(1).String())
+		wk.onYield(parseRid(arg(1).Str))
 	case "call":
 		wk.handleCall(arg(1).Str, arg(2).String(), m[min(3, len(m)):], true)
 	case "rcall":
@@ -344,8 +356,7 @@ func (wk *workerProc) dispatch(m []value) {
 // to the calls of that read are written, so that the worker, which waits for them, is woken first
 // and the requesters' wake-ups are off its path. The requester releases too (idempotently) before it
 // replies, so the lock is always free before the reply leaves.
-func (wk *workerProc) onDone(rid string, result value) {
-	n, _ := strconv.ParseInt(rid, 10, 64)
+func (wk *workerProc) onDone(n int64, result value) {
 	wk.mu.Lock()
 	pr := wk.pending[n]
 	delete(wk.pending, n)
@@ -359,6 +370,22 @@ func (wk *workerProc) onDone(rid string, result value) {
 	wk.deliveries = append(wk.deliveries, delivery{pr, result})
 }
 
+// parseRid reads a request id (decimal, as startRequest sent it); anything else is 0, which no
+// request has.
+func parseRid(b []byte) int64 {
+	if len(b) == 0 || len(b) > 18 {
+		return 0
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
+}
+
 // deliver hands the results onDone took to their requesters (readLoop's goroutine, before it reads).
 func (wk *workerProc) deliver() {
 	for i, d := range wk.deliveries {
@@ -369,8 +396,7 @@ func (wk *workerProc) deliver() {
 }
 
 // onYield releases the global lock a sync trigger holds while its execution waits on a future.
-func (wk *workerProc) onYield(rid string) {
-	n, _ := strconv.ParseInt(rid, 10, 64)
+func (wk *workerProc) onYield(n int64) {
 	wk.mu.Lock()
 	pr := wk.pending[n]
 	wk.mu.Unlock()
