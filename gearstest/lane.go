@@ -1,6 +1,9 @@
 package gearstest
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // syncLane lets sync RG.TRIGGER calls of different clients follow each other without a round trip
 // through Go between them. Without it, each sync execution holds the global lock from its start to
@@ -28,8 +31,36 @@ type syncLane struct {
 	heads   []string      // lock tokens of the round's triggers not done or yielded, in the order sent
 	joined  int           // triggers that joined the round
 
+	// The worker whose reader thread is pinned for rounds (pin_linux.go), and the timer that
+	// unpins it once no round started for unpinAfter: a client that sends sync triggers one at a
+	// time starts a round per trigger, which should not cost two affinity changes each.
+	pinned     *workerProc
+	unpinTimer *time.Timer
+
 	// Counted for tests: rounds started, and RG.TRIGGERs that found no room (join's next).
 	rounds, waiting int
+}
+
+// unpinAfter is how long the lane stays pinned after a round ends (see syncLane.pinned).
+const unpinAfter = 10 * time.Millisecond
+
+// unpinLater arms the unpin timer (l.mu held).
+func (l *syncLane) unpinLater() {
+	if l.pinned == nil {
+		return
+	}
+	if l.unpinTimer == nil {
+		l.unpinTimer = time.AfterFunc(unpinAfter, func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if !l.active {
+				l.pinned.unpin()
+				l.pinned = nil
+			}
+		})
+		return
+	}
+	l.unpinTimer.Reset(unpinAfter)
 }
 
 // laneMaxJoin bounds how many sync triggers join one round (see syncLane).
@@ -73,6 +104,11 @@ func (l *syncLane) join(s *Server, wk *workerProc, c *client, args [][]byte) (v 
 func (l *syncLane) start(s *Server, wk *workerProc, tok string, r *registration, e *execution, args [][]byte) value {
 	l.mu.Lock()
 	l.active, l.wk, l.heads, l.joined = true, wk, l.heads[:0], 0
+	if l.pinned != wk {
+		l.pinned.unpin()
+		wk.pin.set(true) // pin_linux.go
+		l.pinned = wk
+	}
 	l.rounds++
 	if l.started != nil {
 		close(l.started) // the RG.TRIGGERs waiting for the lock join this round
@@ -92,6 +128,7 @@ func (l *syncLane) sendLocked(s *Server, wk *workerProc, tok string, e *executio
 		l.heads = l.heads[:len(l.heads)-1]
 		if len(l.heads) == 0 {
 			l.active, l.wk = false, nil
+			l.unpinLater()
 		}
 	}
 	return pr, err
@@ -111,6 +148,7 @@ func (l *syncLane) advance(s *Server, tok string) {
 		return
 	}
 	l.active, l.wk = false, nil
+	l.unpinLater()
 	s.lock.releaseAll(tok)
 }
 

@@ -33,6 +33,8 @@ type workerProc struct {
 	// Results of `done`s readLoop read, handed to their requesters right before it reads the pipe
 	// again (deliver, from pipeReader), after the answers it held: only readLoop's goroutine uses it.
 	deliveries []delivery
+
+	pin pairPin // the sync lane's CPU (pin_linux.go)
 }
 
 // delivery is a request's result waiting for readLoop's next read (workerProc.deliveries).
@@ -187,6 +189,7 @@ func workerCommand(py, dir string, env []string, args ...string) (workerCmd, err
 func (s *Server) runWorker(wk *workerProc, stdin io.WriteCloser, pipe *pipeReader, stdout *bufio.Reader, stderr io.Reader, sp *spare) {
 	wk.out.try = nonBlockingWrite(stdin) // before anything is queued: see outbox
 	pipe.wk.Store(wk)                    // readLoop's answers leave in batches (pipeReader)
+	wk.pin.cpu = pickPairCPU(wk.cmd.Process.Pid)
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
@@ -199,6 +202,7 @@ func (s *Server) runWorker(wk *workerProc, stdin io.WriteCloser, pipe *pipeReade
 				s.logf('#', "%v", err)
 			}
 		}
+		wk.pin.bind()
 		wk.readLoop(stdout)
 	}()
 	go func() {
@@ -211,6 +215,7 @@ func (s *Server) runWorker(wk *workerProc, stdin io.WriteCloser, pipe *pipeReade
 		"reqdir":  filepath.Join(s.tmp, "requirements"),
 		"shard":   s.state.myid,
 		"cluster": s.shardInit(), // cluster.go: node id and hashtag() of a shard, null stand-alone
+		"pin_cpu": wk.pin.cpu,    // pin_linux.go, -1: off
 	})
 	_ = wk.send(bulk("init"), bulkBytes(init))
 }

@@ -130,6 +130,39 @@ class _Role(object):
         self.nest_depth = 0
 
 
+# The sync lane's CPU (gearstest/pin_linux.go): while a round runs, the reading thread runs on the CPU
+# Go's reader runs on, so that each execute() round trip is a switch between two threads of one run
+# queue instead of two wake-ups of threads on idle CPUs. The worker's lane empties between triggers
+# of a round whenever it has not read the next one yet, so the thread stays pinned until the lane
+# was idle at two watchdog ticks in a row (5-10 ms). _PIN = [the CPU as a set (from `init`'s
+# pin_cpu) or None, (native id, mask to restore) of the pinned thread or None, idle ticks].
+_PIN = [None, None, 0]
+
+
+def _pin_round():
+    """A round starts on the reading thread: it runs on the lane's CPU until the round ends."""
+    _PIN[2] = 0
+    if _PIN[1] is not None:
+        return
+    try:
+        tid = threading.get_native_id()
+        prev = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, _PIN[0])
+    except (OSError, ValueError):
+        return  # advice only
+    _PIN[1] = (tid, prev)
+
+
+def _unpin_round():
+    """The lane is idle: the thread pinned for it gets its mask back (called by the watchdog)."""
+    tid, prev = _PIN[1]
+    _PIN[1] = None
+    try:
+        os.sched_setaffinity(tid, prev)
+    except (OSError, ValueError):
+        pass  # the thread is gone
+
+
 # Tokens of atomic() blocks outside any execution's token (new_token).
 _TOKENS = itertools.count(1)
 
@@ -420,6 +453,10 @@ class Worker(object):
                 # Frames the reading thread held (write) while it handles a long burst or sits in
                 # user code: they wait at most this long.
                 self.drain()
+            if _PIN[1] is not None and not self.lane_busy:
+                _PIN[2] += 1
+                if _PIN[2] >= 2:
+                    _unpin_round()
             note = None
             with self.mu:
                 since = self.exec_since
@@ -524,6 +561,8 @@ class Worker(object):
         self.check37 = bool(cfg.get('check37', True))
         self.reqdir = cfg.get('reqdir')
         state.cluster = cfg.get('cluster')
+        cpu = cfg.get('pin_cpu', -1)
+        _PIN[0] = {cpu} if isinstance(cpu, int) and cpu >= 0 else None
 
     def set_config(self, name, value):
         state.config[name] = value
@@ -789,6 +828,8 @@ class Worker(object):
             mu.release()
             if busy:
                 return
+            if _PIN[0] is not None and tls.role is not None:
+                _pin_round()
         self.start_trigger(msg, nested)
 
     def lane_next(self):

@@ -17,7 +17,7 @@ WORKER = os.path.join(os.path.dirname(HERE), 'worker.py')
 class FakeGo(object):
     """Runs worker.py and plays Go: answers newid/newexec/call/lock/configget from memory."""
 
-    def __init__(self, config=None, check37=True, reqdir=None, timeout=10):
+    def __init__(self, config=None, check37=True, reqdir=None, timeout=10, init_extra=None):
         self.timeout = timeout  # the default of every wait (longer under valgrind: bench_callgrind.py)
         self.p = subprocess.Popen([sys.executable, '-u', WORKER], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -46,6 +46,7 @@ class FakeGo(object):
         self.errt = threading.Thread(target=self._read_err, daemon=True)
         self.errt.start()
         init = {'config': self.config, 'check37': check37, 'reqdir': reqdir or '', 'shard': '0' * 40}
+        init.update(init_extra or {})
         self.send([b'init', json.dumps(init).encode()])
 
     def close(self):

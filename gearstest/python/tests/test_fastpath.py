@@ -576,3 +576,62 @@ class SpinTest(unittest.TestCase):
 
 if __name__ == '__main__':
     unittest.main()
+
+
+def _cpu_list(text):
+    """The CPUs of a Cpus_allowed_list ("0-3,6")."""
+    out = set()
+    for part in text.split(','):
+        a, _, b = part.partition('-')
+        out.update(range(int(a), int(b or a) + 1))
+    return out
+
+
+class PinTest(unittest.TestCase):
+    """The sync lane's CPU (gearstest/pin_linux.go): Go names it in `init` (pin_cpu); a lane round runs
+    its triggers on the reading thread pinned to it, and the watchdog gives the thread its own mask
+    back once the lane was idle for two of its ticks."""
+
+    SCRIPT = ("import os, threading\n"
+              "GB('CommandReader').map(lambda x: '%d %s' % (threading.get_native_id(), "
+              "','.join(map(str, sorted(os.sched_getaffinity(0)))))).register(trigger='t', mode='sync')")
+
+    def setUp(self):
+        self.allowed = set(os.sched_getaffinity(0))
+        if len(self.allowed) < 2:
+            self.skipTest('needs two allowed CPUs (with one, Go sends pin_cpu -1 and nothing is pinned)')
+        self.cpu = max(self.allowed)
+
+    def start(self, pin_cpu):
+        g = FakeGo(init_extra={'pin_cpu': pin_cpu})
+        self.addCleanup(g.close)
+        r = g.exec_(self.SCRIPT)
+        return g, r[1][0][0]
+
+    def run_trigger(self, g, reg, flags):
+        got = g.trigger(reg, 't', flags=flags)
+        tid, cpus = got[1][0].decode().split()
+        return int(tid), {int(c) for c in cpus.split(',')}
+
+    def thread_cpus(self, g, tid):
+        with open('/proc/%d/task/%d/status' % (g.p.pid, tid)) as f:
+            for line in f:
+                if line.startswith('Cpus_allowed_list:'):
+                    return _cpu_list(line.split()[1])
+
+    def test_a_lane_round_runs_on_the_lane_cpu_until_the_lane_idles(self):
+        g, reg = self.start(self.cpu)
+        tid, cpus = self.run_trigger(g, reg, 'l')
+        self.assertEqual(cpus, {self.cpu})
+        deadline = time.monotonic() + 10
+        while self.thread_cpus(g, tid) != self.allowed:
+            self.assertLess(time.monotonic(), deadline, 'the reading thread stayed pinned')
+            time.sleep(0.005)
+        # A trigger outside the lane never pins.
+        tid2, cpus2 = self.run_trigger(g, reg, '')
+        self.assertEqual(cpus2, self.allowed)
+
+    def test_nothing_is_pinned_without_a_cpu(self):
+        g, reg = self.start(-1)
+        _, cpus = self.run_trigger(g, reg, 'l')
+        self.assertEqual(cpus, self.allowed)
