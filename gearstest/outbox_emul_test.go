@@ -153,3 +153,70 @@ func TestDoneResultsAreHandedOverAfterTheAnswers(t *testing.T) {
 		t.Fatal("request still pending")
 	}
 }
+
+// TestOutboxPutDuringADirectWriteQueuesBehindIt: while one goroutine writes a message itself
+// (writeDirect, outside the outbox's mutex), another goroutine's put returns at once and its message
+// leaves with that goroutine's next write, after the first one.
+func TestOutboxPutDuringADirectWriteQueuesBehindIt(t *testing.T) {
+	o := newOutbox()
+	inWrite, release := make(chan struct{}), make(chan struct{})
+	var writes []string
+	o.try = func(b []byte) (int, error) {
+		if len(writes) == 0 {
+			close(inWrite)
+			<-release
+		}
+		writes = append(writes, string(b))
+		return len(b), nil
+	}
+	first := make(chan error, 1)
+	go func() { first <- o.put([]byte("one;")) }()
+	<-inWrite
+	if err := o.put([]byte("two;")); err != nil { // returns while "one;" is being written
+		t.Fatal(err)
+	}
+	_ = o.put([]byte("three;"))
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"one;", "two;three;"}; !equalStrings(writes, want) {
+		t.Fatalf("writes = %q, want %q (the rest in one write, in order, by the first goroutine)", writes, want)
+	}
+	select {
+	case <-o.wake:
+		t.Fatal("the writer goroutine was signalled: nothing was left for it")
+	default:
+	}
+}
+
+// TestOutboxPartialDirectWriteGoesFirstToTheWriter: what the pipe did not take of a direct write
+// goes to the writer goroutine ahead of what was queued meanwhile.
+func TestOutboxPartialDirectWriteGoesFirstToTheWriter(t *testing.T) {
+	o := newOutbox()
+	inWrite, release := make(chan struct{}), make(chan struct{})
+	o.try = func(b []byte) (int, error) {
+		close(inWrite)
+		<-release
+		return 2, nil // the pipe took "on" of "one;"
+	}
+	first := make(chan error, 1)
+	go func() { first <- o.put([]byte("one;")) }()
+	<-inWrite
+	_ = o.put([]byte("two;"))
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	o.mu.Lock()
+	queued := string(o.buf)
+	o.mu.Unlock()
+	if queued != "e;two;" {
+		t.Fatalf("queued for the writer: %q, want %q", queued, "e;two;")
+	}
+	select {
+	case <-o.wake:
+	default:
+		t.Fatal("the writer goroutine was not signalled")
+	}
+}

@@ -27,16 +27,19 @@ type pendingReq struct {
 // by construction (TestFullPipesBothWays fills both at once). The queue is unbounded: a worker that
 // stops reading is killed by stop or noticed dead, which ends the writer.
 //
-// Fast path: while nothing is queued and the writer is idle, put writes the message itself with a
-// non-blocking write (try, from nonBlockingWrite) under mu, so that order is kept; what the pipe does
-// not take at once is queued for the writer as usual. A trigger's messages then leave without a
-// goroutine hand-off (two per RG.TRIGGER with one execute(), on the critical path of sync ones).
+// Fast path: while nothing is queued and no one writes, put writes the message itself with a
+// non-blocking write (try, from nonBlockingWrite; writeDirect), outside mu: messages put meanwhile
+// queue and leave with that goroutine's next write, so order is kept; what the pipe does not take at
+// once is queued for the writer as usual. A trigger's messages then leave without a goroutine
+// hand-off (two per RG.TRIGGER with one execute(), on the critical path of sync ones).
 type outbox struct {
 	mu     sync.Mutex
 	buf    []byte // queued bytes, whole messages (the first one may be the rest of a partly written one)
 	busy   bool   // the writer goroutine is writing bytes it took from buf: put must queue behind them
 	closed bool   // no more messages: the writer flushes buf, then closes stdin
 	hold   bool   // putHeld only queues (pipeReader: readLoop is handling what one read returned)
+	direct bool   // a goroutine writes outside mu (writeDirect): others queue, it takes buf next
+	spare  []byte // a written buffer writeDirect keeps for buf
 	wake   chan struct{}
 	try    func([]byte) (int, error) // non-blocking write to the pipe, or nil (every message is queued)
 }
@@ -56,21 +59,50 @@ func (o *outbox) put(msg []byte) error {
 		o.flushLocked()
 		return nil
 	}
-	if o.try != nil && !o.busy && len(o.buf) == 0 {
-		n, err := o.try(msg)
-		if err == nil && n == len(msg) {
-			o.mu.Unlock()
-			return nil
-		}
-		if n > 0 {
-			msg = msg[n:]
-		}
-		// The pipe is full (or broken: the writer's own write then fails and closes the outbox).
+	if o.try != nil && !o.busy && !o.direct && len(o.buf) == 0 {
+		o.writeDirect(msg, false)
+		return nil
 	}
 	o.buf = append(o.buf, msg...)
+	direct := o.direct
 	o.mu.Unlock()
-	o.signal()
+	if !direct {
+		o.signal() // (a direct write in progress takes it with its next write)
+	}
 	return nil
+}
+
+// writeDirect writes msg from the calling goroutine (o.mu held on entry, released on return), outside
+// o.mu: what others put meanwhile queues in buf and leaves with the next write of this loop, in order,
+// instead of each putter waiting for o.mu through the syscall and writing on its own. What the pipe
+// does not take at once goes, first, to the writer goroutine. owned: msg may be kept as the spare
+// buffer once written.
+func (o *outbox) writeDirect(msg []byte, owned bool) {
+	o.direct = true
+	for {
+		o.mu.Unlock()
+		n, err := o.try(msg)
+		o.mu.Lock()
+		if err != nil || n < len(msg) {
+			// The pipe is full (or broken: the writer's own write then fails and closes the outbox).
+			rest := msg[max(n, 0):]
+			o.buf = append(append(make([]byte, 0, len(rest)+len(o.buf)), rest...), o.buf...)
+			break
+		}
+		if owned && cap(msg) > cap(o.spare) {
+			o.spare = msg[:0]
+		}
+		if len(o.buf) == 0 || o.closed || o.busy {
+			break
+		}
+		msg, o.buf, o.spare, owned = o.buf, o.spare, nil, true
+	}
+	o.direct = false
+	pending := len(o.buf) > 0 || o.closed
+	o.mu.Unlock()
+	if pending {
+		o.signal()
+	}
 }
 
 // putHeld is put for readLoop's answers to the worker's calls: while the outbox holds (pipeReader),
@@ -105,19 +137,18 @@ func (o *outbox) unhold() {
 	o.flushLocked()
 }
 
-// flushLocked writes buf (o.mu held; it unlocks): itself when the pipe takes it all at once and the
-// writer is idle, else through the writer goroutine.
+// flushLocked writes buf (o.mu held; it unlocks): itself when the writer is idle (writeDirect), else
+// through the writer goroutine or the direct write in progress.
 func (o *outbox) flushLocked() {
+	if o.direct {
+		o.mu.Unlock() // the direct write in progress takes buf next
+		return
+	}
 	if o.try != nil && !o.busy && !o.closed {
-		n, err := o.try(o.buf)
-		if err == nil && n == len(o.buf) {
-			o.buf = o.buf[:0]
-			o.mu.Unlock()
-			return
-		}
-		if n > 0 {
-			o.buf = append(o.buf[:0], o.buf[n:]...)
-		}
+		msg := o.buf
+		o.buf, o.spare = o.spare, nil
+		o.writeDirect(msg, true)
+		return
 	}
 	o.mu.Unlock()
 	o.signal()
@@ -152,6 +183,10 @@ func (o *outbox) writeLoop(w io.WriteCloser, dead <-chan struct{}) {
 		}
 		for {
 			o.mu.Lock()
+			if o.direct {
+				o.mu.Unlock() // it signals when it is done
+				break
+			}
 			buf, closed := o.buf, o.closed
 			if len(buf) == 0 {
 				o.busy = false
