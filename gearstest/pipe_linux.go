@@ -34,7 +34,7 @@ func nonBlockingWrite(w any) func([]byte) (int, error) {
 
 // rawWriter is nonBlockingWrite's function with its state in one allocation made once: a closure
 // passed to RawConn.Write escapes (an interface method), so a fresh one per message cost three heap
-// allocations on every message sent to the worker. Its callers serialize (outbox.mu).
+// allocations on every message sent to the worker. Its callers serialize (one writeDirect at a time).
 type rawWriter struct {
 	rc  syscall.RawConn
 	fn  func(fd uintptr) bool // w.write, bound once
