@@ -395,6 +395,21 @@ class SessionTest(WorkerTest):
         self.assertEqual(self.g.wait(rid_), [b'ok'])
         self.assertEqual(self.register("GB('CommandReader').register(trigger='t')", sid='s2'), [rid(3)])
 
+    def test_retired_registrations_are_kept_up_to_the_bound(self):
+        # A registration that left still answers the triggers Go accepted before (it runs the old
+        # code), through the worker's lookup cache too; only the newest RETIRED_MAX (1024) are kept:
+        # the oldest beyond that is not found any more, cached or not.
+        import worker
+        n = worker.RETIRED_MAX + 1
+        regs = self.register("for i in range(%d):\n"
+                             "    GB('CommandReader').map(lambda x, i=i: 'old%%d' %% i).register(trigger='t%%d' %% i)" % n)
+        self.assertEqual(len(regs), n)
+        self.assertEqual(self.g.trigger(regs[0], 't0'), [b'ok', [b'old0'], []])  # now in the cache
+        self.unregister(*regs)
+        self.assertEqual(self.g.trigger(regs[0], 't0'), [b'ok', [], [b'ERR subcommand not found']])
+        self.assertEqual(self.g.trigger(regs[1], 't1'), [b'ok', [b'old1'], []])
+        self.assertEqual(self.g.trigger(regs[-1], 't%d' % (n - 1)), [b'ok', [b'old%d' % (n - 1)], []])
+
     def test_pickle_check(self):
         r = self.g.exec_("import threading\nl = threading.Lock()\ndef f(x):\n    with l:\n        return x\n"
                          "GB('CommandReader').map(f).register(trigger='t')")
