@@ -47,30 +47,32 @@ func (l *globalLock) acquire(token string) {
 
 // acquireOr waits until token owns the lock (true) or alt is closed first (false: not taken).
 func (l *globalLock) acquireOr(token string, alt <-chan struct{}) bool {
-	if l.reenter(token) {
-		return true
-	}
-	select {
-	case l.sem <- struct{}{}:
-		l.setOwner(token)
-		return true
-	case <-alt:
-		return false
-	}
+	return l.take(token, true, alt)
 }
 
 // tryAcquire takes the lock for token if that does not need to wait.
-func (l *globalLock) tryAcquire(token string) bool {
+func (l *globalLock) tryAcquire(token string) bool { return l.take(token, false, nil) }
+
+// take is acquireOr (wait) and tryAcquire (not wait: only a free lock, or one token owns, is taken).
+func (l *globalLock) take(token string, wait bool, alt <-chan struct{}) bool {
 	if l.reenter(token) {
 		return true
 	}
-	select {
-	case l.sem <- struct{}{}:
-		l.setOwner(token)
-		return true
-	default:
-		return false
+	if wait {
+		select {
+		case l.sem <- struct{}{}:
+		case <-alt:
+			return false
+		}
+	} else {
+		select {
+		case l.sem <- struct{}{}:
+		default:
+			return false
+		}
 	}
+	l.setOwner(token)
+	return true
 }
 
 // release gives up one level of token's ownership. Releasing a lock token does not own is ignored,
