@@ -72,7 +72,7 @@ func (s *Server) runTrigger(wk *workerProc, r *registration, e *execution, args 
 		r.order.Lock()
 	}
 	var res value
-	pr, err := wk.startTriggerRequest(onYield, false, r, e, token, flags, args)
+	pr, err := wk.startTriggerRequest(onYield, r, e, token, flags, args)
 	if err == nil {
 		res, err = awaitRequest(pr)
 	}

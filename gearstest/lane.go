@@ -123,7 +123,7 @@ func (l *syncLane) start(s *Server, wk *workerProc, tok string, r *registration,
 // order). When it cannot be sent, it leaves the round as if it had ended.
 func (l *syncLane) sendLocked(s *Server, wk *workerProc, tok string, e *execution, r *registration, args [][]byte) (*pendingReq, error) {
 	l.heads = append(l.heads, tok)
-	pr, err := wk.startTriggerRequest(func() { l.advance(s, tok) }, true, r, e, tok, "l", args)
+	pr, err := wk.startTriggerRequest(func() { l.advance(s, tok) }, r, e, tok, "l", args)
 	if err != nil {
 		l.heads = l.heads[:len(l.heads)-1]
 		if len(l.heads) == 0 {

@@ -31,11 +31,3 @@ func (p *pipeReader) Read(b []byte) (int, error) {
 	}
 	return n, err
 }
-
-// Close closes the pipe.
-func (p *pipeReader) Close() error {
-	if c, ok := p.r.(io.Closer); ok {
-		return c.Close()
-	}
-	return nil
-}

@@ -13,11 +13,10 @@ type pendingReq struct {
 	ch chan value // gets the result value; errWorkerDied is delivered as an error value
 	// release, when set, is called when the request stops needing the global lock its sender holds:
 	// on `yield` (a sync trigger waiting on a future) and on `done`, from the reader goroutine, so the
-	// next command gets the lock without waiting for the sender to be scheduled. It must be idempotent.
+	// next command gets the lock without waiting for the sender to be scheduled; always before the
+	// result is handed over (onDone), so a sync lane trigger's lock has moved on (lane.go) before its
+	// requester's client can send its next command. It must be idempotent.
 	release func()
-	// releaseFirst: call release before the result is handed over (sync lane triggers, lane.go: the
-	// lock must have moved on before the requester's client can send its next command).
-	releaseFirst bool
 }
 
 // outbox queues the messages for the worker's stdin; one writer goroutine (writeLoop) writes them.
@@ -224,23 +223,23 @@ func (wk *workerProc) post(name string, args ...value) error {
 }
 
 // startRequest sends a request (a fresh rid) and returns what to wait on (awaitRequest) without
-// waiting. releaseFirst: see pendingReq.
-func (wk *workerProc) startRequest(name string, release func(), releaseFirst bool, args ...value) (*pendingReq, error) {
+// waiting. release: see pendingReq.
+func (wk *workerProc) startRequest(name string, release func(), args ...value) (*pendingReq, error) {
 	rid := wk.s.rid.Add(1)
 	msg := append([]value{bulk(name), bulk(strconv.FormatInt(rid, 10))}, args...)
-	return wk.startRequestFrame(rid, encodeMsg(msg), release, releaseFirst)
+	return wk.startRequestFrame(rid, encodeMsg(msg), release)
 }
 
 // startTriggerRequest is startRequest for a `trigger` message (PROTOCOL.md), encoded directly
 // (triggerFrame): the hot path of every RG.TRIGGER.
-func (wk *workerProc) startTriggerRequest(release func(), releaseFirst bool, r *registration, e *execution, token, flags string, args [][]byte) (*pendingReq, error) {
+func (wk *workerProc) startTriggerRequest(release func(), r *registration, e *execution, token, flags string, args [][]byte) (*pendingReq, error) {
 	rid := wk.s.rid.Add(1)
-	return wk.startRequestFrame(rid, triggerFrame(rid, r.id, e.id, token, flags, args), release, releaseFirst)
+	return wk.startRequestFrame(rid, triggerFrame(rid, r.id, e.id, token, flags, args), release)
 }
 
 // startRequestFrame sends msg, the encoded request of rid (a fresh one), and returns what to wait on.
-func (wk *workerProc) startRequestFrame(rid int64, msg []byte, release func(), releaseFirst bool) (*pendingReq, error) {
-	pr := &pendingReq{ch: make(chan value, 1), release: release, releaseFirst: releaseFirst}
+func (wk *workerProc) startRequestFrame(rid int64, msg []byte, release func()) (*pendingReq, error) {
+	pr := &pendingReq{ch: make(chan value, 1), release: release}
 	wk.mu.Lock()
 	if wk.dead {
 		wk.mu.Unlock()
@@ -499,7 +498,7 @@ func lockToken(tok string) string {
 // request sends a message whose second element is a fresh rid and waits for its `done`. It always
 // returns: when the worker dies (a crash, KillWorker, Close), readLoop fails every pending request.
 func (wk *workerProc) request(name string, release func(), args ...value) (value, error) {
-	pr, err := wk.startRequest(name, release, false, args...)
+	pr, err := wk.startRequest(name, release, args...)
 	if err != nil {
 		return value{}, err
 	}
