@@ -1112,20 +1112,6 @@ class Worker(object):
     def finish(self, ctx, records, status):
         eid = ctx.execid
         self.execs.pop(eid if type(eid) is bytes else eid.encode(), None)
-        if (ctx.kind == 'trigger' and len(records) == 1 and type(records[0]) is str
-                and ctx.override is None and not ctx.errors):
-            v = records[0]
-            if len(v) < 2 or (v[0] != '+' and v[0] != '-'):
-                # The usual answer, `done <rid> ["ok", [record], [], status]` of one str record
-                # (records_bytes' first case), in one piece.
-                b = v.encode('utf-8', 'replace')
-                rid = ctx.rid
-                self.write(b'*3\r\n$4\r\ndone\r\n$%d\r\n%s\r\n*4\r\n$2\r\nok\r\n*1\r\n$%d\r\n%s\r\n'
-                           b'*0\r\n$%d\r\n%s\r\n' % (len(rid), rid, len(b), b, len(status), status))
-                if ctx.lane:
-                    ctx.lane = False
-                    self.lane_next()
-                return
         try:
             raw = resp.records_bytes(records)
         except RecursionError:
