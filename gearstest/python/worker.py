@@ -140,7 +140,7 @@ _PIN = [None, None, 0]
 
 
 def _pin_round():
-    """A round starts on the reading thread: it runs on the lane's CPU until the round ends."""
+    """A round starts on the reading thread: it runs on the lane's CPU until the lane idles."""
     _PIN[2] = 0
     if _PIN[1] is not None:
         return
@@ -161,6 +161,15 @@ def _unpin_round():
         os.sched_setaffinity(tid, prev)
     except (OSError, ValueError):
         pass  # the thread is gone
+
+
+def _write_rest(fd, data, n):
+    """Writes data after its first n bytes, which a first os.write took (Worker.write, drain: the
+    pipe was full). That first write is the callers' own: the usual one takes it all, and a
+    memoryview costs more than the write call."""
+    view = memoryview(data)[n:]
+    while view:
+        view = view[os.write(fd, view):]
 
 
 # Tokens of atomic() blocks outside any execution's token (new_token).
@@ -251,10 +260,7 @@ class Worker(object):
             try:
                 n = os.write(self.out_fd, data)
                 if n < len(data):
-                    view = memoryview(data)[n:]
-                    while view:
-                        n = os.write(self.out_fd, view)
-                        view = view[n:]
+                    _write_rest(self.out_fd, data, n)
             finally:
                 lock.release()
             if not q:
@@ -280,11 +286,8 @@ class Worker(object):
                             chunks.append(q.popleft())
                         buf = b''.join(chunks)
                     n = os.write(self.out_fd, buf)
-                    if n < len(buf):  # (a memoryview only then: it costs more than the write call)
-                        view = memoryview(buf)[n:]
-                        while view:
-                            n = os.write(self.out_fd, view)
-                            view = view[n:]
+                    if n < len(buf):
+                        _write_rest(self.out_fd, buf, n)
             finally:
                 lock.release()
 

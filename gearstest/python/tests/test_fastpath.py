@@ -237,6 +237,21 @@ class WriterTest(unittest.TestCase):
         self.assertEqual(got, {t: list(range(k)) for t in range(n)})
         self.assertEqual(len(fake.outq), 0)
 
+    def test_write_rest_writes_what_the_first_write_left(self):
+        # Worker.write and drain write once themselves; after a short write (a full pipe, a signal)
+        # _write_rest writes the rest, from where that write stopped, all of it.
+        import worker
+        rfd, wfd = os.pipe()
+        data = bytes(range(256)) * 1024  # more than a pipe holds at once
+        chunks = []
+        rd = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(rfd, 1 << 16), b'')))
+        rd.start()
+        worker._write_rest(wfd, data, 1000)
+        os.close(wfd)
+        rd.join()
+        os.close(rfd)
+        self.assertEqual(b''.join(chunks), data[1000:])
+
     def test_frame_queued_behind_a_direct_write_leaves(self):
         # A writes a frame bigger than the pipe holds at once (it blocks in os.write, holding wlock);
         # B's frame, sent meanwhile, is queued and must leave when A is done, without another write.
